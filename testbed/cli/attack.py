@@ -1,0 +1,12 @@
+"""`testbed attack ...` commands (being built; see the issue tracker)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="attack commands.", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """attack commands."""

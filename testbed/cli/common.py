@@ -1,0 +1,83 @@
+"""Helpers every CLI module shares: consoles, JSON output, progress bars, error lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _default(o: Any) -> Any:
+    import numpy as np
+    from pathlib import Path
+
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as JSON to stdout (no Rich markup, safe for scripts)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=_default, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def make_progress(transient: bool = False, disable: bool = False) -> Progress:
+    """A Rich progress bar with count, elapsed time and ETA, drawn on stderr."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+        disable=disable,
+    )
+
+
+def split_csv(value: str | None) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> []."""
+    if not value:
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def split_floats(value: str | None, what: str) -> list[float]:
+    """'0.001,0.01' -> [0.001, 0.01], with a one-line error naming the option."""
+    from testbed.errors import TestbedError
+
+    out = []
+    for v in split_csv(value):
+        try:
+            out.append(float(v))
+        except ValueError:
+            raise TestbedError(f"{what}: {v!r} is not a number") from None
+    return out
+
+
+def table_rows(rows: Iterable[dict]) -> list[dict]:
+    return list(rows)

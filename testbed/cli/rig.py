@@ -1,0 +1,70 @@
+"""`testbed rig ...`: validate a rig, draw it, listen to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from testbed.cli.common import console, print_json
+
+app = typer.Typer(help="Rig files: check, map, listen.", no_args_is_help=True)
+
+RigArg = typer.Argument(..., help="rig TOML file, e.g. rigs/office-sim.toml", show_default=False)
+
+
+@app.command("check")
+def check(
+    rig_path: Path = RigArg,
+    placement: str = typer.Option(None, "--placement", "-p", help="apply a named placement"),
+    json_out: bool = typer.Option(False, "--json", help="print the geometry as JSON"),
+) -> None:
+    """Validate a rig and print its geometry (distance, angle, direct-path delay per path).
+
+    Example: testbed rig check rigs/office-sim.toml --placement P2
+    """
+    from rich.table import Table
+
+    from testbed.errors import RigError
+    from testbed.rig import load_rig, path_geometry
+
+    rig = load_rig(rig_path)
+    if placement is not None and placement not in rig.placements:
+        raise RigError(f"{rig_path}: placements: no placement {placement!r} "
+                       f"(have: {', '.join(rig.placements) or 'none'})")
+    geo = path_geometry(rig, placement)
+    if json_out:
+        print_json({"rig": rig.name, "backend": rig.backend, "sample_rate": rig.sample_rate,
+                    "placement": placement, "paths": [g.as_dict() for g in geo]})
+        return
+    console.print(f"[green]ok[/green] {rig_path}: rig {rig.name!r}, backend {rig.backend}, "
+                  f"{rig.sample_rate} Hz, {len(rig.speakers)} speakers, {len(rig.mics)} mics, "
+                  f"DUT mic {rig.dut.mic!r}, placements: {', '.join(rig.placements) or 'none'}")
+    t = Table(title=f"geometry{f' (placement {placement})' if placement else ''}")
+    for col in ("speaker", "mic", "distance m", "angle deg", "delay ms", "delay samples"):
+        t.add_column(col, justify="right" if col[0] in "dae" else "left")
+    for g in geo:
+        t.add_row(g.speaker, g.mic, f"{g.distance_m:.3f}", f"{g.angle_deg:.1f}",
+                  f"{g.delay_ms:.3f}", f"{g.delay_samples:.2f}")
+    console.print(t)
+
+
+@app.command("map")
+def map_(
+    rig_path: Path = RigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
+    placement: str = typer.Option(None, "--placement", "-p", help="draw with a named placement applied"),
+) -> None:
+    """Draw a top-down picture of room, speakers, mics and placements.
+
+    Example: testbed rig map rigs/office-sim.toml -o office.png
+    """
+    from testbed.errors import RigError
+    from testbed.rig import load_rig
+    from testbed.rig.mapping import save_rig_map
+
+    rig = load_rig(rig_path)
+    if placement is not None and placement not in rig.placements:
+        raise RigError(f"{rig_path}: placements: no placement {placement!r}")
+    path = save_rig_map(rig, out, placement)
+    console.print(f"wrote {path}")

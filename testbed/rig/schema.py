@@ -1,0 +1,189 @@
+"""Pydantic models of a rig file (TOML); see DESIGN.md, "Rig file".
+
+Units are in the field names: metres (``_m``), degrees (``_deg``), dB SPL, dBFS.
+Every model forbids unknown keys so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Microphone tiers with built-in models; anything else must be a CSV of (hz, db).
+MIC_TIERS = ("reference", "smartphone", "mems", "electret-cheap")
+#: Loudspeaker models with built-in responses; anything else must be a CSV of (hz, db).
+SPEAKER_MODELS = ("flat", "small-bookshelf", "phone-speaker")
+BACKENDS = ("sim", "sounddevice", "pyaudio")
+
+Vec3 = tuple[float, float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Room(_Strict):
+    """The room: drawn by ``rig map`` and simulated by the sim backend."""
+
+    size_m: Vec3 = Field(description="length x width x height in metres")
+    rt60_s: float = Field(0.4, ge=0.0, le=5.0, description="reverberation time in seconds; 0 = anechoic")
+    noise_dbspl: float = Field(35.0, ge=-20.0, le=120.0, description="diffuse background noise at the mics")
+    seed: int = 0
+
+    @field_validator("size_m")
+    @classmethod
+    def _positive(cls, v: Vec3) -> Vec3:
+        if min(v) <= 0:
+            raise ValueError(f"room dimensions must be positive, got {list(v)}")
+        return v
+
+
+class Speaker(_Strict):
+    role: Literal["user", "adversary"]
+    position_m: Vec3
+    facing_deg: float = Field(0.0, description="azimuth the speaker faces, degrees from +x towards +y")
+    response: str = Field("flat", description="named speaker model or path to a CSV of (hz, db)")
+    spl_at_1m_db: float = Field(100.0, description="sound pressure at 1 m on axis for a full-scale (0 dBFS) sine")
+    max_dbfs: float = Field(-3.0, le=0.0, description="hard cap on anything ever sent to this speaker")
+    channel: int = Field(1, ge=1, description="output channel (1-based) on hardware backends")
+
+
+class Mic(_Strict):
+    tier: str = Field(description="reference | smartphone | mems | electret-cheap | path to a CSV of (hz, db)")
+    position_m: Vec3
+    channel: int = Field(1, ge=1, description="input channel (1-based) on hardware backends")
+    clock_ppm: float = Field(0.0, ge=-1000, le=1000, description="sim: sample-clock error of this mic's ADC")
+    sensitivity_dbfs_per_pa: float | None = Field(None, description="override the tier's sensitivity")
+    self_noise_dba: float | None = Field(None, description="override the tier's self-noise (dB SPL A)")
+    bits: int | None = Field(None, ge=4, le=32, description="override the tier's ADC bit depth")
+
+
+class DutSerial(_Strict):
+    port: str
+    baud: int = 115200
+    timeout_s: float = Field(2.0, gt=0)
+
+
+class Dut(_Strict):
+    mic: str = Field(description="the mic whose capture the DUT's own models hear")
+    models: list[str] = Field(default_factory=list)
+    transport: Literal["host", "serial"] = "host"
+    serial: DutSerial | None = None
+
+    @model_validator(mode="after")
+    def _serial_needs_port(self) -> "Dut":
+        if self.transport == "serial" and self.serial is None:
+            raise ValueError("transport = 'serial' needs a [dut.serial] section with 'port'")
+        return self
+
+
+class Hardware(_Strict):
+    """Hardware backends only: which device and how to drive it."""
+
+    device: str | int | None = Field(None, description="substring of 'device name, host API name', or an index")
+    input_device: str | int | None = None
+    output_device: str | int | None = None
+    blocksize: int = Field(256, ge=16, le=16384)
+    latency: Literal["low", "high"] | float = "low"
+    tail_s: float = Field(0.3, ge=0.0, le=10.0, description="extra recording after the last playback ends")
+    settle_s: float = Field(0.5, ge=0.0, description="silence between trials, for room decay")
+
+
+class Positioner(_Strict):
+    """A GRBL-compatible gantry that moves one speaker between placements."""
+
+    port: str
+    baud: int = 115200
+    speaker: str = "adversary"
+    origin_m: tuple[float, float] = (0.0, 0.0)
+    feed_mm_min: float = Field(3000.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class Rig(_Strict):
+    """A whole rig: room, loudspeakers, microphones, DUT, placements, hardware."""
+
+    name: str
+    sample_rate: int = Field(16000, ge=8000, le=192000)
+    backend: Literal["sim", "sounddevice", "pyaudio"] = "sim"
+    room: Room
+    speakers: dict[str, Speaker]
+    mics: dict[str, Mic]
+    dut: Dut
+    placements: dict[str, dict[str, Vec3]] = Field(default_factory=dict)
+    hardware: Hardware = Field(default_factory=Hardware)
+    positioner: Positioner | None = None
+
+    #: The file this rig was loaded from, when it came from one (not part of the TOML).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Rig":
+        roles = [s.role for s in self.speakers.values()]
+        for role in ("user", "adversary"):
+            n = roles.count(role)
+            if n > 1:
+                names = [k for k, s in self.speakers.items() if s.role == role]
+                raise ValueError(f"speakers: two speakers with role {role!r}: {', '.join(names)}")
+        if "user" not in roles:
+            raise ValueError("speakers: no speaker with role 'user'")
+        if not self.mics:
+            raise ValueError("mics: at least one [mics.NAME] is required")
+        if self.dut.mic not in self.mics:
+            raise ValueError(f"dut.mic: {self.dut.mic!r} is not one of the mics: {', '.join(self.mics)}")
+        for pname, moves in self.placements.items():
+            for thing, pos in moves.items():
+                if thing not in self.speakers and thing not in self.mics:
+                    raise ValueError(
+                        f"placements.{pname}.{thing}: not a speaker or mic "
+                        f"(speakers: {', '.join(self.speakers)}; mics: {', '.join(self.mics)})"
+                    )
+                self._check_inside(f"placements.{pname}.{thing}", pos)
+        for kind, things in (("speakers", self.speakers), ("mics", self.mics)):
+            for name, thing in things.items():
+                self._check_inside(f"{kind}.{name}.position_m", thing.position_m)
+        if self.positioner is not None and self.positioner.speaker not in self.speakers:
+            raise ValueError(f"positioner.speaker: {self.positioner.speaker!r} is not a speaker")
+        return self
+
+    def _check_inside(self, field: str, pos: Vec3) -> None:
+        size = self.room.size_m
+        if any(not (0.0 <= p <= s) for p, s in zip(pos, size)):
+            raise ValueError(
+                f"{field}: {list(pos)} is outside the room (room.size_m = {list(size)})"
+            )
+
+    # -- convenience -------------------------------------------------------
+    def speaker_by_role(self, role: str) -> str:
+        """Name of the speaker with ``role`` ('user' or 'adversary')."""
+        for name, s in self.speakers.items():
+            if s.role == role:
+                return name
+        raise KeyError(role)
+
+    @property
+    def user_speaker(self) -> str:
+        return self.speaker_by_role("user")
+
+    @property
+    def adversary_speaker(self) -> str | None:
+        try:
+            return self.speaker_by_role("adversary")
+        except KeyError:
+            return None
+
+    @property
+    def is_physical(self) -> bool:
+        return self.backend != "sim"
+
+    def positions(self, placement: str | None = None) -> dict[str, Vec3]:
+        """Positions in metres of every speaker and mic, with ``placement`` applied."""
+        pos: dict[str, Vec3] = {k: s.position_m for k, s in self.speakers.items()}
+        pos.update({k: m.position_m for k, m in self.mics.items()})
+        if placement is not None:
+            if placement not in self.placements:
+                raise KeyError(placement)
+            pos.update(self.placements[placement])
+        return pos
