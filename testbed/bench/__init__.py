@@ -1,0 +1,47 @@
+"""Benchmarks: performance figures as ratios against a baseline measured in the same run.
+
+Each area has a module here exposing ``run(quick: bool = False) -> dict``; the
+``testbed bench`` command runs the ones asked for and prints one JSON object
+``{area: {key: value, ...}, ...}``. Targets are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: area name -> module path; a module that is not present yet is reported as such.
+AREAS: dict[str, str] = {
+    "sim": "testbed.bench.sim",
+    "models": "testbed.bench.models",
+    "attacks": "testbed.bench.attacks",
+    "ensemble": "testbed.bench.ensemble",
+    "session": "testbed.bench.session",
+    "scale": "testbed.bench.scale",
+}
+
+
+def available() -> list[str]:
+    """Areas whose benchmark module exists in this build."""
+    out = []
+    for area, mod in AREAS.items():
+        try:
+            importlib.util.find_spec(mod)
+        except ModuleNotFoundError:
+            continue
+        if importlib.util.find_spec(mod) is not None:
+            out.append(area)
+    return out
+
+
+def run(only: list[str] | None = None, quick: bool = False) -> dict[str, dict]:
+    """Run the benchmarks of ``only`` (default: all available) and return their figures."""
+    from testbed.errors import TestbedError
+
+    areas = only or available()
+    unknown = [a for a in areas if a not in AREAS]
+    if unknown:
+        raise TestbedError(f"--only: unknown benchmark area {', '.join(unknown)} (have: {', '.join(AREAS)})")
+    missing = [a for a in areas if a not in available()]
+    if missing:
+        raise TestbedError(f"--only: benchmark {', '.join(missing)} is not in this build yet")
+    return {a: importlib.import_module(AREAS[a]).run(quick=quick) for a in areas}
