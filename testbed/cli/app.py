@@ -20,10 +20,12 @@ class _ErrorFunnel(TyperGroup):
         try:
             return super().invoke(ctx)
         except TestbedError as exc:
+            from rich.markup import escape
+
             from testbed.cli.common import err_console
 
             msg = " ".join(str(exc).split("\n"))
-            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(msg)}", markup=True, highlight=False)
             ctx.exit(2)
 
 
