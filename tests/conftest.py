@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.jack"]
+
 REPO = Path(__file__).resolve().parents[1]
 RIGS = REPO / "rigs"
 SHARED = REPO.parent / "shared"
@@ -33,3 +35,18 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], **kw)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def quick_zoo(tmp_path_factory) -> Path:
+    """A models root holding lm-fp32, lm-lowrank and lm-int8, trained once per test session
+    on the quick synthetic corpus (short training: good enough to beat chance, not the paper)."""
+    import torch
+
+    from testbed.models import build_zoo
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("zoo")
+    build_zoo(["lm"], ["fp32", "lowrank", "int8"], data="synthetic", quick=True, root=root, seed=0,
+              steps=80, finetune_steps=20, batch_size=32)
+    return root

@@ -1,10 +1,69 @@
-"""`testbed calibrate` (being built; see the issue tracker)."""
+"""`testbed calibrate RIG`: latency, response, level and drift -> calibration/<rig>/profile.toml."""
 
 from __future__ import annotations
 
-from testbed.errors import TestbedError
+from pathlib import Path
+
+import typer
+
+from testbed.cli.common import console, make_progress, print_json, split_csv
 
 
-def calibrate() -> None:
-    """Not available yet in this build."""
-    raise TestbedError("'testbed calibrate' is not available in this build yet")
+def calibrate(
+    rig_path: Path = typer.Argument(..., help="rig TOML file, e.g. rigs/jack-loopback.toml", show_default=False),
+    what: str = typer.Option("latency,response,level,drift", "--what", "-w",
+                             help="comma-separated: latency, response, level, drift"),
+    mode: str = typer.Option("acoustic", "--mode",
+                             help="acoustic (speakers into the room) | loopback (outputs cabled to inputs)"),
+    repeats: int = typer.Option(3, "--repeats", "-r", help="latency repetitions (spread is reported)"),
+    out: Path = typer.Option(None, "--out", "-o", help="output folder (default calibration/<rig name>/)"),
+    seed: int = typer.Option(0, "--seed", help="simulator seed (sim rigs)"),
+    json_out: bool = typer.Option(False, "--json", help="print the results as JSON (latency per path: latency_samples)"),
+) -> None:
+    """Measure a rig: latency per path (sweep + GCC-PHAT), Farina response (CSV + PNG), level, clock drift.
+
+    Every measurement is framed by sync clicks; a dropout fails it (exit 2). The profile is
+    what the hardware backends and the session runner use to align captures and delays.
+
+    Example: testbed calibrate rigs/jack-loopback.toml --what latency --mode loopback --json
+    """
+    from rich.table import Table
+
+    from testbed.calibration import calibrate as run_calibration
+    from testbed.calibration import steps
+    from testbed.rig import load_rig
+
+    rig = load_rig(rig_path)
+    whats = split_csv(what)
+    with make_progress(transient=True, disable=json_out) as progress:
+        from testbed.calibration import MEASUREMENTS
+
+        total = steps(rig, [w for w in whats if w in MEASUREMENTS], max(repeats, 1))
+        task = progress.add_task(f"calibrating {rig.name}", total=total)
+        run = run_calibration(rig, what=whats, mode=mode, repeats=repeats, out_dir=out, seed=seed,
+                              progress=lambda label: progress.update(task, advance=1, description=label))
+    if json_out:
+        print_json(run.results)
+        return
+    p = run.profile
+    t = Table(title=f"calibration of {rig.name} ({rig.backend}, {p.mode})")
+    for col in ("path", "latency samples", "spread", "level dBFS", "THD %"):
+        t.add_column(col, justify="left" if col == "path" else "right")
+    for spk in rig.speakers:
+        for mic in rig.mics:
+            k = f"{spk}->{mic}"
+            lat = p.latency_samples.get(k)
+            t.add_row(k, "" if lat is None else f"{lat:.3f}",
+                      "" if k not in p.latency_spread_samples else f"{p.latency_spread_samples[k]:.3f}",
+                      "" if k not in p.level_dbfs else f"{p.level_dbfs[k]:.1f}",
+                      "" if k not in p.thd_percent else f"{p.thd_percent[k]:.2f}")
+    console.print(t)
+    if p.device_latency_samples:
+        console.print("device latency per mic (samples): "
+                      + ", ".join(f"{m} {v:.3f}" for m, v in p.device_latency_samples.items()))
+    if p.drift_ppm:
+        console.print("clock drift per mic (ppm): " + ", ".join(f"{m} {v:+.1f}" for m, v in p.drift_ppm.items()))
+    if p.mic_sensitivity_db:
+        console.print("mic sensitivity re reference (dB): "
+                      + ", ".join(f"{m} {v:+.1f}" for m, v in p.mic_sensitivity_db.items()))
+    console.print(f"wrote {run.files[0]}" + (f" and {len(run.files) - 1} response files" if len(run.files) > 1 else ""))

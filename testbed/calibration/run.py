@@ -1,0 +1,222 @@
+"""``calibrate(rig, ...)``: run the measurements asked for and write calibration/<rig>/."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from testbed.calibration.measure import (
+    Progress,
+    measure_drift,
+    measure_latency,
+    measure_level,
+    measure_response,
+)
+from testbed.calibration.profile import CalibrationProfile, profile_dir, read_profile, save_profile, PROFILE_NAME
+from testbed.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from testbed.rig import Rig
+
+MEASUREMENTS = ("latency", "response", "level", "drift")
+MODES = ("acoustic", "loopback")
+
+
+@dataclass
+class CalibrationRun:
+    """What one ``calibrate`` call measured: the (merged) profile, a JSON-able summary, files written."""
+
+    profile: CalibrationProfile
+    results: dict
+    files: list[Path] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def steps(rig: "Rig", what: tuple[str, ...] | list[str], repeats: int = 3) -> int:
+    """Progress steps :func:`calibrate` reports, for a progress bar's total."""
+    n = len(rig.speakers)
+    per = {"latency": n * repeats, "response": n, "level": n, "drift": 1}
+    return sum(per[w] for w in what)
+
+
+def open_raw_backend(rig: "Rig", seed: int = 0):
+    """The rig's backend with no latency compensation (what calibration measures through)."""
+    if rig.backend == "sim":
+        from testbed.audio.sim import SimBackend
+
+        return SimBackend(rig, seed=seed)
+    if rig.backend == "sounddevice":
+        from testbed.audio.sounddevice_backend import SounddeviceBackend
+
+        return SounddeviceBackend(rig, latency_samples=0.0)
+    from testbed.audio.pyaudio_backend import PyAudioBackend
+
+    return PyAudioBackend(rig, latency_samples=0.0)
+
+
+def _acoustic_delays(rig: "Rig", mode: str) -> dict[str, float]:
+    from testbed.rig import path_geometry
+
+    return {f"{g.speaker}->{g.mic}": (0.0 if mode == "loopback" else float(g.delay_samples))
+            for g in path_geometry(rig, None)}
+
+
+def _write_response(directory: Path, key: str, resp) -> list[Path]:
+    spk, mic = key.split("->")
+    path = directory / f"response_{spk}_{mic}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["hz", "db"])
+        for f, d in zip(resp.freqs_hz, resp.response_db):
+            w.writerow([f"{f:.2f}", f"{d:.3f}"])
+    return [path]
+
+
+def _plot_responses(directory: Path, rig_name: str, responses: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for spk in sorted({k.split("->")[0] for k in responses}):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, r in responses.items():
+            if key.startswith(spk + "->"):
+                ax.semilogx(r.freqs_hz, r.response_db, label=f"{key} (THD {r.thd_percent:.1f}%)")
+        ax.set_xlabel("frequency (Hz)")
+        ax.set_ylabel("response (dB re wire)")
+        ax.set_title(f"{rig_name}: speaker {spk}, Farina sweep")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        path = directory / f"response_{spk}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def calibrate(
+    rig: "Rig",
+    *,
+    what: tuple[str, ...] | list[str] = MEASUREMENTS,
+    backend=None,
+    out_dir: Path | str | None = None,
+    mode: str = "acoustic",
+    repeats: int = 3,
+    seed: int = 0,
+    drift_s: float = 4.0,
+    progress: Progress | None = None,
+) -> CalibrationRun:
+    """Measure ``what`` on ``rig`` and write ``profile.toml`` (+ response CSV/PNG) to ``out_dir``.
+
+    Parameters
+    ----------
+    rig : the rig.
+    what : any of "latency", "response", "level", "drift".
+    backend : an AudioBackend that does not compensate latency (default: :func:`open_raw_backend`).
+    out_dir : default ``calibration/<rig.name>/``; an existing profile there is updated, so
+        ``--what level`` keeps the latency measured before.
+    mode : "acoustic" (the rig's geometry gives each path's acoustic delay) or "loopback"
+        (outputs wired to inputs: all measured latency is the device's).
+    repeats : latency repetitions (the spread is reported).
+    seed : the simulator's seed.
+    drift_s : length of the drift measurement, seconds.
+    progress : called with a short label after each trial.
+
+    Raises
+    ------
+    CalibrationError
+        A measurement failed its checks (dropout, no signal); the others are still saved
+        and the message names the failed ones and the profile path.
+    """
+    unknown = [w for w in what if w not in MEASUREMENTS]
+    if unknown:
+        raise CalibrationError(f"--what: unknown measurement {', '.join(unknown)} (use {', '.join(MEASUREMENTS)})")
+    if mode not in MODES:
+        raise CalibrationError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+    if repeats < 1:
+        raise CalibrationError(f"--repeats: must be >= 1, got {repeats}")
+    directory = Path(out_dir) if out_dir is not None else profile_dir(rig)
+    old = directory / PROFILE_NAME
+    prof = read_profile(old) if old.is_file() else None
+    if prof is None or prof.rig != rig.name or int(prof.sample_rate) != rig.sample_rate:
+        prof = CalibrationProfile(rig=rig.name, backend=rig.backend, sample_rate=rig.sample_rate)
+    prof.backend = rig.backend
+    prof.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    own = backend is None
+    be = open_raw_backend(rig, seed) if own else backend
+    results: dict = {"rig": rig.name, "backend": rig.backend, "mode": mode}
+    failures: dict[str, str] = {}
+    files: list[Path] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        for w in MEASUREMENTS:
+            if w not in what:
+                continue
+            try:
+                if w == "latency":
+                    lat = measure_latency(be, rig, repeats=repeats, skip_silent=mode == "loopback",
+                                          progress=progress)
+                    acoustic = _acoustic_delays(rig, mode)
+                    prof.mode = mode
+                    prof.latency_samples = {k: round(v["mean"], 4) for k, v in lat.items()}
+                    prof.latency_spread_samples = {k: round(v["spread"], 4) for k, v in lat.items()}
+                    prof.device_latency_samples = {
+                        m: round(float(np.median([lat[f"{s}->{m}"]["mean"] - acoustic[f"{s}->{m}"]
+                                                  for s in rig.speakers if f"{s}->{m}" in lat])), 4)
+                        for m in rig.mics
+                    }
+                    results["latency_samples"] = prof.latency_samples
+                    results["latency_spread_samples"] = prof.latency_spread_samples
+                    results["latency_repeats"] = {k: v["repeats"] for k, v in lat.items()}
+                    results["device_latency_samples"] = prof.device_latency_samples
+                elif w == "response":
+                    resp = measure_response(be, rig, progress=progress)
+                    prof.response_csv = {}
+                    for k, r in resp.items():
+                        files += _write_response(directory, k, r)
+                        prof.response_csv[k] = files[-1].name
+                        prof.thd_percent[k] = round(r.thd_percent, 3)
+                    files += _plot_responses(directory, rig.name, resp)
+                    results["response_csv"] = {k: str(directory / v) for k, v in prof.response_csv.items()}
+                    results["thd_percent"] = dict(prof.thd_percent)
+                elif w == "level":
+                    ref, lev = measure_level(be, rig, progress=progress)
+                    prof.reference_level_dbfs = round(ref, 3)
+                    prof.level_dbfs = {k: round(v, 3) for k, v in lev.items()}
+                    refmic = next((m for m, mic in rig.mics.items() if mic.tier == "reference"), None)
+                    if refmic is not None:
+                        prof.mic_sensitivity_db = {
+                            m: round(float(np.mean([lev[f"{s}->{m}"] - lev[f"{s}->{refmic}"] for s in rig.speakers])), 3)
+                            for m in rig.mics
+                        }
+                    results["reference_level_dbfs"] = prof.reference_level_dbfs
+                    results["level_dbfs"] = prof.level_dbfs
+                    results["mic_sensitivity_db"] = prof.mic_sensitivity_db
+                elif w == "drift":
+                    prof.drift_ppm = {k: round(v, 3) for k, v in measure_drift(be, rig, duration_s=drift_s, progress=progress).items()}
+                    results["drift_ppm"] = prof.drift_ppm
+                prof.checks[w] = "ok"
+            except CalibrationError as exc:
+                failures[w] = str(exc)
+                prof.checks[w] = f"failed: {exc}"
+    finally:
+        if own:
+            be.close()
+    path = save_profile(prof, directory)
+    files.insert(0, path)
+    results["profile"] = str(path)
+    results["checks"] = dict(prof.checks)
+    run = CalibrationRun(profile=prof, results=results, files=files, failures=failures)
+    if failures:
+        raise CalibrationError(
+            f"calibration of {rig.name}: {'; '.join(failures.values())} (other measurements saved to {path})"
+        )
+    return run

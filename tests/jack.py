@@ -1,0 +1,198 @@
+"""A real JACK server for tests that need an audio path (pytest plugin: ``pytest_plugins = ["tests.jack"]``).
+
+``jack_server`` (session scope) starts ``jackd --no-realtime -d dummy -r 16000 -p 256``
+under a unique server name, points PortAudio at it (``JACK_DEFAULT_SERVER``) and
+re-scans PortAudio's device list, so the host API "JACK Audio Connection Kit" shows
+one device, "system" (2 in, 2 out). It stops only the jackd it started, by pid.
+
+``jack_loopback`` wires every PortAudio client's ``out_N`` to its own ``in_N`` while a
+test runs: PortAudio registers those ports only while a stream is open, so a
+background thread polls ``jack_lsp`` and connects them as they appear (and
+disconnects ``system:capture_N`` from ``in_N``). On that loopback a sample played
+in one period comes back exactly one period (256 samples) later on every channel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import signal
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+SAMPLE_RATE = 16000
+PERIOD = 256
+
+
+@dataclass
+class JackServer:
+    """A running jackd this fixture started."""
+
+    name: str
+    sample_rate: int
+    period: int
+    proc: subprocess.Popen
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([*args], capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "JACK_DEFAULT_SERVER": self.name}, check=check)
+
+    def ports(self) -> list[str]:
+        """Every port name the server has (``jack_lsp``)."""
+        return list(self.connections())
+
+    def connections(self) -> dict[str, set[str]]:
+        """Port name -> the ports it is connected to (``jack_lsp -c``); empty if the server is gone."""
+        r = self._run("jack_lsp", "-s", self.name, "-c")
+        out: dict[str, set[str]] = {}
+        if r.returncode != 0:
+            return out
+        cur = None
+        for ln in r.stdout.splitlines():
+            if not ln.strip():
+                continue
+            if ln[0].isspace():
+                if cur is not None:
+                    out[cur].add(ln.strip())
+            else:
+                cur = ln.strip()
+                out[cur] = set()
+        return out
+
+    def connect(self, src: str, dst: str) -> bool:
+        return self._run("jack_connect", "-s", self.name, src, dst).returncode == 0
+
+    def disconnect(self, src: str, dst: str) -> bool:
+        return self._run("jack_disconnect", "-s", self.name, src, dst).returncode == 0
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM jackd if the test process dies (even by abort)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _refresh_portaudio() -> None:
+    """Make PortAudio (shared by sounddevice and pyaudio) re-scan devices under the current environment."""
+    from testbed.audio.devices import refresh
+
+    import sounddevice  # noqa: F401  (initialise, then re-scan with the new environment)
+
+    refresh()
+
+
+def _release_portaudio() -> None:
+    """Close PortAudio's JACK client while the server still runs (closing it later aborts in pa_jack)."""
+    import sounddevice as sd
+
+    if sd._initialized:
+        sd._terminate()
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """Start a private jackd (dummy driver, 16 kHz, 256-sample periods); stop it afterwards."""
+    missing = [t for t in ("jackd", "jack_lsp", "jack_connect", "jack_disconnect") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"JACK tools not installed ({', '.join(missing)}); run: bash scripts/system-deps.sh (jackd2)")
+    name = f"testbed-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_AUDIO_RESERVATION", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
+        ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(PERIOD)],
+        stdout=log, stderr=subprocess.STDOUT, text=True, env=dict(os.environ), preexec_fn=_die_with_parent,
+    )
+    server = JackServer(name=name, sample_rate=SAMPLE_RATE, period=PERIOD, proc=proc)
+    try:
+        deadline = time.monotonic() + 15.0
+        while not any(p.startswith("system:playback") for p in server.ports()):
+            if proc.poll() is not None:
+                log.seek(0)
+                out = log.read()
+                pytest.fail(f"jackd exited with status {proc.returncode}: {out.strip()[-400:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("jackd did not become ready within 15 s (jack_lsp never listed system ports)")
+            time.sleep(0.1)
+        _refresh_portaudio()
+        yield server
+    finally:
+        if proc.poll() is None:
+            try:
+                _release_portaudio()
+            except Exception as exc:  # noqa: BLE001 - the server must be stopped whatever PortAudio says
+                server.log.append(f"PortAudio release failed: {exc}")
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        import sounddevice as sd
+
+        if not sd._initialized:
+            sd._initialize()
+        log.close()
+
+
+class _Wirer(threading.Thread):
+    """Connects each PortAudio client's out_N to its in_N as soon as the ports exist."""
+
+    def __init__(self, server: JackServer) -> None:
+        super().__init__(daemon=True, name="jack-loopback-wirer")
+        self.server = server
+        self.stop = threading.Event()
+        self.count = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            conns = self.server.connections()
+            todo: list[list[str]] = []
+            for p in sorted(conns):
+                client, _, port = p.partition(":")
+                if client == "system" or not port.startswith("out_"):
+                    continue
+                n = port.removeprefix("out_")
+                dst = f"{client}:in_{n}"
+                if dst in conns and dst not in conns[p]:
+                    todo.append(["jack_connect", "-s", self.server.name, p, dst])
+                if dst in conns and f"system:capture_{n}" in conns[dst]:
+                    todo.append(["jack_disconnect", "-s", self.server.name, f"system:capture_{n}", dst])
+            # all at once: the stream is already playing its pre-roll while we wire
+            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in todo]
+            for proc, cmd in zip(procs, todo):
+                if proc.wait(timeout=10) == 0 and cmd[0] == "jack_connect":
+                    self.count += 1
+            self.stop.wait(0.005)
+
+
+@pytest.fixture
+def jack_loopback(jack_server):
+    """The JACK server, with every PortAudio output wired back to the same-numbered input."""
+    wirer = _Wirer(jack_server)
+    wirer.start()
+    try:
+        yield jack_server
+    finally:
+        wirer.stop.set()
+        wirer.join(timeout=5)
