@@ -68,3 +68,46 @@ def map_(
         raise RigError(f"{rig_path}: placements: no placement {placement!r}")
     path = save_rig_map(rig, out, placement)
     console.print(f"wrote {path}")
+
+
+@app.command("listen")
+def listen(
+    rig_path: Path = RigArg,
+    out: Path = typer.Option(..., "--out", "-o", help="folder for one FLAC per mic"),
+    placement: str = typer.Option(None, "--placement", "-p", help="apply a named placement"),
+    seed: int = typer.Option(0, "--seed", help="seed of the noise burst and the simulator's noise"),
+    json_out: bool = typer.Option(False, "--json", help="print levels and file paths as JSON"),
+) -> None:
+    """Play a test utterance (user speaker) and a noise burst (adversary); write each mic as FLAC.
+
+    Example: testbed rig listen rigs/office-sim.toml --out listen/ --placement P2
+    """
+    from rich.table import Table
+
+    from testbed.audio.listen import TEST_PHRASE, listen as listen_rig, spoken_phrase
+    from testbed.cli.common import make_progress
+    from testbed.errors import RigError
+    from testbed.rig import load_rig
+
+    rig = load_rig(rig_path)
+    if placement is not None and placement not in rig.placements:
+        raise RigError(f"{rig_path}: placements: no placement {placement!r} "
+                       f"(have: {', '.join(rig.placements) or 'none'})")
+    with make_progress(transient=True, disable=json_out) as progress:
+        task = progress.add_task(f"listening on {rig.backend}", total=2)
+        utterance = spoken_phrase(rig.sample_rate, seed=seed)
+        progress.advance(task)
+        res = listen_rig(rig, out, utterance, placement=placement, seed=seed)
+        progress.advance(task)
+    if json_out:
+        print_json(res.as_dict())
+        return
+    console.print(f"rig {rig.name!r} ({rig.backend}): user said {TEST_PHRASE!r} "
+                  f"({res.utterance_s:.2f} s), adversary noise burst at {res.burst_start_s:.2f} s"
+                  + (f", placement {placement}" if placement else ""))
+    t = Table(title=f"captures in {out}")
+    for col in ("mic", "tier", "peak dBFS", "rms dBFS", "clipped", "file"):
+        t.add_column(col, justify="right" if col[0] in "prc" else "left")
+    for m in res.mics:
+        t.add_row(m.mic, m.tier, f"{m.peak_dbfs:.1f}", f"{m.rms_dbfs:.1f}", str(m.clipped_samples), str(m.path))
+    console.print(t)

@@ -1,0 +1,175 @@
+"""Sub-sample delays and arbitrary-time resampling with Kaiser-windowed sinc kernels.
+
+A sync delay of 12.3 ms at 16 kHz is 196.8 samples: the integer part is a shift,
+the fractional part a windowed-sinc FIR whose group delay is exactly the fraction
+(the kernel is symmetric about it), so arrivals land within a few thousandths of a
+sample of where they should in the band below ~0.9 x Nyquist.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import oaconvolve
+
+#: Half-length of the fractional-delay kernel in samples (the kernel has 2 * HALF taps).
+HALF_TAPS = 32
+#: Kaiser window shape parameter (about -80 dB side lobes).
+KAISER_BETA = 8.0
+
+
+def _kaiser(x: np.ndarray, half: int, beta: float = KAISER_BETA) -> np.ndarray:
+    """Kaiser window evaluated at continuous positions ``x`` in [-half, half] (0 outside)."""
+    r = np.clip(1.0 - (x / half) ** 2, 0.0, None)
+    return np.i0(beta * np.sqrt(r)) / np.i0(beta)
+
+
+def sinc_kernel(frac: float, half: int = HALF_TAPS) -> np.ndarray:
+    """Windowed-sinc taps ``g[j] = sinc(j - frac) w(j - frac)`` for ``j = -half + 1 .. half``.
+
+    Parameters
+    ----------
+    frac : fractional delay in samples, in [0, 1).
+    half : half-length; the kernel has ``2 * half`` taps.
+
+    Returns
+    -------
+    float64 array, shape (2 * half,)
+    """
+    j = np.arange(-half + 1, half + 1, dtype=np.float64) - frac
+    return np.sinc(j) * _kaiser(j, half)
+
+
+def fractional_delay(
+    signal: np.ndarray, delay_samples: float, n_out: int | None = None
+) -> np.ndarray:
+    """Delay ``signal`` by a possibly fractional number of samples.
+
+    ``y[n] = x(n - delay_samples)`` with band-limited (windowed-sinc) interpolation;
+    accurate to well under 0.05 samples for content below ~0.9 x Nyquist.
+
+    Parameters
+    ----------
+    signal : float array, shape (n_samples,) or (..., n_samples); delayed along the last axis.
+    delay_samples : delay in samples, >= 0 (e.g. 196.8 for 12.3 ms at 16 kHz).
+    n_out : length of the output in samples; default ``n_samples + ceil(delay_samples)``.
+        Longer outputs are zero-padded, shorter ones truncated.
+
+    Returns
+    -------
+    float32 array, shape (..., n_out)
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if delay_samples < 0 or not np.isfinite(delay_samples):
+        raise ValueError(f"delay_samples must be a finite number >= 0, got {delay_samples}")
+    n_in = x.shape[-1]
+    k = int(np.floor(delay_samples))
+    frac = float(delay_samples - k)
+    if n_out is None:
+        n_out = n_in + int(np.ceil(delay_samples))
+    out = np.zeros(x.shape[:-1] + (n_out,), dtype=np.float64)
+    if frac < 1e-9:
+        m = max(0, min(n_in, n_out - k))
+        out[..., k:k + m] = x[..., :m]
+        return out.astype(np.float32)
+    g = sinc_kernel(frac)
+    g = g.reshape((1,) * (x.ndim - 1) + (-1,))
+    c = oaconvolve(x, g, axes=-1) if n_in > 4 * g.size else _direct(x, g)
+    # y[n] = c[n - k + HALF_TAPS - 1]
+    start = HALF_TAPS - 1 - k  # index into c for n = 0
+    lo = max(0, -start)
+    hi = min(n_out, c.shape[-1] - start)
+    if hi > lo:
+        out[..., lo:hi] = c[..., start + lo:start + hi]
+    return out.astype(np.float32)
+
+
+def _direct(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Full linear convolution along the last axis for short inputs."""
+    flat = x.reshape(-1, x.shape[-1])
+    taps = g.reshape(-1)
+    res = np.stack([np.convolve(row, taps) for row in flat])
+    return res.reshape(x.shape[:-1] + (res.shape[-1],))
+
+
+#: Fractional positions per sample in the :func:`resample_at` kernel table (timing error <= 1/2048 sample).
+TABLE_STEPS = 1024
+
+
+@lru_cache(maxsize=8)
+def _kernel_table(half: int, steps: int = TABLE_STEPS) -> np.ndarray:
+    """Windowed-sinc taps for fractions ``k / steps``, shape (steps + 1, 2 * half), float32."""
+    frac = np.arange(steps + 1)[:, None] / steps
+    arg = np.arange(-half + 1, half + 1)[None, :] - frac
+    return (np.sinc(arg) * _kaiser(arg, half)).astype(np.float32)
+
+
+def resample_at(signal: np.ndarray, times: np.ndarray, half: int = 16, chunk: int = 8192) -> np.ndarray:
+    """Evaluate a band-limited ``signal`` at arbitrary (fractional) sample times.
+
+    Fractions are rounded to 1 / :data:`TABLE_STEPS` of a sample and the windowed-sinc
+    taps read from a table (about -60 dB error on full-band white noise, less on speech).
+
+    Parameters
+    ----------
+    signal : float array, shape (n_samples,).
+    times : float array, shape (n_out,), positions in samples of ``signal``; samples
+        beyond either end read as zero.
+    half : kernel half-length in samples.
+    chunk : outputs computed per vectorised block (bounds memory).
+
+    Returns
+    -------
+    float32 array, shape (n_out,)
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.asarray(signal, dtype=np.float32)
+    t = np.asarray(times, dtype=np.float64)
+    n = x.size
+    pad = 2 * half
+    windows = sliding_window_view(np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)]),
+                                  2 * half)
+    table = _kernel_table(half)
+    out = np.zeros(t.size, dtype=np.float32)
+    for s in range(0, t.size, chunk):
+        tc = t[s:s + chunk]
+        inside = (tc > -half) & (tc < n + half)
+        tc = np.where(inside, tc, 0.0)
+        base = np.floor(tc).astype(np.int64)
+        q = np.rint((tc - base) * TABLE_STEPS).astype(np.int64)
+        # window k holds padded samples k .. k + 2 half - 1 = x[k - pad .. k - pad + 2 half - 1];
+        # we need x[base - half + 1 .. base + half]
+        k = base - half + 1 + pad
+        res = np.einsum("ij,ij->i", windows[k], table[q])
+        out[s:s + chunk] = np.where(inside, res, 0.0)
+    return out
+
+
+def apply_clock_ppm(signal: np.ndarray, ppm: float, n_out: int | None = None) -> np.ndarray:
+    """Record ``signal`` with an ADC whose sample clock runs ``ppm`` parts per million fast.
+
+    Sample ``n`` of the result is the input at time ``n / (1 + ppm * 1e-6)`` input
+    samples, so a tone of N samples lasts ``N * (1 + ppm * 1e-6)`` samples and its
+    frequency reads ``1 + ppm * 1e-6`` times lower.
+
+    Parameters
+    ----------
+    signal : float array, shape (n_samples,), at the nominal rate.
+    ppm : clock error in parts per million (positive: ADC clock fast).
+    n_out : output length in samples (default ``n_samples``).
+
+    Returns
+    -------
+    float32 array, shape (n_out,)
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    n_out = x.size if n_out is None else int(n_out)
+    if ppm == 0:
+        out = np.zeros(n_out, np.float32)
+        m = min(n_out, x.size)
+        out[:m] = x[:m]
+        return out
+    times = np.arange(n_out, dtype=np.float64) / (1.0 + ppm * 1e-6)
+    return resample_at(x, times)

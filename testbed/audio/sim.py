@@ -1,0 +1,235 @@
+"""The simulated rig: an :class:`~testbed.audio.AudioBackend` over a room acoustics model.
+
+One trial, in order:
+
+1. each speaker's signal passes the same safety limiter as on hardware
+   (:func:`testbed.audio.limiter.limit`, capped at the speaker's ``max_dbfs``);
+2. it is delayed by its start offset (+ ``extra_latency_samples``) with a
+   fractional-delay filter, so 196.8 samples are realised as 196.8 samples;
+3. it is convolved, by FFT and batched over mics, with the cached speaker -> mic
+   impulse responses of :func:`testbed.acoustics.sample_channel` (loudspeaker model,
+   image-source room, mic response, calibrated levels);
+4. each mic's ADC clock error (``clock_ppm``) is applied by resampling;
+5. a diffuse pink background field at ``room.noise_dbspl`` and the mic's self-noise
+   are added;
+6. each mic's ADC clips at full scale and quantises to its bit depth.
+
+Randomness (noise) comes from ``numpy.random.default_rng([seed, trial_index])``: a
+fresh backend with the same seed replays the same sequence of captures, and two
+trials of one backend differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import fft as sfft
+
+from testbed.acoustics import adc, apply_clock_ppm, fractional_delay, mic_facts, sample_channel
+from testbed.acoustics.channel import Channel, placement_positions
+from testbed.acoustics.noise import noise_coloring, render_noise, self_noise_rms
+from testbed.acoustics.responses import mic_response_db
+from testbed.acoustics.room import RoomSpec, default_rir_cache
+from testbed.audio.limiter import limit
+from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
+from testbed.errors import DeviceError
+
+#: Impulse-response tails below this fraction of their energy are dropped (-70 dB).
+_TAIL_ENERGY = 1e-7
+
+
+def _trim(h: np.ndarray) -> np.ndarray:
+    e = np.cumsum((h.astype(np.float64) ** 2)[::-1])[::-1]
+    if e[0] <= 0:
+        return h[:1]
+    keep = int(np.searchsorted(-e, -_TAIL_ENERGY * e[0]))
+    return h[:max(keep, 1)]
+
+
+class SimBackend:
+    """The simulated rig behind the :class:`~testbed.audio.AudioBackend` interface.
+
+    Parameters
+    ----------
+    rig : a validated rig (any backend; the simulator reads room, speakers and mics).
+    seed : noise seed; default ``rig.room.seed``.
+    extra_latency_samples : a constant delay (samples, may be fractional) added to
+        every capture, as an uncompensated sound card would; calibration recovers it.
+        It is reported as ``TrialFacts.latency_samples`` and is *not* part of
+        ``arrival_offsets_samples`` (which are acoustic arrivals).
+    """
+
+    name = "sim"
+
+    def __init__(self, rig, seed: int | None = None, extra_latency_samples: float = 0.0) -> None:
+        if extra_latency_samples < 0:
+            raise DeviceError(f"sim backend: extra_latency_samples must be >= 0, got {extra_latency_samples}")
+        self.rig = rig
+        self.sample_rate = int(rig.sample_rate)
+        self.seed = int(rig.room.seed if seed is None else seed)
+        self.extra_latency_samples = float(extra_latency_samples)
+        self.trial_index = 0
+        self._closed = False
+        self._channels: dict[str | None, dict[str, Channel]] = {}
+        self._spectra: dict[tuple, tuple[int, dict[str, np.ndarray]]] = {}
+        self._trimmed: dict[str | None, dict[str, list[np.ndarray]]] = {}
+        self._colorings: dict[tuple, np.ndarray] = {}
+
+    # -- channels ------------------------------------------------------------
+    def channels(self, placement: str | None = None) -> dict[str, Channel]:
+        """The nominal channel to every mic for ``placement`` (cached)."""
+        if placement not in self._channels:
+            pos = placement_positions(self.rig, placement)  # RigError for an unknown placement
+            # one image-source run for every pair (the images are shared by all mics)
+            default_rir_cache().get(RoomSpec.from_rig(self.rig), [pos[s] for s in self.rig.speakers],
+                                    [pos[m] for m in self.rig.mics])
+            rng = np.random.default_rng(0)  # unused: no jitter
+            self._channels[placement] = {
+                m: sample_channel(self.rig, m, placement, rng=rng) for m in self.rig.mics
+            }
+        return self._channels[placement]
+
+    def _spectrum(self, placement: str | None, n_sig: int) -> tuple[int, dict[str, np.ndarray]]:
+        """FFT size and per-speaker stacked mic spectra, shape (n_mics, nfft // 2 + 1)."""
+        if placement not in self._trimmed:
+            chans = self.channels(placement)
+            self._trimmed[placement] = {s: [_trim(chans[m].h[s]) for m in self.rig.mics]
+                                        for s in self.rig.speakers}
+        mics = list(self.rig.mics)
+        hs = self._trimmed[placement]
+        n_h = max(len(h) for row in hs.values() for h in row)
+        nfft = sfft.next_fast_len(n_sig + n_h - 1, real=True)
+        key = (placement, nfft)
+        if key not in self._spectra:
+            if len(self._spectra) > 16:
+                self._spectra.clear()
+            spec = {}
+            for s, row in hs.items():
+                stack = np.zeros((len(mics), n_h), dtype=np.float64)
+                for i, h in enumerate(row):
+                    stack[i, :len(h)] = h
+                spec[s] = sfft.rfft(stack, nfft, axis=-1)
+            self._spectra[key] = (nfft, spec)
+        return self._spectra[key]
+
+    # -- the trial -----------------------------------------------------------
+    def run_trial(
+        self,
+        plays: Mapping[str, Playback],
+        record_s: float,
+        placement: str | None = None,
+    ) -> Capture:
+        """Play ``plays`` on the simulated speakers and record every mic for ``record_s`` s.
+
+        Parameters
+        ----------
+        plays : speaker name -> :class:`Playback` (float32 signal, start offset in samples).
+        record_s : capture length in seconds.
+        placement : a named placement of the rig, or None.
+
+        Returns
+        -------
+        Capture
+            ``mics[name]``: float32, shape (round(record_s * sample_rate),), sample 0 = the
+            trial's time zero; ``facts``: levels, clipping, realised and arrival offsets.
+
+        Raises
+        ------
+        DeviceError
+            Unknown speaker, negative offset, bad signal or record length, closed backend.
+        RigError
+            Unknown placement.
+        """
+        rig = self.rig
+        fs = self.sample_rate
+        if self._closed:
+            raise DeviceError(f"sim backend for rig {rig.name!r} is closed")
+        if not (record_s > 0 and np.isfinite(record_s)):
+            raise DeviceError(f"sim backend: record_s must be > 0 seconds, got {record_s}")
+        for spk, pb in plays.items():
+            if spk not in rig.speakers:
+                raise DeviceError(f"sim rig {rig.name!r}: no speaker {spk!r} "
+                                  f"(have: {', '.join(rig.speakers)})")
+            if not (pb.offset_samples >= 0 and np.isfinite(pb.offset_samples)):
+                raise DeviceError(f"sim rig {rig.name!r}: speaker {spk!r}: offset_samples must be "
+                                  f">= 0, got {pb.offset_samples}")
+            if np.ndim(pb.signal) != 1:
+                raise DeviceError(f"sim rig {rig.name!r}: speaker {spk!r}: signal must be 1-D "
+                                  f"(n_samples,), got shape {np.shape(pb.signal)}")
+
+        chans = self.channels(placement)
+        mics = list(rig.mics)
+        facts_by_mic = {m: mic_facts(rig.mics[m]) for m in mics}
+        rng = np.random.default_rng([self.seed % (2**63), self.trial_index])
+        self.trial_index += 1
+
+        n_rec = int(round(record_s * fs))
+        slow = max(0.0, -min(f.clock_ppm for f in facts_by_mic.values()))
+        n_sig = n_rec + int(np.ceil(n_rec * slow * 1e-6)) + 32
+
+        facts = TrialFacts(backend=self.name, sample_rate=fs, placement=placement,
+                           latency_samples=self.extra_latency_samples, xruns=0)
+        nfft, spec = self._spectrum(placement, n_sig)
+        acc = None
+        for spk, pb in plays.items():
+            lim = limit(pb.signal, rig.speakers[spk].max_dbfs, fs)
+            x = lim.signal
+            facts.limited[spk] = lim.engaged
+            facts.speaker_peak_dbfs[spk] = dbfs(x, "peak")
+            facts.speaker_rms_dbfs[spk] = dbfs(x, "rms")
+            facts.realised_offsets_samples[spk] = float(pb.offset_samples)
+            if pb.offset_samples + len(x) > n_rec:
+                facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
+            delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
+            term = sfft.rfft(delayed.astype(np.float64), nfft)[None, :] * spec[spk]
+            acc = term if acc is None else acc + term
+            facts.arrival_offsets_samples[spk] = {
+                m: (float(pb.offset_samples) + chans[m].direct_delay_samples[spk])
+                * (1.0 + facts_by_mic[m].clock_ppm * 1e-6)
+                for m in mics
+            }
+        if acc is None:
+            clean = np.zeros((len(mics), n_sig), dtype=np.float64)
+        else:
+            clean = sfft.irfft(acc, nfft, axis=-1)[:, :n_sig]
+
+        noise = self._noise(rng, n_rec, placement)
+        out: dict[str, np.ndarray] = {}
+        for i, m in enumerate(mics):
+            mf = facts_by_mic[m]
+            y = apply_clock_ppm(clean[i], mf.clock_ppm, n_rec) if mf.clock_ppm else clean[i, :n_rec]
+            y = y.astype(np.float64) + noise[i]
+            y32, n_clip = adc(y, mf.bits)
+            out[m] = y32
+            facts.clipped_samples[m] = n_clip
+            facts.mic_peak_dbfs[m] = dbfs(y32, "peak")
+            facts.mic_rms_dbfs[m] = dbfs(y32, "rms")
+        return Capture(mics=out, facts=facts)
+
+    def _noise(self, rng: np.random.Generator, n: int, placement: str | None) -> np.ndarray:
+        """Diffuse background + self-noise, shape (n_mics, n), digital units."""
+        key = (placement, n)
+        if key not in self._colorings:
+            if len(self._colorings) > 8:
+                self._colorings.clear()
+            rig = self.rig
+            mics = list(rig.mics)
+            pos = placement_positions(rig, placement)
+            facts = [mic_facts(rig.mics[m]) for m in mics]
+            freqs = np.fft.rfftfreq(n, 1.0 / self.sample_rate)
+            resp = np.stack([mic_response_db(rig.mics[m].tier, freqs, rig) for m in mics])
+            self._colorings[key] = noise_coloring(
+                np.array([pos[m] for m in mics]), n, self.sample_rate, rig.room.noise_dbspl,
+                np.array([f.gain_per_pa for f in facts]), resp,
+                np.array([self_noise_rms(f.self_noise_dba, f.gain_per_pa) for f in facts]),
+            )
+        return render_noise(self._colorings[key], n, rng)
+
+    def close(self) -> None:
+        """Drop cached channels; further trials raise DeviceError."""
+        self._closed = True
+        self._channels.clear()
+        self._spectra.clear()
+        self._trimmed.clear()
+        self._colorings.clear()
