@@ -1,12 +1,199 @@
-"""`testbed attack ...` commands (being built; see the issue tracker)."""
+"""`testbed attack ...`: digital attack evaluation (and, later, crafting for plans)."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="attack commands.", no_args_is_help=True)
+from testbed.cli.common import console, make_progress, print_json, split_csv, split_floats
+
+app = typer.Typer(help="Adversarial attacks: evaluate digitally (no channel).", no_args_is_help=True)
 
 
 @app.callback()
 def _group() -> None:
-    """attack commands."""
+    """Adversarial attacks: evaluate digitally (no channel)."""
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """``["steps=20", "delay_ms=[0,500]", "antithetic=false"]`` -> dict (JSON values, else strings)."""
+    from testbed.errors import AttackError
+
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise AttackError(f"--param: {item!r} is not KEY=VALUE (e.g. --param population=32)")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _finite(v):
+    return v if isinstance(v, (int, str)) or (isinstance(v, float) and math.isfinite(v)) else None
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option(..., "--model", "-m", help="source model(s) to craft on, comma-separated, e.g. lm-fp32"),
+    attack: str = typer.Option("pgd", "--attack", "-a", help="fgsm | pgd | nes | eot-pgd | ota-pgd | universal"),
+    eps: str = typer.Option("0.001,0.005,0.01,0.05", "--eps", help="L-inf bounds, PCM scale, comma-separated"),
+    targets: str = typer.Option(None, "--targets", help="models to evaluate on, comma-separated (default: the sources)"),
+    delay_ms: str = typer.Option("0", "--delay-ms", help="sync delays of the perturbation against the command, ms"),
+    n: int = typer.Option(200, "--n", help="test clips to attack"),
+    target_label: str = typer.Option(None, "--target-label", help="targeted attack: the label to aim for"),
+    steps: int = typer.Option(None, "--steps", help="iterations (pgd, eot-pgd, ota-pgd, universal; nes: iterations)"),
+    param: list[str] = typer.Option(None, "--param", help="more hyper-parameters, KEY=VALUE (JSON values), repeatable"),
+    data: str = typer.Option(None, "--data", help="data set spec (default: the source model's card)"),
+    rig_path: Path = typer.Option(None, "--rig", help="rig TOML for over-the-air kinds (ota-pgd, universal)"),
+    root: Path = typer.Option(None, "--root", envvar="TESTBED_MODELS_DIR",
+                              help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)"),
+    out: Path = typer.Option(Path("analysis/attack-eval"), "--out", "-o", help="folder for results.csv and plots"),
+    seed: int = typer.Option(0, "--seed", help="seed of the clip choice and of the attack"),
+    batch_size: int = typer.Option(64, "--batch-size", help="clips per attack batch"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object (keys per target)"),
+) -> None:
+    """Craft an attack on source model(s) and evaluate it digitally on target models.
+
+    Prints a table per target: clean accuracy, error rate under attack, success rate,
+    mean SNR of the perturbation (dB) and queries per clip. Writes results.csv,
+    error_vs_eps.png, error_vs_delay.png and transfer.png to --out. With --json:
+    {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
+    "error_rate": [...], "success_rate": [...], "snr_db": [...], "queries": [...]}}, ...}
+    with one list entry per setting.
+
+    Example: testbed attack eval --model lm-fp32 --attack pgd --eps 0.001,0.005,0.01,0.05 --targets lm-int8,lm-lowrank --delay-ms 0,100,500 --n 200
+    """
+    from testbed.attacks import ATTACKS
+    from testbed.errors import AttackError
+
+    kind = attack.strip()
+    if kind not in ATTACKS:
+        raise AttackError(f"--attack: unknown attack {kind!r} (have: {', '.join(ATTACKS)})")
+    eps_list = split_floats(eps, "--eps")
+    if not eps_list:
+        raise AttackError("--eps: give at least one bound, e.g. --eps 0.005")
+    bad = [e for e in eps_list if not (0 < e <= 1)]
+    if bad:
+        raise AttackError(f"--eps: {bad[0]:g} is not in (0, 1] (PCM scale; the paper uses 0.001 to 0.05)")
+    delays = split_floats(delay_ms, "--delay-ms") or [0.0]
+    if n < 1:
+        raise AttackError(f"--n: must be at least 1, got {n}")
+    if batch_size < 1:
+        raise AttackError(f"--batch-size: must be at least 1, got {batch_size}")
+    sources = split_csv(model)
+    if not sources:
+        raise AttackError("--model: give at least one model name")
+    target_names = split_csv(targets) or list(sources)
+    params = parse_params(param)
+    if steps is not None:
+        params["iterations" if kind == "nes" else "steps"] = steps
+    params.setdefault("seed", seed)
+
+    import numpy as np
+    import torch
+
+    from testbed.attacks import evaluate_attack, label_index, transfer_matrix
+    from testbed.attacks.plots import plot_error_vs_delay, plot_error_vs_eps, plot_transfer_heatmap
+    from testbed.errors import ModelError
+    from testbed.models import Zoo
+
+    zoo = Zoo(root)
+    loaded = {name: zoo.load(name) for name in dict.fromkeys(sources + target_names)}
+    first = loaded[sources[0]]
+    for name, m in loaded.items():
+        if list(m.labels) != list(first.labels):
+            raise ModelError(f"{name}: its labels differ from {sources[0]}'s; "
+                             "source and target models must share one label set")
+    if target_label is not None:
+        label_index(first, target_label)
+    if rig_path is not None:
+        from testbed.rig import load_rig
+
+        params.setdefault("rig", load_rig(rig_path))
+        if kind == "universal":
+            params.setdefault("over_the_air", True)
+    elif kind == "ota-pgd":
+        raise AttackError("--rig: ota-pgd optimises through a rig's channels; give --rig rigs/office-sim.toml")
+    # Build one attack up front so bad hyper-parameters fail before any data is loaded.
+    from testbed.attacks import make_attack
+
+    make_attack(kind, first, eps_list[0], **params)
+
+    x, y, spec = _test_clips(getattr(first, "card", {}) or {}, data, n, seed)
+    sample_rate = int(getattr(first, "sample_rate", 16000))
+    torch.manual_seed(seed)
+    with make_progress(transient=json_out) as bar:
+        task = bar.add_task(f"{kind} on {', '.join(sources)}", total=len(x) * len(sources) * len(eps_list))
+        table = evaluate_attack(
+            {s: loaded[s] for s in sources}, {t: loaded[t] for t in target_names}, x, y,
+            kind=kind, eps=eps_list, delays_ms=delays, target_label=target_label, params=params,
+            sample_rate=sample_rate, batch_size=batch_size,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "results.csv"
+    table.to_csv(csv_path, index=False)
+    plots = [plot_error_vs_eps(table, out / "error_vs_eps.png"),
+             plot_error_vs_delay(table, out / "error_vs_delay.png"),
+             plot_transfer_heatmap(transfer_matrix(table, delay_ms=float(min(delays))), out / "transfer.png",
+                                   title=f"{kind} transfer, eps {max(eps_list):g}: error rate (%)")]
+
+    settings = table[table["target"] == target_names[0]][["source", "eps", "delay_ms"]]
+    result = {
+        "attack": kind, "sources": sources, "n": int(len(x)), "data": spec,
+        "target_label": target_label or "untargeted", "out": str(out), "csv": str(csv_path),
+        "plots": [str(p) for p in plots],
+        "settings": [{"source": r.source, "eps": float(r.eps), "delay_ms": float(r.delay_ms)}
+                     for r in settings.itertuples()],
+        "targets": {},
+    }
+    for name in target_names:
+        g = table[table["target"] == name]
+        result["targets"][name] = {
+            "clean_accuracy": float(g["clean_accuracy"].iloc[0]),
+            **{k: [_finite(float(v)) for v in g[k]] for k in ("error_rate", "success_rate", "snr_db", "queries")},
+        }
+    if json_out:
+        print_json(result)
+        return
+    _print_tables(table, target_names, kind, len(x), target_label)
+    console.print(f"wrote {csv_path} and {len(plots)} plots to {out}")
+
+
+def _test_clips(card: dict, data: str | None, n: int, seed: int):
+    """``n`` test clips (seeded choice) of the data set named by ``data`` or the model card."""
+    import numpy as np
+
+    from testbed.data import load_dataset
+
+    info = card.get("data", {}) if isinstance(card.get("data"), dict) else {}
+    spec = data or info.get("spec") or "synthetic"
+    quick = bool(info.get("quick", False)) if data is None or data == info.get("spec") else False
+    ds = load_dataset(spec, quick=quick, seed=int(info.get("seed", 0)))
+    split = ds.test
+    k = min(n, len(split.y))
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split.y))[:k])
+    return np.asarray(split.x[idx], dtype=np.float32), np.asarray(split.y[idx], dtype=np.int64), spec
+
+
+def _print_tables(table, target_names: list[str], kind: str, n: int, target_label: str | None) -> None:
+    from rich.table import Table
+
+    for name in target_names:
+        g = table[table["target"] == name]
+        t = Table(title=f"{name}: {kind}, {n} clips, {target_label or 'untargeted'}, "
+                        f"clean accuracy {100 * g['clean_accuracy'].iloc[0]:.1f}%")
+        for col in ("source", "eps", "delay ms", "error %", "success %", "SNR dB", "queries"):
+            t.add_column(col, justify="left" if col == "source" else "right")
+        for r in g.itertuples():
+            t.add_row(r.source, f"{r.eps:g}", f"{r.delay_ms:g}", f"{100 * r.error_rate:.1f}",
+                      "-" if r.success_rate != r.success_rate else f"{100 * r.success_rate:.1f}",
+                      f"{r.snr_db:.1f}", f"{r.queries:.0f}")
+        console.print(t)

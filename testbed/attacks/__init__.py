@@ -1,0 +1,27 @@
+"""Adversarial attacks on raw-PCM audio models: digital, black-box, adaptive and over-the-air.
+
+``make_attack(kind, model, eps, **params)`` builds one from the registry ``ATTACKS``;
+``attack.perturb(x, y, target=None)`` returns the perturbation and ``attack(x, y)`` the
+digital adversarial example. See DESIGN.md and the issue [T3].
+"""
+
+from testbed.attacks.base import DEFAULT_EOT_SAMPLES, Attack, apply_perturbation, fit_length, label_index
+from testbed.attacks.channels import ChannelBank, OverTheAir
+from testbed.attacks.eot_pgd import EOTPGD
+from testbed.attacks.evaluate import COLUMNS, craft, evaluate_attack, predictions, snr_db, transfer_matrix
+from testbed.attacks.fgsm import FGSM
+from testbed.attacks.nes import NES
+from testbed.attacks.ota_pgd import OTAPGD
+from testbed.attacks.pgd import PGD
+from testbed.attacks.registry import ATTACKS, attack_params, make_attack
+from testbed.attacks.ste import straight_through
+from testbed.attacks.timing import ms_to_samples, shift_perturbation
+from testbed.attacks.universal import Universal
+
+__all__ = [
+    "ATTACKS", "COLUMNS", "DEFAULT_EOT_SAMPLES", "EOTPGD", "FGSM", "NES", "OTAPGD", "PGD",
+    "Attack", "ChannelBank", "OverTheAir", "Universal",
+    "apply_perturbation", "attack_params", "craft", "evaluate_attack", "fit_length",
+    "label_index", "make_attack", "ms_to_samples", "predictions", "shift_perturbation",
+    "snr_db", "straight_through", "transfer_matrix",
+]

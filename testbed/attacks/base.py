@@ -1,0 +1,258 @@
+"""The base class every attack derives from, modelled on torchattacks' ``Attack``.
+
+An attack holds a model, an L-infinity bound ``eps`` in the PCM scale ([-1, 1]) and its
+hyper-parameters as plain attributes. :meth:`Attack.perturb` returns the perturbation
+``delta``; calling the attack returns the digital adversarial example
+``clip(x + delta, -1, 1)``. Both set the model up for the attack (eval mode, parameters
+frozen, straight-through gradients through quantisers) and restore it afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from testbed.attacks.ste import straight_through
+from testbed.errors import AttackError
+
+#: EOT samples used by default against models that declare ``stochastic = True``.
+DEFAULT_EOT_SAMPLES = 8
+
+
+class Attack:
+    """Base of all attacks on raw-PCM models.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Takes PCM float (B, S) in [-1, 1], returns logits (B, n_labels).
+    eps : float
+        L-infinity bound of the perturbation, PCM scale, ``0 < eps <= 1``.
+    seed : int
+        Seeds the attack's own torch generator (random starts, EOT draws, NES noise).
+    eot_samples : int or None
+        Forward/backward passes averaged per gradient (expectation over the model's and
+        the transform's randomness). ``None``: ``DEFAULT_EOT_SAMPLES`` for models with
+        ``stochastic = True``, else 1.
+    bpda : bool
+        Straight-through (BPDA) gradients through the model's quantisers while attacking.
+
+    Attributes
+    ----------
+    queries : int
+        Single-example model evaluations spent so far (forward passes x batch size).
+    """
+
+    name: ClassVar[str] = "attack"
+    supported_modes: ClassVar[tuple[str, ...]] = ("untargeted", "targeted")
+    #: Whether the perturbation is made of gradients (False: score-only, e.g. NES).
+    needs_gradients: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float,
+        *,
+        seed: int = 0,
+        eot_samples: int | None = None,
+        bpda: bool = True,
+    ) -> None:
+        try:
+            eps = float(eps)
+        except (TypeError, ValueError):
+            raise AttackError(f"{self.name}: eps must be a number, got {eps!r}") from None
+        if not math.isfinite(eps) or eps <= 0 or eps > 1:
+            raise AttackError(f"{self.name}: eps must be in (0, 1] (PCM scale), got {eps}")
+        self.model = model
+        self.eps = eps
+        self.seed = int(seed)
+        self.bpda = bool(bpda)
+        self.stochastic = bool(getattr(model, "stochastic", False))
+        if eot_samples is None:
+            eot_samples = DEFAULT_EOT_SAMPLES if self.stochastic else 1
+        self.eot_samples = _positive_int(self.name, "eot_samples", eot_samples)
+        self.labels: list[str] = list(getattr(model, "labels", []) or [])
+        self.queries = 0
+        self.device = _model_device(model)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+
+    # -- public --------------------------------------------------------------------
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """The perturbation for a batch.
+
+        Parameters
+        ----------
+        x : float tensor (B, S), PCM in [-1, 1]
+        y : int64 tensor (B,), true label indices
+        target : int64 tensor (B,) or None
+            Target label indices for a targeted attack; None for untargeted.
+
+        Returns
+        -------
+        delta : float tensor (B, S_delta), ``|delta| <= eps``; for digital attacks
+            ``S_delta == S`` and ``x + delta`` stays in [-1, 1].
+        """
+        x, y, target = self._check(x, y, target)
+        with self.attack_mode():
+            delta = self._perturb(x, y, target)
+        return delta.detach()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """The digital adversarial example ``clip(x + delta, -1, 1)``, shape (B, S)."""
+        delta = self.perturb(x, y, target)
+        return apply_perturbation(x.to(delta.device, torch.float32), delta)
+
+    def gradient(
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Gradient of the attack objective w.r.t. ``delta``, averaged over ``eot_samples`` draws.
+
+        The objective is the per-example cross-entropy to ``y`` (untargeted, ascended) or
+        minus the cross-entropy to ``target`` (targeted), summed over the batch.
+
+        Returns
+        -------
+        float tensor, same shape as ``delta``
+        """
+        delta = delta.detach().requires_grad_(True)
+        total = None
+        for _ in range(self.eot_samples):
+            loss = self.objective(self.model(self.model_input(x, delta)), y, target).sum()
+            (g,) = torch.autograd.grad(loss, delta)
+            total = g if total is None else total + g
+            self.queries += x.shape[0]
+        return total / self.eot_samples
+
+    def model_input(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """What the model hears for command ``x`` and perturbation ``delta`` (digital: ``x + delta``).
+
+        Over-the-air and universal attacks override this with their channel / placement
+        model, drawing its randomness from ``self.generator``.
+        """
+        return x + delta
+
+    @staticmethod
+    def objective(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Per-example loss to ascend, shape (B,)."""
+        if target is None:
+            return F.cross_entropy(logits, y, reduction="none")
+        return -F.cross_entropy(logits, target, reduction="none")
+
+    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Clip ``delta`` to the eps ball and so that ``x + delta`` stays in [-1, 1]."""
+        delta = delta.clamp(-self.eps, self.eps)
+        return ((x + delta).clamp(-1.0, 1.0) - x).clamp(-self.eps, self.eps)
+
+    def uniform_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Uniform noise in [-eps, eps] shaped like ``like``, from the attack's generator."""
+        u = torch.rand(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+        return (2.0 * u - 1.0) * self.eps
+
+    @contextmanager
+    def attack_mode(self) -> Iterator[None]:
+        """Eval mode, frozen parameters and straight-through quantisers; restored on exit."""
+        model = self.model
+        was_training = model.training
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            with straight_through(model, self.bpda):
+                yield
+        finally:
+            for p, req in flags:
+                p.requires_grad_(req)
+            model.train(was_training)
+
+    def hyper(self) -> dict:
+        """The attack's settings as a plain dict (for logs and session records)."""
+        skip = {"model", "generator", "device", "labels", "queries", "stochastic"}
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
+                and isinstance(v, (int, float, str, bool, tuple, type(None)))} | {"kind": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+    # -- for subclasses --------------------------------------------------------------
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check(self, x, y, target):
+        x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        if x.ndim != 2:
+            raise AttackError(f"{self.name}: x must have shape (batch, samples), got {tuple(x.shape)}")
+        y = torch.as_tensor(y, dtype=torch.int64, device=self.device).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise AttackError(f"{self.name}: y has {y.shape[0]} labels for {x.shape[0]} signals")
+        if target is not None:
+            if "targeted" not in self.supported_modes:
+                raise AttackError(f"{self.name}: targeted mode is not supported "
+                                  f"(supported: {', '.join(self.supported_modes)})")
+            target = torch.as_tensor(target, dtype=torch.int64, device=self.device).reshape(-1)
+            if target.numel() == 1 and x.shape[0] != 1:
+                target = target.expand(x.shape[0]).clone()
+            if target.shape[0] != x.shape[0]:
+                raise AttackError(f"{self.name}: target has {target.shape[0]} labels for {x.shape[0]} signals")
+        elif "untargeted" not in self.supported_modes:
+            raise AttackError(f"{self.name}: untargeted mode is not supported; give a target label")
+        n = len(self.labels)
+        if n:
+            bad = [int(t) for t in (y if target is None else torch.cat([y, target])) if not 0 <= int(t) < n]
+            if bad:
+                raise AttackError(f"{self.name}: label index {bad[0]} is outside the model's {n} labels")
+        return x, y, target
+
+
+def apply_perturbation(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Digital adversarial example ``clip(x + fit(delta), -1, 1)``.
+
+    Parameters
+    ----------
+    x : float tensor (B, S)
+    delta : float tensor (B, S_delta) or (1, S_delta); looped or cropped to ``S`` samples.
+    """
+    return (x + fit_length(delta, x.shape[-1])).clamp(-1.0, 1.0)
+
+
+def fit_length(delta: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Crop ``delta`` (..., L) to ``n_samples``, or loop it when it is shorter."""
+    length = delta.shape[-1]
+    if length == n_samples:
+        return delta
+    if length > n_samples:
+        return delta[..., :n_samples]
+    reps = -(-n_samples // length)
+    return delta.repeat((1,) * (delta.ndim - 1) + (reps,))[..., :n_samples]
+
+
+def label_index(model: torch.nn.Module, label: str) -> int:
+    """Index of ``label`` in ``model.labels``; AttackError naming the labels when absent."""
+    labels = list(getattr(model, "labels", []) or [])
+    if label not in labels:
+        raise AttackError(f"target label {label!r} is not one of the model's labels: {', '.join(labels)}")
+    return labels.index(label)
+
+
+def _positive_int(attack: str, name: str, value) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise AttackError(f"{attack}: {name} must be a positive integer, got {value!r}") from None
+    if v < 1 or v != value:
+        raise AttackError(f"{attack}: {name} must be a positive integer, got {value!r}")
+    return v
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")

@@ -1,0 +1,177 @@
+"""Digital attack evaluation: craft on source models, evaluate on targets, over eps and delay.
+
+One row per (source, target, eps, delay): clean accuracy, error rate under attack, attack
+success rate, mean SNR of the perturbation and queries per example. The transfer matrix is
+the error rate with sources as rows and targets as columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from testbed.attacks.base import fit_length, label_index
+from testbed.attacks.registry import make_attack
+from testbed.attacks.timing import ms_to_samples, shift_perturbation
+
+#: Columns of the table :func:`evaluate_attack` returns (and the CSV `attack eval` writes).
+COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "target_label", "n",
+           "clean_accuracy", "error_rate", "success_rate", "snr_db", "queries")
+
+Progress = Callable[[int, int], None]
+
+
+def snr_db(x: np.ndarray | torch.Tensor, perturbation: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Signal-to-perturbation ratio per example, dB: ``10 log10(sum x^2 / sum p^2)``.
+
+    Parameters
+    ----------
+    x, perturbation : float arrays (n, S)
+
+    Returns
+    -------
+    float64 array (n,); ``inf`` where the perturbation is all zero.
+    """
+    x = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=np.float64)
+    p = np.asarray(torch.as_tensor(perturbation).detach().cpu(), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.sum(x * x, axis=-1) / np.sum(p * p, axis=-1))
+
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+    """Top class per clip (n,) for PCM clips (n, S), in eval mode (restored afterwards)."""
+    was = model.training
+    model.eval()
+    dev = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else "cpu"
+    try:
+        out = [model(x[i:i + batch_size].to(dev)).argmax(dim=-1).cpu() for i in range(0, x.shape[0], batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def craft(model: torch.nn.Module, kind: str, eps: float, x: torch.Tensor, y: torch.Tensor, *,
+          target: torch.Tensor | None = None, batch_size: int = 64, params: Mapping | None = None,
+          progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, float]:
+    """Perturbations for every clip, crafted in batches.
+
+    Returns
+    -------
+    delta : float tensor (n, S_delta) on the CPU
+    queries : float, model evaluations per example
+    """
+    attack = make_attack(kind, model, eps, **dict(params or {}))
+    if kind == "universal":  # one delta from the whole set
+        deltas = [attack.perturb(x, y, target).cpu()]
+        if progress:
+            progress(x.shape[0])
+    else:
+        deltas = []
+        for i in range(0, x.shape[0], batch_size):
+            t = None if target is None else target[i:i + batch_size]
+            deltas.append(attack.perturb(x[i:i + batch_size], y[i:i + batch_size], t).cpu())
+            if progress:
+                progress(deltas[-1].shape[0])
+    return torch.cat(deltas), attack.queries / max(1, x.shape[0])
+
+
+def evaluate_attack(
+    sources: Mapping[str, torch.nn.Module],
+    targets: Mapping[str, torch.nn.Module],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    kind: str = "pgd",
+    eps: Sequence[float] = (0.001, 0.005, 0.01, 0.05),
+    delays_ms: Sequence[float] = (0.0,),
+    target_label: str | None = None,
+    params: Mapping | None = None,
+    sample_rate: int = 16000,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Craft ``kind`` on each source at each eps, evaluate on every target at each delay.
+
+    The perturbation is crafted once per (source, eps) against the aligned command, then
+    shifted ``delay_ms`` later against it (zero-filled; its tail past the clip is lost) --
+    the paper's Figure 6 experiment, digitally.
+
+    Parameters
+    ----------
+    sources, targets : name -> model (raw PCM (B, S) -> logits)
+    x : float32 (n, S) PCM clips; y : int64 (n,) label indices (in the sources' labels)
+    kind : attack kind (see ``ATTACKS``)
+    eps : L-infinity bounds, PCM scale
+    delays_ms : sync delays of the perturbation against the command, ms
+    target_label : a label to aim for (targeted attack), or None (untargeted)
+    params : hyper-parameters passed to ``make_attack``
+    sample_rate : Hz, to turn ``delays_ms`` into samples
+    batch_size : clips per attack batch
+    progress : called with (done, total) clips crafted
+
+    Returns
+    -------
+    DataFrame with :data:`COLUMNS`, one row per (source, target, eps, delay). Rates are
+    fractions; ``success_rate`` is, untargeted, the fraction of clean-correct clips the
+    attack flips and, targeted, the fraction of clips not already of the target label
+    that the model now puts in it; ``snr_db`` is the mean over clips of the command's
+    energy over the perturbation's (as added, after delay and clipping); ``queries`` is
+    model evaluations per clip spent crafting.
+    """
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    n, s = xt.shape
+    clean = {name: predictions(m, xt) for name, m in targets.items()}
+    total = n * len(sources) * len(eps)
+    done = 0
+    rows = []
+    for src_name, src in sources.items():
+        tgt_idx = None if target_label is None else label_index(src, target_label)
+        target = None if tgt_idx is None else torch.full_like(yt, tgt_idx)
+        for e in eps:
+            def tick(k: int) -> None:
+                nonlocal done
+                done += k
+                if progress:
+                    progress(done, total)
+            delta, queries = craft(src, kind, e, xt, yt, target=target, batch_size=batch_size,
+                                   params=params, progress=tick)
+            delta = fit_length(delta, s)
+            for d_ms in delays_ms:
+                shifted = shift_perturbation(delta, ms_to_samples(d_ms, sample_rate), n_out=s)
+                x_adv = (xt + shifted).clamp(-1.0, 1.0)
+                snr = snr_db(xt, x_adv - xt)
+                for tgt_name, tgt in targets.items():
+                    pred = predictions(tgt, x_adv)
+                    yn = yt.numpy()
+                    wrong = pred != yn
+                    if tgt_idx is None:
+                        ok = clean[tgt_name] == yn
+                        success = float(wrong[ok].mean()) if ok.any() else float("nan")
+                    else:
+                        eligible = yn != tgt_idx
+                        success = float((pred[eligible] == tgt_idx).mean()) if eligible.any() else float("nan")
+                    finite = snr[np.isfinite(snr)]
+                    rows.append({
+                        "source": src_name, "target": tgt_name, "attack": kind, "eps": float(e),
+                        "delay_ms": float(d_ms), "target_label": target_label or "untargeted", "n": n,
+                        "clean_accuracy": float((clean[tgt_name] == yn).mean()),
+                        "error_rate": float(wrong.mean()), "success_rate": success,
+                        "snr_db": float(finite.mean()) if finite.size else float("inf"),
+                        "queries": float(queries),
+                    })
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def transfer_matrix(table: pd.DataFrame, eps: float | None = None, delay_ms: float = 0.0) -> pd.DataFrame:
+    """Error rate with sources as rows and targets as columns at one eps (default: largest) and delay."""
+    eps = float(table["eps"].max()) if eps is None else float(eps)
+    sel = table[np.isclose(table["eps"], eps) & np.isclose(table["delay_ms"], delay_ms)]
+    m = sel.pivot_table(index="source", columns="target", values="error_rate", aggfunc="mean")
+    order_s = list(dict.fromkeys(sel["source"]))
+    order_t = list(dict.fromkeys(sel["target"]))
+    return m.reindex(index=order_s, columns=order_t)
