@@ -12,6 +12,7 @@ import importlib
 #: area name -> module path; a module that is not present yet is reported as such.
 AREAS: dict[str, str] = {
     "sim": "testbed.bench.sim",
+    "data": "testbed.bench.data",
     "models": "testbed.bench.models",
     "attacks": "testbed.bench.attacks",
     "ensemble": "testbed.bench.ensemble",

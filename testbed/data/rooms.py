@@ -1,0 +1,58 @@
+"""Random small rooms: a seeded pool of room impulse responses for reverberation augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
+               rt60_s: tuple[float, float] = (0.15, 0.7)) -> tuple[np.ndarray, dict]:
+    """One image-source RIR of a random shoebox room (pyroomacoustics).
+
+    Parameters
+    ----------
+    rng : numpy Generator
+    sample_rate : int
+        Hz.
+    rt60_s : (low, high)
+        Range the reverberation time is drawn from, seconds.
+
+    Returns
+    -------
+    rir : (n_taps,) float32, normalised so its direct-path peak is 1.0 and its onset is at tap 0.
+    facts : dict with ``size_m``, ``rt60_s``, ``distance_m``.
+    """
+    import pyroomacoustics as pra
+
+    size = np.array([rng.uniform(2.5, 8.0), rng.uniform(2.5, 6.0), rng.uniform(2.3, 3.5)])
+    rt60 = float(rng.uniform(*rt60_s))
+    try:
+        absorption, max_order = pra.inverse_sabine(rt60, size)
+    except ValueError:  # the room is too small for this RT60: take the most reverberant it allows
+        absorption, max_order = 0.05, 40
+    room = pra.ShoeBox(size, fs=sample_rate, materials=pra.Material(absorption),
+                       max_order=int(min(max_order, 40)))
+    margin = 0.4
+    src = np.array([rng.uniform(margin, s - margin) for s in size])
+    src[2] = rng.uniform(1.0, min(1.9, size[2] - margin))
+    for _ in range(100):
+        mic = np.array([rng.uniform(margin, s - margin) for s in size])
+        mic[2] = rng.uniform(0.7, min(1.6, size[2] - margin))
+        if 0.3 <= np.linalg.norm(mic - src) <= 4.0:
+            break
+    room.add_source(src)
+    room.add_microphone(mic)
+    room.compute_rir()
+    h = np.asarray(room.rir[0][0], dtype=np.float64)
+    onset = int(np.argmax(np.abs(h)))
+    h = h[max(onset - 8, 0):]
+    h = h / np.max(np.abs(h))
+    return h.astype(np.float32), {"size_m": size.round(2).tolist(), "rt60_s": round(rt60, 3),
+                                  "distance_m": round(float(np.linalg.norm(mic - src)), 2)}
+
+
+def rir_pool(n: int, seed: int, sample_rate: int = 16000,
+             rt60_s: tuple[float, float] = (0.15, 0.7)) -> list[np.ndarray]:
+    """``n`` RIRs of independent random rooms, the same list for the same seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    return [random_rir(rng, sample_rate, rt60_s)[0] for _ in range(n)]
