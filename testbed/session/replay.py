@@ -1,0 +1,146 @@
+"""Offline replay: re-evaluate recorded captures with other models; recordings are never touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from testbed.errors import SessionError
+from testbed.session.deps import Models
+from testbed.session.runner import evaluate_captures
+from testbed.session.store import SessionStore
+
+#: Captures read and evaluated together.
+REPLAY_BATCH = 64
+
+
+@dataclass
+class ReplayResult:
+    """What a replay added."""
+
+    evaluations: int = 0
+    captures: int = 0
+    audio_s: float = 0.0                   # seconds of recorded audio evaluated (per model)
+    skipped: list[dict] = field(default_factory=list)   # captures that could not be read
+
+    def as_dict(self) -> dict:
+        return {"evaluations": self.evaluations, "captures": self.captures, "audio_s": self.audio_s,
+                "skipped": self.skipped}
+
+
+def _read_capture(path: Path, sha256: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return None, "content changed since it was recorded (sha256 mismatch)"
+    try:
+        import io
+
+        sig, _ = sf.read(io.BytesIO(data), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        return None, f"not a readable FLAC: {exc}"
+    return (sig if sig.ndim == 1 else sig[:, 0]), None
+
+
+def replay_session(
+    session: str | Path,
+    model_names: list[str],
+    *,
+    mics: list[str] | None = None,
+    models_root: Path | None = None,
+    root: Path | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Evaluate every recorded capture (of ``mics``, default all) with ``model_names``.
+
+    Appends evaluations tagged ``eval_source = "replay"`` with each model's hash. A capture
+    whose FLAC is missing, altered or unreadable is skipped and reported, not fatal.
+    """
+    store = SessionStore.open(session, root)
+    try:
+        models = Models(models_root)
+        have = set(models.names())
+        for i, m in enumerate(model_names):
+            if m not in have:
+                raise SessionError(f"--models[{i}]: unknown model {m!r} "
+                                   f"(zoo has: {', '.join(sorted(have)) or 'nothing'})")
+        if not model_names:
+            raise SessionError("--models: give at least one model")
+        store.lock()
+        meta = store.meta()
+        sr = int(meta.get("sample_rate") or 16000)
+        caps = store.captures()
+        known = sorted({c["mic"] for c in caps})
+        for i, m in enumerate(mics or []):
+            if m not in known:
+                raise SessionError(f"--mics[{i}]: session {store.session_id} has no captures from mic {m!r} "
+                                   f"(have: {', '.join(known) or 'none'})")
+        if mics:
+            caps = [c for c in caps if c["mic"] in mics]
+        # the command starts where the live run put it: preroll + flight time, stored per trial
+        starts = _command_starts(store)
+        loaded = {m: models.load(m) for m in model_names}
+        result = ReplayResult()
+        rows = []
+        done = 0
+        for i in range(0, len(caps), REPLAY_BATCH):
+            chunk = caps[i:i + REPLAY_BATCH]
+            windows: dict[str, tuple[np.ndarray, float]] = {}
+            keys: dict[str, tuple[int, str]] = {}
+            for c in chunk:
+                sig, problem = _read_capture(store.path / c["path"], c["sha256"])
+                if sig is None:
+                    result.skipped.append({"trial_id": c["trial_id"], "mic": c["mic"],
+                                           "path": str(store.path / c["path"]), "problem": problem})
+                    continue
+                k = f"{c['trial_id']}/{c['mic']}"
+                windows[k] = (sig, starts.get((c["trial_id"], c["mic"]), 0.0))
+                keys[k] = (c["trial_id"], c["mic"])
+                result.audio_s += len(sig) / sr
+                result.captures += 1
+            if windows:
+                for e in evaluate_captures(models, windows, loaded, "replay", sr):
+                    tid, mic = keys[e.mic]
+                    e.mic = mic
+                    rows.append((tid, e))
+            done += len(chunk)
+            if progress:
+                progress(done, len(caps))
+        result.evaluations = store.add_evaluations(rows)
+        cards = dict(meta.get("replay_model_cards") or {})
+        cards.update({m: {**models.card(m), "model_hash": models.model_hash(m)} for m in model_names})
+        store.db.execute("INSERT OR REPLACE INTO meta VALUES ('replay_model_cards', ?)",
+                         (json.dumps(cards, default=str),))
+        store.event("replay", f"{result.evaluations} evaluations by {', '.join(model_names)}"
+                    + (f"; skipped {len(result.skipped)} unreadable capture(s)" if result.skipped else ""))
+        return result
+    finally:
+        store.close()
+
+
+def _command_starts(store: SessionStore) -> dict[tuple[int, str], float]:
+    """Where the command starts in each capture, samples (from the stored timing facts)."""
+    out: dict[tuple[int, str], float] = {}
+    meta = store.meta()
+    rig = meta.get("rig") or {}
+    user = next((k for k, v in (rig.get("speakers") or {}).items() if v.get("role") == "user"), None)
+    sr = int(meta.get("sample_rate") or 16000)
+    rows = store.db.execute(
+        "SELECT c.trial_id, c.mic, c.dist_user_m, t.facts FROM captures c JOIN trials t USING (trial_id)")
+    for tid, mic, dist, facts_json in rows:
+        facts = json.loads(facts_json or "{}")
+        start = facts.get("command_start_samples", {}).get(mic) if isinstance(
+            facts.get("command_start_samples"), dict) else None
+        if start is None:
+            offs = facts.get("realised_offsets_samples") or facts.get("planned_offsets_samples") or {}
+            start = float(offs.get(user, 0.0)) + (dist or 0.0) / 343.0 * sr
+        out[(tid, mic)] = float(start)
+    return out

@@ -1,0 +1,143 @@
+"""kill -9 safety: a runner subprocess killed at random points, then resumed, loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from testbed.session import create_session, load_evaluations
+from tests.session.conftest import quick_plan, tone_utterances
+
+N_KILLS = 10
+
+
+def _done(db_path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:
+        return -1
+
+
+def _resume(sid, sessions, zoo) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "testbed.cli.app", "session", "resume", sid, "--quiet",
+         "--sessions-dir", str(sessions), "--models-dir", str(zoo)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_keeps_every_trial_exactly_once(tmp_path, office_rig_path, tiny_zoo):
+    sessions = tmp_path / "sessions"
+    store = create_session(quick_plan(tmp_path, per_label=2, delays=(0, 100, 250)), office_rig_path,
+                           root=sessions, models_root=tiny_zoo, utterances=tone_utterances(["yes", "no"], 2))
+    sid, db_path = store.session_id, store.path / "session.sqlite"
+    total = len(store.planned())
+    store.close()
+    assert total == 48
+    rng = np.random.default_rng(1234)
+    kills = 0
+    history = []
+    while kills < N_KILLS:
+        before = _done(db_path)
+        proc = _resume(sid, sessions, tiny_zoo)
+        t0 = time.monotonic()
+        if kills % 4 == 0:
+            # anywhere: imports, crafting, recovery, playing, committing
+            time.sleep(rng.uniform(0.3, 6.0))
+        else:
+            # just after a commit, somewhere inside the next trial (or its commit)
+            while _done(db_path) <= before and proc.poll() is None and time.monotonic() - t0 < 180:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode()
+            assert proc.returncode == 0, out
+            break   # it finished before we could kill it: the session is complete
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        kills += 1
+        history.append(_done(db_path))
+    assert kills == N_KILLS, f"the session finished after only {kills} kills: {history}"
+    assert history == sorted(history)   # progress never went backwards
+
+    from testbed.session import SessionStore
+
+    with SessionStore(sessions / sid, readonly=True) as s:
+        assert s.status(verify=False)["state"] == ("killed" if history[-1] < total else "complete")
+    proc = _resume(sid, sessions, tiny_zoo)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()
+
+    with sqlite3.connect(db_path) as db:
+        trials = [r[0] for r in db.execute("SELECT trial_id FROM trials ORDER BY trial_id")]
+        caps = db.execute("SELECT trial_id, mic, path, sha256 FROM captures").fetchall()
+        evals = Counter(db.execute("SELECT trial_id, mic, model FROM evaluations").fetchall())
+        recovered = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'recovered'").fetchone()[0]
+    assert trials == list(range(total))                          # every trial, exactly once
+    assert len(caps) == total * 2
+    assert len(evals) == total * 2 * 3 and set(evals.values()) == {1}   # no duplicated evaluation
+    folder = sessions / sid
+    assert sorted(p.name for p in (folder / "audio").iterdir()) == [f"{i:06d}" for i in range(total)]
+    for tid, mic, rel, sha in caps:
+        data = (folder / rel).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == sha
+        sig, sr = sf.read(folder / rel)
+        assert sr == 16000 and len(sig) > 16000 and np.isfinite(sig).all()
+    assert not list(folder.rglob(".tmp-*"))
+    df = load_evaluations(folder)
+    assert len(df) == total * 6 and df["trial_id"].nunique() == total
+    print(f"done after each kill: {history}; half-written trials discarded on {recovered} resumes")
+
+
+def _wait_done(db_path, at_least: int, proc, timeout: float = 180) -> None:
+    t0 = time.monotonic()
+    while _done(db_path) < at_least and proc.poll() is None and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path, office_rig_path, tiny_zoo, presses):
+    sessions = tmp_path / "sessions"
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=sessions, models_root=tiny_zoo,
+                           utterances=tone_utterances(["yes", "no"]))
+    sid, db_path = store.session_id, store.path / "session.sqlite"
+    store.close()
+    proc = _resume(sid, sessions, tiny_zoo)
+    _wait_done(db_path, 1, proc)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    for _ in range(presses):            # one press: finish the trial; two: discard it
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=120)
+    out = out.decode()
+    assert proc.returncode == 130, out
+    assert f"testbed session resume {sid}" in out
+    assert "Traceback" not in out
+    done = _done(db_path)
+    assert 1 <= done < 8
+    folder = sessions / sid
+    with sqlite3.connect(db_path) as db:
+        last = db.execute("SELECT kind FROM events ORDER BY event_id DESC LIMIT 1").fetchone()[0]
+    assert last == ("stopped" if presses == 1 else "interrupted")
+    # what is on disk is exactly what was committed (a discarded trial leaves at most temp files
+    # that the next run clears)
+    committed = {f"{i:06d}" for i in range(8) if (folder / "audio" / f"{i:06d}").is_dir()}
+    assert len(committed) >= done
+    proc = _resume(sid, sessions, tiny_zoo)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()
+    assert _done(db_path) == 8
+    assert sorted(p.name for p in (folder / "audio").iterdir()) == [f"{i:06d}" for i in range(8)]
