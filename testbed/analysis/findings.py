@@ -1,0 +1,218 @@
+"""Plain-sentence findings computed from the data, each with the numbers behind it.
+
+Every finding is a dict ``{"id": str, "text": str, "values": dict}``; the report prints the
+text and ``summary.json`` keeps the values. Nothing here is hard-coded: a sentence appears
+only when the data hold what it talks about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from testbed.analysis.compare import all_mic_pairs, mic_tiers
+from testbed.analysis.metrics import fmt_rate, rate_table, usable
+from testbed.analysis.plots import dut_view
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _row_values(r: pd.Series) -> dict:
+    return {"rate": float(r["error_rate"]), "lo": float(r["error_lo"]), "hi": float(r["error_hi"]),
+            "n": int(r["n"])}
+
+
+def _attack_name(attack: str) -> str:
+    return {"fgsm": "FGSM", "pgd": "PGD", "nes": "NES", "ota-pgd": "over-the-air PGD",
+            "eot-pgd": "EOT-PGD", "universal": "a universal perturbation"}.get(attack, attack)
+
+
+def _mic_desc(mic: str, tiers: dict) -> str:
+    tier = tiers.get(mic)
+    return f"the {tier} mic '{mic}'" if tier else f"mic '{mic}'"
+
+
+def clean_vs_attack(df: pd.DataFrame) -> dict | None:
+    """Clean error vs attacked error at the DUT mic, all models pooled."""
+    data = usable(dut_view(df))
+    clean = data[data["attack"].astype(str) == "none"]
+    att = data[data["attack"].astype(str) != "none"]
+    if clean.empty or att.empty:
+        return None
+    c = rate_table(clean).iloc[0]
+    a = rate_table(att).iloc[0]
+    per = rate_table(att, ["attack"]).sort_values("error_rate", ascending=False)
+    parts = ", ".join(f"{_attack_name(r['attack'])} {fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])}"
+                      for _, r in per.iterrows())
+    verdict = ("clearly above" if a["error_lo"] > c["error_hi"] else
+               "above" if a["error_rate"] > c["error_rate"] else "not above")
+    text = (f"At the DUT mic the models err on {fmt_rate(c['error_rate'], c['error_lo'], c['error_hi'])} "
+            f"of clean captures and on {fmt_rate(a['error_rate'], a['error_lo'], a['error_hi'])} of attacked "
+            f"ones ({parts}): attacks are {verdict} the clean error.")
+    return {"id": "clean_vs_attack", "text": text,
+            "values": {"clean": _row_values(c), "attacked": _row_values(a),
+                       "per_attack": {r["attack"]: _row_values(r) for _, r in per.iterrows()}}}
+
+
+def strongest_per_model(df: pd.DataFrame, max_models: int = 3) -> list[dict]:
+    """For the most fooled models: the strongest (attack, eps) and its rate at each mic tier."""
+    att = usable(df[df["attack"].astype(str) != "none"])
+    data = dut_view(att)
+    if data.empty:
+        return []
+    tiers = mic_tiers(df)
+    t = rate_table(data, ["model", "attack", "eps"])
+    t = t[t["n"] > 0]
+    best = t.sort_values(["error_rate", "n"], ascending=[False, False]).drop_duplicates("model")
+    out = []
+    for _, r in best.head(max_models).iterrows():
+        sel = att[(att["model"] == r["model"]) & (att["attack"] == r["attack"]) & (att["eps"] == r["eps"])]
+        per_mic = rate_table(sel, ["mic"]).sort_values("error_rate", ascending=False)
+        mic_parts = [f"{fmt_rate(m['error_rate'], m['error_lo'], m['error_hi'])} at {_mic_desc(m['mic'], tiers)}"
+                     for _, m in per_mic.iterrows()]
+        text = (f"{_attack_name(r['attack'])} at eps {r['eps']:g} fools {r['model']} in "
+                + ", ".join(mic_parts) + f" (at least {int(per_mic['n'].min())} trials per mic).")
+        out.append({"id": f"strongest:{r['model']}", "text": text[0].upper() + text[1:],
+                    "values": {"model": r["model"], "attack": r["attack"], "eps": float(r["eps"]),
+                               "per_mic": {m["mic"]: _row_values(m) for _, m in per_mic.iterrows()}}})
+    return out
+
+
+def pgd_vs_fgsm_delay(df: pd.DataFrame) -> dict | None:
+    """PGD vs FGSM error at the DUT mic under non-zero sync delay (the paper's Fig. 6 claim)."""
+    data = usable(dut_view(df))
+    data = data[data["attack"].isin(["fgsm", "pgd"])]
+    if set(data["attack"]) != {"fgsm", "pgd"}:
+        return None
+    delayed = data[data["delay_ms"].astype(float) > 0]
+    if delayed.empty:
+        return None
+    t = rate_table(delayed, ["attack"]).set_index("attack")
+    p, f = t.loc["pgd"], t.loc["fgsm"]
+    dmin, dmax = delayed["delay_ms"].astype(float).min(), delayed["delay_ms"].astype(float).max()
+    rng = f"{dmin:g} ms" if dmin == dmax else f"{dmin:g}-{dmax:g} ms"
+    cmp = ("above" if p["error_lo"] > f["error_hi"] else
+           "slightly above" if p["error_rate"] > f["error_rate"] else "not above")
+    text = (f"Under sync delays of {rng}, PGD errs on {fmt_rate(p['error_rate'], p['error_lo'], p['error_hi'])} "
+            f"of captures at the DUT mic and FGSM on {fmt_rate(f['error_rate'], f['error_lo'], f['error_hi'])}: "
+            f"PGD is {cmp} FGSM under delay.")
+    return {"id": "pgd_vs_fgsm_delay", "text": text,
+            "values": {"pgd": _row_values(p), "fgsm": _row_values(f), "delay_ms": [float(dmin), float(dmax)]}}
+
+
+def mic_difference(df: pd.DataFrame) -> dict | None:
+    """The mic pair with the largest paired difference on attacked trials (McNemar)."""
+    pairs = all_mic_pairs(df, attacked_only=True)
+    pairs = [p for p in pairs if p["n_pairs"] > 0]
+    if not pairs:
+        return None
+    p = max(pairs, key=lambda q: (abs(q["error_a"] - q["error_b"]), -q["p_value"]))
+    tiers = mic_tiers(df)
+    hi, lo = ("a", "b") if p["error_a"] >= p["error_b"] else ("b", "a")
+    sig = "a significant" if p["p_value"] < 0.05 else "no significant"
+    text = (f"On the same attacked trials, {_mic_desc(p['mic_' + hi], tiers)} is fooled in "
+            f"{_pct(p['error_' + hi])} and {_mic_desc(p['mic_' + lo], tiers)} in {_pct(p['error_' + lo])} "
+            f"({p['n_pairs']} paired evaluations, McNemar exact p = {p['p_value']:.2g}: {sig} difference).")
+    return {"id": "mic_difference", "text": text, "values": p}
+
+
+def position_effect(df: pd.DataFrame) -> dict | None:
+    """Most and least effective adversary placement at the DUT mic."""
+    if "placement" not in df.columns:
+        return None
+    att = usable(dut_view(df))
+    att = att[att["attack"].astype(str) != "none"]
+    if att["placement"].nunique() < 2:
+        return None
+    t = rate_table(att, ["placement"]).sort_values("error_rate", ascending=False)
+    dist = att.groupby("placement")["dist_adv_m"].mean() if "dist_adv_m" in att.columns else {}
+    top, bottom = t.iloc[0], t.iloc[-1]
+
+    def where(r):
+        d = dist.get(r["placement"], np.nan) if len(dist) else np.nan
+        return f"{r['placement']}" + (f" ({d:.1f} m from the DUT mic)" if np.isfinite(d) else "")
+
+    text = (f"With the adversary at {where(top)} attacks fool the DUT in "
+            f"{fmt_rate(top['error_rate'], top['error_lo'], top['error_hi'])} of trials; at {where(bottom)} in "
+            f"{fmt_rate(bottom['error_rate'], bottom['error_lo'], bottom['error_hi'])}.")
+    return {"id": "position_effect", "text": text,
+            "values": {r["placement"]: _row_values(r) for _, r in t.iterrows()}}
+
+
+def transfer(df: pd.DataFrame) -> dict | None:
+    """How well perturbations crafted on a source model fool the other models."""
+    if "source_model" not in df.columns:
+        return None
+    att = usable(dut_view(df))
+    att = att[(att["attack"].astype(str) != "none") & att["source_model"].notna()]
+    cross = att[att["source_model"].astype(str) != att["model"].astype(str)]
+    if cross.empty:
+        return None
+    t = rate_table(cross, ["source_model", "model"]).sort_values("error_rate", ascending=False)
+    top, bottom = t.iloc[0], t.iloc[-1]
+    text = (f"Perturbations crafted on {top['source_model']} transfer best to {top['model']} "
+            f"({fmt_rate(top['error_rate'], top['error_lo'], top['error_hi'])} error)")
+    if len(t) > 1:
+        text += (f" and worst from {bottom['source_model']} to {bottom['model']} "
+                 f"({fmt_rate(bottom['error_rate'], bottom['error_lo'], bottom['error_hi'])})")
+    return {"id": "transfer", "text": text + ".",
+            "values": {f"{r['source_model']}->{r['model']}": _row_values(r) for _, r in t.iterrows()}}
+
+
+def replay(df: pd.DataFrame) -> dict | None:
+    """Models evaluated offline on the recorded captures (eval_source = replay)."""
+    if "eval_source" not in df.columns:
+        return None
+    data = usable(dut_view(df))
+    rep = data[data["eval_source"].astype(str) == "replay"]
+    if rep.empty:
+        return None
+    att = rep[rep["attack"].astype(str) != "none"]
+    clean = rep[rep["attack"].astype(str) == "none"]
+    models = ", ".join(sorted(rep["model"].astype(str).unique()))
+    parts = []
+    vals = {"models": models}
+    if not clean.empty:
+        c = rate_table(clean).iloc[0]
+        parts.append(f"{fmt_rate(c['error_rate'], c['error_lo'], c['error_hi'])} of clean captures")
+        vals["clean"] = _row_values(c)
+    if not att.empty:
+        a = rate_table(att).iloc[0]
+        parts.append(f"{fmt_rate(a['error_rate'], a['error_lo'], a['error_hi'])} of attacked ones")
+        vals["attacked"] = _row_values(a)
+    text = f"Replayed offline through {models}, the recorded DUT-mic captures are misclassified in " + \
+        " and ".join(parts) + "."
+    return {"id": "replay", "text": text, "values": vals}
+
+
+def targeted(df: pd.DataFrame) -> dict | None:
+    """Success rate of targeted attacks (prediction == target)."""
+    from testbed.analysis.metrics import is_targeted
+
+    data = usable(dut_view(df))
+    tgt = data[is_targeted(data)]
+    if tgt.empty:
+        return None
+    r = rate_table(tgt).iloc[0]
+    text = (f"Targeted attacks make the DUT say the adversary's word in "
+            f"{fmt_rate(r['success_rate'], r['success_lo'], r['success_hi'])} of {int(r['n_targeted'])} trials.")
+    return {"id": "targeted", "text": text,
+            "values": {"rate": float(r["success_rate"]), "lo": float(r["success_lo"]),
+                       "hi": float(r["success_hi"]), "n": int(r["n_targeted"])}}
+
+
+def findings(df: pd.DataFrame) -> list[dict]:
+    """All findings the data support, most important first."""
+    out: list[dict] = []
+    for fn in (clean_vs_attack,):
+        f = fn(df)
+        if f:
+            out.append(f)
+    out.extend(strongest_per_model(df))
+    for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, targeted, replay):
+        f = fn(df)
+        if f:
+            out.append(f)
+    return out
