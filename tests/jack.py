@@ -156,34 +156,63 @@ def jack_server():
 
 
 class _Wirer(threading.Thread):
-    """Connects each PortAudio client's out_N to its in_N as soon as the ports exist."""
+    """Connects each PortAudio client's out_N to its in_N as soon as the ports exist.
+
+    A JACK client of our own gets a port-registration callback the moment PortAudio
+    opens a stream; JACK forbids server calls inside callbacks, so the callback only
+    wakes this thread, which wires the ports within milliseconds (a subprocess poll of
+    ``jack_lsp`` lost the race against the stream's pre-roll on a loaded machine).
+    """
 
     def __init__(self, server: JackServer) -> None:
         super().__init__(daemon=True, name="jack-loopback-wirer")
+        import jack
+
         self.server = server
         self.stop = threading.Event()
+        self.wake = threading.Event()
         self.count = 0
+        self.client = jack.Client(f"wirer-{uuid.uuid4().hex[:6]}", servername=server.name,
+                                  no_start_server=True)
+        # keep a reference: the callback must outlive this call
+        self._on_port = lambda port, registered: self.wake.set()
+        self.client.set_port_registration_callback(self._on_port)
+        self.client.activate()
+
+    def _wire_once(self) -> None:
+        c = self.client
+        for out in c.get_ports(is_output=True, is_audio=True):
+            client, _, port = out.name.partition(":")
+            if client == "system" or not port.startswith("out_"):
+                continue
+            n = port.removeprefix("out_")
+            try:
+                dst = c.get_port_by_name(f"{client}:in_{n}")
+            except Exception:  # port vanished or not there yet
+                continue
+            try:
+                conns = {p.name for p in c.get_all_connections(out)}
+                if dst.name not in conns:
+                    c.connect(out, dst)
+                    self.count += 1
+                for src in c.get_all_connections(dst):
+                    if src.name.startswith("system:capture_"):
+                        c.disconnect(src, dst)
+            except Exception:  # the stream closed while we wired; next wake-up redoes it
+                continue
 
     def run(self) -> None:
         while not self.stop.is_set():
-            conns = self.server.connections()
-            todo: list[list[str]] = []
-            for p in sorted(conns):
-                client, _, port = p.partition(":")
-                if client == "system" or not port.startswith("out_"):
-                    continue
-                n = port.removeprefix("out_")
-                dst = f"{client}:in_{n}"
-                if dst in conns and dst not in conns[p]:
-                    todo.append(["jack_connect", "-s", self.server.name, p, dst])
-                if dst in conns and f"system:capture_{n}" in conns[dst]:
-                    todo.append(["jack_disconnect", "-s", self.server.name, f"system:capture_{n}", dst])
-            # all at once: the stream is already playing its pre-roll while we wire
-            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in todo]
-            for proc, cmd in zip(procs, todo):
-                if proc.wait(timeout=10) == 0 and cmd[0] == "jack_connect":
-                    self.count += 1
-            self.stop.wait(0.005)
+            self._wire_once()
+            self.wake.wait(0.05)
+            self.wake.clear()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        self.join(timeout=5)
+        self.client.deactivate()
+        self.client.close()
 
 
 @pytest.fixture
@@ -194,5 +223,4 @@ def jack_loopback(jack_server):
     try:
         yield jack_server
     finally:
-        wirer.stop.set()
-        wirer.join(timeout=5)
+        wirer.close()
