@@ -180,15 +180,21 @@ class _Wirer(threading.Thread):
         self.client.activate()
 
     def _wire_once(self) -> None:
+        import jack
+
         c = self.client
-        for out in c.get_ports(is_output=True, is_audio=True):
+        try:
+            outs = c.get_ports(is_output=True, is_audio=True)
+        except jack.JackError:  # a port vanished while listing; the next wake-up lists again
+            return
+        for out in outs:
             client, _, port = out.name.partition(":")
             if client == "system" or not port.startswith("out_"):
                 continue
             n = port.removeprefix("out_")
             try:
                 dst = c.get_port_by_name(f"{client}:in_{n}")
-            except Exception:  # port vanished or not there yet
+            except jack.JackError:  # not there yet, or already gone
                 continue
             try:
                 conns = {p.name for p in c.get_all_connections(out)}
@@ -198,7 +204,7 @@ class _Wirer(threading.Thread):
                 for src in c.get_all_connections(dst):
                     if src.name.startswith("system:capture_"):
                         c.disconnect(src, dst)
-            except Exception:  # the stream closed while we wired; next wake-up redoes it
+            except jack.JackError:  # the stream closed while we wired; the next wake-up redoes it
                 continue
 
     def run(self) -> None:
