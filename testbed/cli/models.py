@@ -1,12 +1,272 @@
-"""`testbed models ...` commands (being built; see the issue tracker)."""
+"""`testbed models ...`: build the zoo, list it, show a card, evaluate a model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="models commands.", no_args_is_help=True)
+from testbed.cli.common import console, make_progress, print_json, split_csv
+
+app = typer.Typer(help="The model zoo: build, list, show, eval.", no_args_is_help=True)
+
+RootOpt = typer.Option(None, "--root", envvar="TESTBED_MODELS_DIR",
+                       help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)")
+NameArg = typer.Argument(..., help="model name, e.g. lm-int8", show_default=False)
 
 
-@app.callback()
-def _group() -> None:
-    """models commands."""
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.3f}"
+
+
+@app.command("build")
+def build(
+    arch: str = typer.Option("lm,ete,lms", "--arch", help="comma-separated architectures: ete, lm, lms"),
+    variants: str = typer.Option("fp32,lowrank,int16,int8,int4", "--variants",
+                                 help="comma-separated variants: fp32, lowrank, int16, int8, int4; robust "
+                                      "(fine-tuned from fp32): slr4, slr8, distill, advtrain, rse"),
+    data: str = typer.Option("synthetic", "--data",
+                             help="data set: synthetic | speech-commands:PATH | folder:PATH"),
+    quick: bool = typer.Option(False, "--quick", help="small corpus and short training (tests, demo)"),
+    seed: int = typer.Option(0, "--seed", help="training seed"),
+    steps: int = typer.Option(None, "--steps", help="fp32 training steps (default per arch)"),
+    finetune_steps: int = typer.Option(None, "--finetune-steps",
+                                       help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
+    rank_fraction: float = typer.Option(0.5, "--rank-fraction",
+                                        help="rank kept where the paper's rank would not truncate a layer"),
+    root: Path = RootOpt,
+    json_out: bool = typer.Option(False, "--json", help="print the written cards' summary as JSON"),
+) -> None:
+    """Train architectures x variants and write models/<arch>-<variant>/ (weights + card).
+
+    Example: testbed models build --arch lm --variants fp32,lowrank,int8 --quick
+    """
+    import torch
+
+    from testbed.models import Zoo, build_zoo
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with make_progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        names = build_zoo(split_csv(arch), split_csv(variants), data=data, quick=quick, root=root,
+                          seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
+                          rank_fraction=rank_fraction)
+    zoo = Zoo(root)
+    rows = [_summary(n, zoo.card(n)) for n in names]
+    if json_out:
+        print_json({"root": str(zoo.root), "models": rows})
+        return
+    _print_table(rows, title=f"built in {zoo.root}")
+
+
+def _summary(name: str, card: dict) -> dict:
+    m = card.get("metrics", {})
+    return {"name": name, "arch": card.get("arch"), "variant": card.get("variant"),
+            "param_count": card.get("param_count"), "size_bytes": card.get("size_bytes"),
+            "size_mb": round(card.get("size_bytes", 0) / 1e6, 4),
+            "paper_size_mb": card.get("paper", {}).get("size_mb"),
+            "test_accuracy": m.get("test_accuracy"), "val_accuracy": m.get("val_accuracy"),
+            "data": card.get("data", {}).get("spec"), "hash": card.get("weights_sha256")}
+
+
+def _print_table(rows: list[dict], title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("name", "params", "MB", "paper MB", "test acc", "data", "sha256"):
+        t.add_column(col, justify="right" if col in ("params", "MB", "paper MB", "test acc") else "left")
+    for r in rows:
+        acc = r["test_accuracy"]
+        t.add_row(r["name"], f"{r['param_count']:,}", _mb(r["size_bytes"] or 0), str(r["paper_size_mb"]),
+                  "-" if acc is None else f"{acc:.3f}", str(r["data"]), str(r["hash"])[:12])
+    console.print(t)
+
+
+@app.command("list")
+def list_(
+    root: Path = RootOpt,
+    json_out: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """List the zoo: parameter count and size in MB beside the paper's, test accuracy, hash.
+
+    Example: testbed models list --json
+    """
+    from testbed.models import Zoo
+
+    zoo = Zoo(root)
+    rows = [_summary(n, zoo.card(n)) for n in zoo.names()]
+    if json_out:
+        print_json({"root": str(zoo.root), "models": rows})
+        return
+    if not rows:
+        console.print(f"no models in {zoo.root}; run: testbed models build --quick")
+        return
+    _print_table(rows, title=f"model zoo {zoo.root}")
+
+
+@app.command("show")
+def show(
+    name: str = NameArg,
+    root: Path = RootOpt,
+    json_out: bool = typer.Option(False, "--json", help="print the whole card as JSON"),
+) -> None:
+    """Show a model card: data, metrics, size, layers, ranks (full vs used) or bits.
+
+    Example: testbed models show lm-lowrank
+    """
+    from rich.table import Table
+
+    from testbed.models import Zoo
+
+    card = Zoo(root).card(name)
+    if json_out:
+        print_json(card)
+        return
+    m, d, comp = card.get("metrics", {}), card.get("data", {}), card.get("compression", {})
+    console.print(f"[bold]{name}[/bold]: arch {card['arch']}, variant {card['variant']}, "
+                  f"{card['param_count']:,} parameters, {card['size_bytes']:,} bytes "
+                  f"(paper {card['arch'].upper()}: {card['paper']['size_mb']} MB)")
+    console.print(f"layers {card.get('layers')} (paper: " + ", ".join(
+        f"{k}:{card['paper'][k]}" for k in ("conv", "pool", "bn", "fc")) + ")")
+    console.print(f"labels: {', '.join(card['labels'])}")
+    console.print(f"preprocessing: {card['preprocessing']}")
+    console.print(f"data: {d.get('spec')} (quick={d.get('quick')}, split {d.get('split_hash')}, "
+                  f"train/val/test {d.get('n_train')}/{d.get('n_val')}/{d.get('n_test')})")
+    console.print("accuracy: " + ", ".join(
+        f"{k.removesuffix('_accuracy')} {v:.4f}" for k, v in m.items()
+        if k.endswith("_accuracy") and v is not None))
+    tr = card.get("training", {})
+    console.print(f"training: seed {tr.get('seed')}, {tr.get('steps_run')} of {tr.get('steps')} steps, "
+                  f"best at {tr.get('best_step')}, {tr.get('seconds')} s")
+    console.print(f"weights sha256: {card['weights_sha256']}")
+    if comp.get("kind") == "lowrank":
+        console.print(f"low-rank factorisation: {comp['rule']}; rank fraction {comp['rank_fraction']}")
+        t = Table()
+        for col in ("layer", "matrix", "full rank", "rank used", "rule", "params", "energy"):
+            t.add_column(col, no_wrap=True)
+        for layer in comp["layers"]:
+            t.add_row(layer["layer"], "x".join(map(str, layer["shape"])),
+                      str(layer["full_rank"]), str(layer["rank"]), layer["rule"],
+                      f"{layer['params_dense']}->{layer['params_lowrank']}",
+                      f"{layer['energy_kept']:.3f}")
+        console.print(t)
+    elif comp.get("kind") == "fixed-point":
+        console.print(f"dynamic fixed point, {comp['bits']} bits: {comp['scheme']}")
+        t = Table()
+        for col in ("layer", "bits w/in", "frac len w", "frac len in", "input max", "distinct w"):
+            t.add_column(col, no_wrap=True)
+        for layer in comp["layers"]:
+            t.add_row(layer["layer"], f"{layer['bits']}/{layer['act_bits']}", str(layer["fl_w"]), str(layer["fl_a"]),
+                      f"{layer['act_max']:.4g}", str(layer["distinct_weights"]))
+        console.print(t)
+
+
+@app.command("eval")
+def eval_(
+    name: str = NameArg,
+    data: str = typer.Option(None, "--data", help="data set spec (default: the test split of the model's own data)"),
+    root: Path = RootOpt,
+    out: Path = typer.Option(None, "--out", "-o", help="write the confusion matrix PNG here (file or folder)"),
+    json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Evaluate a model: accuracy, per-class accuracy, confusion matrix.
+
+    A folder: data set whose classes are a subset of the model's labels is evaluated on
+    those classes (every clip, since it was not used for training).
+
+    Example: testbed models eval lm-fp32 --data folder:/work/shared/data/real-dev --json
+    """
+    import torch
+
+    from testbed.models import evaluate_on, save_confusion_png
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with make_progress(transient=True) as bar:
+        task = bar.add_task(f"eval {name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = evaluate_on(name, data, root=root, progress=progress)
+    if out is not None:
+        path = out / f"{name}-confusion.png" if out.is_dir() or out.suffix == "" else out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_confusion_png(result, path, title=f"{name} on {result['data']} "
+                           f"({result['split']}): accuracy {result['accuracy']:.3f}")
+        result["confusion_png"] = str(path)
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"[bold]{name}[/bold] on {result['data']} ({result['split']}, n={result['n']}): "
+                  f"accuracy {result['accuracy']:.4f}")
+    for label, pc in result["per_class"].items():
+        console.print(f"  {label:>8}: {pc['accuracy']:.3f} (n={pc['n']})")
+    if out is not None:
+        console.print(f"wrote {result['confusion_png']}")
+
+
+@app.command("ablate")
+def ablate(
+    arch: str = typer.Option("lm", "--arch", help="architecture to train on every corpus variant: ete, lm, lms"),
+    steps: int = typer.Option(None, "--steps", help="training steps per variant, the same for all "
+                                                     "(default: models build's for --arch)"),
+    per_class: int = typer.Option(None, "--per-class", min=1,
+                                  help="clips per class of every variant's corpus (default: the default corpus's)"),
+    variants: str = typer.Option(None, "--variants",
+                                 help="comma-separated variants (default: all): multi-engine, espeak-only, "
+                                      "no-speed, no-pitch, no-formant, no-loudness, no-eq, no-reverb, no-onset, "
+                                      "no-noise"),
+    real: str = typer.Option("folder:../shared/data/real-dev", "--real", envvar="TESTBED_REAL_DEV",
+                             help="real recordings to measure on (only evaluated, never trained on)"),
+    quick: bool = typer.Option(False, "--quick", help="40 clips per class and at most 200 steps (smoke run)"),
+    seed: int = typer.Option(0, "--seed", help="corpus, split and training seed"),
+    json_out: bool = typer.Option(False, "--json", help="print the ablation table as JSON"),
+) -> None:
+    """Sim-to-real ablation: train one architecture per corpus variant, measure it on real speech.
+
+    Variants: the default multi-engine corpus, espeak-ng only, and each randomisation turned
+    off; same model, steps and seed for every row.
+
+    Example: testbed models ablate --arch lm --per-class 100 --steps 600 --real folder:../shared/data/real-dev --json
+    """
+    import torch
+
+    from testbed.data.ablation import run_ablation
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with make_progress(transient=json_out) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        result = run_ablation(real, arch=arch, steps=steps, quick=quick, seed=seed,
+                              variants=split_csv(variants) or None, per_class=per_class, progress=progress)
+    if json_out:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{result['arch']} x corpus variants: {result['per_class']} clips/class, {result['steps']} steps, "
+                    f"real = {result['real']} (n={result['n_real']})")
+    for col in ("variant", "synthetic test", "real", "real keywords", "real unknown"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for r in result["rows"]:
+        unk = r["real_per_class"].get("unknown")
+        t.add_row(r["variant"], f"{r['synthetic_test_acc']:.3f}", f"{r['real_acc']:.3f}",
+                  "-" if r["real_keyword_acc"] is None else f"{r['real_keyword_acc']:.3f}",
+                  "-" if unk is None else f"{unk:.3f}")
+    console.print(t)
+
+
+from testbed.cli.ensemble import ensemble_curve  # noqa: E402  (robust models, engineer R)
+
+app.command("ensemble-curve")(ensemble_curve)

@@ -1,0 +1,66 @@
+"""Front ends that live inside the models: the log-mel feature and SpecAugment.
+
+Every model takes raw PCM ``(batch, samples)`` in [-1, 1]; log-mel models start with
+:class:`LogMel`, so attacks are always end-to-end on the waveform.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: the preprocessing every log-mel model uses (written into model cards)
+LOGMEL_DEFAULTS = {
+    "kind": "log-mel",
+    "n_mels": 40,
+    "window_ms": 25.0,
+    "hop_ms": 10.0,
+    "log_floor": 1e-6,
+    "mean_norm": "per-utterance mean per mel band",
+}
+
+
+class LogMel(nn.Module):
+    """Raw PCM -> log-mel spectrogram with per-utterance mean normalisation per mel band.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Sample rate of the PCM input, Hz.
+    n_mels : int
+        Number of mel bands.
+    window_ms, hop_ms : float
+        Analysis window and hop, milliseconds.
+    spec_augment : bool
+        Apply SpecAugment (one frequency and one time mask) in training mode only.
+
+    Shapes: input ``(batch, samples)`` float; output ``(batch, 1, n_mels, frames)`` with
+    ``frames = samples // hop + 1``.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 40, window_ms: float = 25.0,
+                 hop_ms: float = 10.0, spec_augment: bool = True) -> None:
+        super().__init__()
+        import torchaudio
+
+        win = int(round(sample_rate * window_ms / 1000))
+        hop = int(round(sample_rate * hop_ms / 1000))
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=win, win_length=win, hop_length=hop, n_mels=n_mels,
+            power=2.0)
+        self.spec_augment = spec_augment
+        self.freq_mask = torchaudio.transforms.FrequencyMasking(freq_mask_param=max(1, n_mels // 8), iid_masks=True)
+        self.time_mask = torchaudio.transforms.TimeMasking(time_mask_param=10, iid_masks=True)
+        self.n_mels = n_mels
+        self.hop = hop
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of frames the front end yields for ``n_samples`` input samples."""
+        return n_samples // self.hop + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = torch.log(self.mel(x) + LOGMEL_DEFAULTS["log_floor"])
+        feats = (feats - feats.mean(dim=-1, keepdim=True)).unsqueeze(1)
+        if self.training and self.spec_augment:
+            feats = self.time_mask(self.freq_mask(feats))
+        return feats

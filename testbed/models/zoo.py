@@ -1,0 +1,146 @@
+"""The model zoo on disk: ``<root>/<name>/weights.safetensors`` + ``card.json``.
+
+Weights are safetensors (never pickle); the card stores the sha256 of the weights file and
+loading refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from testbed.errors import ModelError
+
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "card.json"
+
+
+def default_root() -> Path:
+    """Zoo root: env ``TESTBED_MODELS_DIR`` or ``./models``."""
+    return Path(os.environ.get("TESTBED_MODELS_DIR", "models"))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Zoo:
+    """A folder of trained models.
+
+    Parameters
+    ----------
+    root : Path, optional
+        Default: env ``TESTBED_MODELS_DIR`` or ``./models``.
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+
+    def names(self) -> list[str]:
+        """Names of the stored models (folders holding a card), sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / CARD_FILE).is_file())
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` has a card in this zoo."""
+        return (self.root / name / CARD_FILE).is_file()
+
+    def _require(self, name: str) -> Path:
+        if not self.exists(name):
+            have = ", ".join(self.names()) or "none; run 'testbed models build'"
+            raise ModelError(f"unknown model {name!r} in {self.root} (have: {have})")
+        return self.root / name
+
+    def card(self, name: str) -> dict:
+        """The model card of ``name`` (a dict read from ``card.json``)."""
+        path = self._require(name) / CARD_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: unreadable model card ({exc}); rebuild the model") from None
+
+    def model_hash(self, name: str) -> str:
+        """The sha256 of ``name``'s weights as recorded in its card."""
+        return str(self.card(name)["weights_sha256"])
+
+    def load(self, name: str) -> nn.Module:
+        """Load ``name`` in eval mode with its card attached as ``.card``.
+
+        Raises ModelError when the weights file is missing or its sha256 differs from the card.
+        """
+        from safetensors.torch import load_file
+
+        from testbed.models.archs import build_model
+        from testbed.models.variants import restructure
+
+        folder = self._require(name)
+        card = self.card(name)
+        weights = folder / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelError(f"{weights}: weights file missing; rebuild with 'testbed models build'")
+        digest = sha256_file(weights)
+        if digest != card.get("weights_sha256"):
+            raise ModelError(f"{weights}: sha256 {digest[:12]}... does not match the card's "
+                             f"{str(card.get('weights_sha256'))[:12]}... (tampered or stale); "
+                             "rebuild the model or restore its weights")
+        try:
+            model = build_model(card["arch"], card["labels"], card["sample_rate"], card["clip_samples"])
+            model = restructure(model, card.get("compression", {"kind": "none"}))
+            state = load_file(str(weights))
+            model.load_state_dict(state, strict=True)
+        except KeyError as exc:
+            raise ModelError(f"{folder / CARD_FILE}: missing field {exc}") from None
+        except (RuntimeError, ValueError) as exc:
+            msg = str(exc).splitlines()[0]
+            raise ModelError(f"{weights}: does not fit the card's architecture ({msg})") from None
+        model.eval()
+        model.card = card
+        model.name = name
+        return model
+
+    def save(self, name: str, model: nn.Module, card: dict) -> dict:
+        """Write ``model``'s weights and ``card`` (completed with size and hash) under ``name``.
+
+        Returns the completed card.
+        """
+        from safetensors.torch import save
+
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        blob = save(state, metadata={"name": name, "arch": str(card.get("arch")),
+                                     "variant": str(card.get("variant"))})
+        _atomic_write(folder / WEIGHTS_FILE, blob)
+        card = dict(card, name=name, size_bytes=len(blob),
+                    weights_sha256=hashlib.sha256(blob).hexdigest())
+        _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
+        return card
+
+
+def load_model(name: str, root: Path | str | None = None) -> nn.Module:
+    """Shortcut for ``Zoo(root).load(name)``."""
+    return Zoo(root).load(name)
