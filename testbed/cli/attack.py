@@ -1,4 +1,4 @@
-"""`testbed attack ...`: digital attack evaluation (and, later, crafting for plans)."""
+"""`testbed attack ...`: digital attack evaluation and crafting a plan's perturbations ahead."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import typer
 
 from testbed.cli.common import console, make_progress, print_json, split_csv, split_floats
 
-app = typer.Typer(help="Adversarial attacks: evaluate digitally (no channel).", no_args_is_help=True)
+app = typer.Typer(help="Adversarial attacks: evaluate digitally (no channel); craft a plan's perturbations.",
+                  no_args_is_help=True)
 
 
 @app.callback()
 def _group() -> None:
-    """Adversarial attacks: evaluate digitally (no channel)."""
+    """Adversarial attacks: evaluate digitally (no channel); craft a plan's perturbations."""
 
 
 def parse_params(items: list[str] | None) -> dict:
@@ -56,6 +57,10 @@ def eval_(
                               help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)"),
     out: Path = typer.Option(Path("analysis/attack-eval"), "--out", "-o", help="folder for results.csv and plots"),
     seed: int = typer.Option(0, "--seed", help="seed of the clip choice and of the attack"),
+    adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive",
+                                  help="stochastic models (slr, rse): average every gradient over several draws "
+                                       "of the model's noise (adaptive EOT attack, the default); --no-adaptive: "
+                                       "one draw per gradient, the plain attack the paper measured"),
     batch_size: int = typer.Option(64, "--batch-size", help="clips per attack batch"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object (keys per target)"),
 ) -> None:
@@ -66,7 +71,9 @@ def eval_(
     error_vs_eps.png, error_vs_delay.png and transfer.png to --out. With --json:
     {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
     "error_rate": [...], "success_rate": [...], "snr_db": [...], "queries": [...]}}, ...}
-    with one list entry per setting.
+    with one list entry per setting, plus "adaptive" and "eot_samples" {stochastic source: draws}.
+    On a stochastic source (slr, rse) the attack is adaptive by default: every gradient is an
+    expectation over noise draws (EOT); --no-adaptive gives the plain attack for comparison.
 
     Example: testbed attack eval --model lm-fp32 --attack pgd --eps 0.001,0.005,0.01,0.05 --targets lm-int8,lm-lowrank --delay-ms 0,100,500 --n 200
     """
@@ -113,6 +120,20 @@ def eval_(
                              "source and target models must share one label set")
     if target_label is not None:
         label_index(first, target_label)
+    from testbed.attacks import DEFAULT_EOT_SAMPLES
+
+    stochastic = [s for s in sources if getattr(loaded[s], "stochastic", False)]
+    if not adaptive:
+        params["eot_samples"] = 1
+    eot = {s: int(params.get("eot_samples") or DEFAULT_EOT_SAMPLES) for s in stochastic}
+    if stochastic and not json_out:
+        if adaptive:
+            console.print(f"{', '.join(stochastic)}: stochastic model, so the attack is adaptive: EOT over "
+                          f"{', '.join(str(v) for v in sorted(set(eot.values())))} noise draws per gradient "
+                          "(--no-adaptive for the plain attack, as in the paper)")
+        else:
+            console.print(f"{', '.join(stochastic)}: stochastic model attacked non-adaptively (--no-adaptive): "
+                          "one noise draw per gradient, no EOT")
     if rig_path is not None:
         from testbed.rig import load_rig
 
@@ -149,6 +170,7 @@ def eval_(
     result = {
         "attack": kind, "sources": sources, "n": int(len(x)), "data": spec,
         "target_label": target_label or "untargeted", "out": str(out), "csv": str(csv_path),
+        "adaptive": bool(stochastic) and adaptive, "eot_samples": eot,
         "plots": [str(p) for p in plots],
         "settings": [{"source": r.source, "eps": float(r.eps), "delay_ms": float(r.delay_ms)}
                      for r in settings.itertuples()],
@@ -165,6 +187,43 @@ def eval_(
         return
     _print_tables(table, target_names, kind, len(x), target_label)
     console.print(f"wrote {csv_path} and {len(plots)} plots to {out}")
+
+
+@app.command("craft")
+def craft(
+    plan_path: Path = typer.Argument(..., help="plan TOML file, e.g. sessions/plans/quick-sim.toml",
+                                     show_default=False),
+    rig_path: Path = typer.Option(..., "--rig", "-r", help="rig TOML file the session will run on",
+                                  show_default=False),
+    cluster: str = typer.Option("none", "--cluster", help="none (this process) | local[:N] | tcp://host:8786"),
+    models_dir: Path = typer.Option(None, "--models-dir",
+                                    help="model zoo root (default: $TESTBED_MODELS_DIR or ./models)"),
+    cache_dir: Path = typer.Option(None, "--cache-dir",
+                                   help="cache root (default: $TESTBED_CACHE_DIR or ~/.cache/ota-testbed)"),
+    json_out: bool = typer.Option(False, "--json",
+                                  help="print {needed, crafted, cached, cache_root, attacks, cluster} as JSON"),
+) -> None:
+    """Craft and cache every perturbation a plan needs, ahead of a (physical) session.
+
+    Perturbations are cached by content (utterance, attack config, source model hash, seed), so a later 'testbed session run' of the same plan copies them instead of crafting, and running this twice crafts nothing the second time.
+
+    Example: testbed attack craft sessions/plans/delay-sweep.toml --rig rigs/lab-a.toml --cluster local:2
+    """
+    from testbed.cli.common import err_console
+    from testbed.scale import PerturbationCache, craft_plan, open_executor, parse_cluster
+
+    spec = parse_cluster(cluster)
+    with open_executor(spec) as executor, make_progress(transient=True, disable=json_out) as progress:
+        if executor is not None and executor.dashboard and not json_out:
+            err_console.print(f"Dask dashboard: {executor.dashboard}")
+        task = progress.add_task("crafting", total=None)
+        res = craft_plan(plan_path, rig_path, models_root=models_dir, cache=PerturbationCache(cache_dir),
+                         executor=executor, progress=lambda d, n: progress.update(task, completed=d, total=n))
+    if json_out:
+        print_json({**res.as_dict(), "cluster": str(spec)})
+        return
+    console.print(f"{res.needed} perturbations for {len(res.attacks)} attack config(s): {res.crafted} crafted, "
+                  f"{res.cached} already cached ({res.cache_root})")
 
 
 def _test_clips(card: dict, data: str | None, n: int, seed: int):

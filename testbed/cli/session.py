@@ -16,6 +16,8 @@ IdArg = typer.Argument(..., help="session id (see 'testbed session list') or ses
 RigOpt = typer.Option(..., "--rig", "-r", help="rig TOML file, e.g. rigs/office-sim.toml", show_default=False)
 DirOpt = typer.Option(None, "--sessions-dir", help="sessions root (default: $TESTBED_SESSIONS_DIR or ./sessions)")
 ModelsOpt = typer.Option(None, "--models-dir", help="model zoo root (default: $TESTBED_MODELS_DIR or ./models)")
+ClusterOpt = typer.Option("none", "--cluster", help="where compute runs: none (this process) | local[:N] (N worker "
+                          "processes) | tcp://host:8786 (a running Dask scheduler); session run: simulated rigs only")
 
 
 def _fmt_s(s: float) -> str:
@@ -85,7 +87,20 @@ class _Stopper:
         signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
 
 
-def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool) -> None:
+def _cluster_spec(cluster: str, rig) -> object:
+    """Parse ``--cluster``; a physical rig refuses anything but none."""
+    from testbed.errors import SessionError
+    from testbed.scale import parse_cluster
+
+    spec = parse_cluster(cluster)
+    if not spec.is_none and rig.is_physical:
+        raise SessionError(f"--cluster {cluster}: rig {rig.name!r} is physical ({rig.backend}): its trials run "
+                           f"where the speakers are; use --cluster none (craft ahead with 'testbed attack craft "
+                           f"PLAN --rig RIG --cluster {cluster}')")
+    return spec
+
+
+def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, cluster: object = "none") -> None:
     from rich.console import Group
     from rich.live import Live
     from rich.table import Table
@@ -155,9 +170,14 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool) -> No
 
     view = contextlib.nullcontext(_Quiet()) if quiet else Live(render(), console=err_console,
                                                                 refresh_per_second=4, transient=False)
-    with _Stopper() as stopper, view as live:
+    from testbed.scale import PerturbationCache, open_executor
+
+    with _Stopper() as stopper, open_executor(cluster) as executor, view as live:
+        if executor is not None and executor.dashboard and not json_out:
+            err_console.print(f"Dask dashboard: {executor.dashboard}")
         runner = Runner(store, rig, plan, models, calibration=calibration, prompt_move=prompt_move,
-                        on_event=on_event, should_stop=lambda: stopper.requested)
+                        on_event=on_event, should_stop=lambda: stopper.requested, executor=executor,
+                        craft_cache=PerturbationCache())
         try:
             result = runner.run()
         except KeyboardInterrupt:
@@ -190,18 +210,21 @@ def run_cmd(
     models_dir: Path = ModelsOpt,
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
+    cluster: str = ClusterOpt,
 ) -> None:
     """Run a plan on a rig: craft perturbations, play, record, evaluate, store (resumable).
 
-    Example: testbed session run sessions/plans/quick-sim.toml --rig rigs/office-sim.toml
+    Example: testbed session run sessions/plans/quick-sim.toml --rig rigs/office-sim.toml --cluster local:2
     """
+    from testbed.rig import load_rig
     from testbed.session import create_session
 
+    spec = _cluster_spec(cluster, load_rig(rig_path))
     store = create_session(plan_path, rig_path, root=sessions_dir, session_id=session_id, models_root=models_dir)
     if not json_out:
         console.print(f"session {store.session_id} created in {store.path}")
     with store:
-        _live_run(store, models_dir, json_out, quiet)
+        _live_run(store, models_dir, json_out, quiet, spec)
 
 
 @app.command("resume")
@@ -211,15 +234,17 @@ def resume_cmd(
     models_dir: Path = ModelsOpt,
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
+    cluster: str = ClusterOpt,
 ) -> None:
     """Continue a session exactly where it stopped (even after kill -9 or power loss).
 
     Example: testbed session resume quick-sim-20250101-120000
     """
-    from testbed.session import SessionStore
+    from testbed.session import SessionStore, stored_rig_plan
 
     with SessionStore.open(session, sessions_dir) as store:
-        _live_run(store, models_dir, json_out, quiet)
+        spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"
+        _live_run(store, models_dir, json_out, quiet, spec)
 
 
 @app.command("status")
@@ -287,17 +312,23 @@ def replay_cmd(
     sessions_dir: Path = DirOpt,
     models_dir: Path = ModelsOpt,
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
+    cluster: str = typer.Option("none", "--cluster", help="none (this process) | local[:N] | tcp://host:8786"),
 ) -> None:
     """Re-evaluate the recorded captures offline with other models (appends; never alters recordings).
 
-    Example: testbed session replay quick-sim-20250101-120000 --models lm-slr8,lm-int4
+    Example: testbed session replay quick-sim-20250101-120000 --models lm-slr8,lm-int4 --cluster local:2
     """
+    from testbed.scale import open_executor, parse_cluster
     from testbed.session import replay_session
 
-    with make_progress(transient=True, disable=json_out) as progress:
+    spec = parse_cluster(cluster)
+    with open_executor(spec) as executor, make_progress(transient=True, disable=json_out) as progress:
+        if executor is not None and executor.dashboard and not json_out:
+            err_console.print(f"Dask dashboard: {executor.dashboard}")
         task = progress.add_task("replay", total=None)
         res = replay_session(session, split_csv(models), mics=split_csv(mics) or None, models_root=models_dir,
-                             root=sessions_dir, progress=lambda d, n: progress.update(task, completed=d, total=n))
+                             root=sessions_dir, progress=lambda d, n: progress.update(task, completed=d, total=n),
+                             executor=executor)
     if json_out:
         print_json(res.as_dict())
         return

@@ -58,11 +58,17 @@ def replay_session(
     models_root: Path | None = None,
     root: Path | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor=None,
 ) -> ReplayResult:
     """Evaluate every recorded capture (of ``mics``, default all) with ``model_names``.
 
     Appends evaluations tagged ``eval_source = "replay"`` with each model's hash. A capture
     whose FLAC is missing, altered or unreadable is skipped and reported, not fatal.
+
+    ``executor`` (e.g. :class:`testbed.scale.DaskExecutor`) evaluates the chunks elsewhere: its
+    ``evaluate(models, model_names, chunks, source, sample_rate)`` yields ``(chunk_index, model,
+    evaluations)`` in any order; this process reads the captures and commits the rows in the
+    same order and in the same single transaction as an in-process replay.
     """
     store = SessionStore.open(session, root)
     try:
@@ -87,9 +93,11 @@ def replay_session(
             caps = [c for c in caps if c["mic"] in mics]
         # the command starts where the live run put it: preroll + flight time, stored per trial
         starts = _command_starts(store)
+        model_names = list(dict.fromkeys(model_names))
         loaded = {m: models.load(m) for m in model_names}
         result = ReplayResult()
-        rows = []
+        chunks: list[tuple[dict[str, tuple[np.ndarray, float]], dict[str, tuple[int, str]]]] = []
+        by_part: dict[tuple[int, str], list] = {}
         done = 0
         for i in range(0, len(caps), REPLAY_BATCH):
             chunk = caps[i:i + REPLAY_BATCH]
@@ -107,13 +115,28 @@ def replay_session(
                 result.audio_s += len(sig) / sr
                 result.captures += 1
             if windows:
-                for e in evaluate_captures(models, windows, loaded, "replay", sr):
+                if executor is None:   # evaluate as we read: only one chunk in memory
+                    for e in evaluate_captures(models, windows, loaded, "replay", sr):
+                        by_part.setdefault((len(chunks), e.model), []).append(e)
+                    windows = {}
+                chunks.append((windows, keys))
+            if executor is None:
+                done += len(chunk)
+                if progress:
+                    progress(done, len(caps))
+        if executor is not None:
+            parts = executor.evaluate(models, model_names, [w for w, _ in chunks], "replay", sr)
+            for n, (ci, model, evals) in enumerate(parts, 1):
+                by_part[(ci, model)] = list(evals)
+                if progress:
+                    progress(n, len(chunks) * len(model_names))
+        rows = []
+        for ci, (_, keys) in enumerate(chunks):
+            for m in model_names:
+                for e in by_part.get((ci, m), []):
                     tid, mic = keys[e.mic]
                     e.mic = mic
                     rows.append((tid, e))
-            done += len(chunk)
-            if progress:
-                progress(done, len(caps))
         result.evaluations = store.add_evaluations(rows)
         cards = dict(meta.get("replay_model_cards") or {})
         cards.update({m: {**models.card(m), "model_hash": models.model_hash(m)} for m in model_names})

@@ -106,6 +106,13 @@ class Runner:
     on_event : called with a :class:`TrialEvent` after each committed trial, and with a
         ``(stage, done, total)`` tuple while crafting perturbations.
     should_stop : polled between trials; True ends the run cleanly (resumable).
+    executor : runs crafting batches and (simulated rigs only) trials elsewhere, e.g. a
+        :class:`testbed.scale.DaskExecutor`; it has ``craft(runner, jobs)`` yielding
+        ``(CraftJob, deltas)`` and ``run_trials(runner, specs)`` yielding
+        :class:`TrialRecord` objects in any order. This process still commits every trial.
+    craft_cache : a content-addressed perturbation cache (``key(...)``, ``get(key)``,
+        ``put(key, signal)``, e.g. :class:`testbed.scale.PerturbationCache`) consulted before
+        crafting and filled after, so perturbations made ahead (``testbed attack craft``) are reused.
     """
 
     def __init__(
@@ -122,6 +129,8 @@ class Runner:
         dut=None,
         on_event: Callable[[object], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        executor=None,
+        craft_cache=None,
     ) -> None:
         self.store = store
         self.rig = rig
@@ -134,6 +143,8 @@ class Runner:
         self.dut = dut
         self.on_event = on_event or (lambda e: None)
         self.should_stop = should_stop
+        self.executor = executor
+        self.craft_cache = craft_cache
         self.sr = rig.sample_rate
         self.mics = plan.mics(rig)
         self.eval_models = plan.eval_models(rig)
@@ -145,6 +156,10 @@ class Runner:
     def run(self) -> RunResult:
         """Craft what is missing, then run every pending trial; returns how the run ended."""
         store = self.store
+        if self.executor is not None and self.rig.is_physical:
+            raise SessionError(f"--cluster: rig {self.rig.name!r} is physical ({self.rig.backend}): its trials "
+                               f"run where the speakers are; use --cluster none (perturbations can be crafted "
+                               f"ahead with 'testbed attack craft PLAN --rig RIG --cluster ...')")
         store.lock()
         stats = RunStats()
         try:
@@ -161,6 +176,10 @@ class Runner:
             if self.should_stop():
                 store.event("stopped", "stopped by the operator before the first trial")
                 return RunResult("stopped", stats)
+            if self.executor is not None:
+                result = self._run_trials_elsewhere(pending, stats)
+                store.event(result.reason, f"{stats.done} of {stats.total} trials done")
+                return result
             backend = self._backend or open_backend(self.rig, self.calibration, seed=self.plan.seed)
             opened = self._open_devices(pending)
             try:
@@ -228,7 +247,8 @@ class Runner:
 
         Utterances are crafted in fixed batches (sorted ids of the whole plan, ``CRAFT_BATCH`` at a
         time, seeded per batch), so a run resumed half-way through crafting makes exactly the
-        perturbations an uninterrupted run would.
+        perturbations an uninterrupted run would. Batches run on ``executor`` when there is one;
+        perturbations found in ``craft_cache`` are copied, not crafted.
         """
         wanted = {(t.utterance_id, t.attack_id) for t in trials if not self.attacks[t.attack_id].is_none}
         labels: dict[str, dict[str, str]] = {}
@@ -240,50 +260,96 @@ class Runner:
             return (self.store.path / self.perturbation_path(uid, aid)).is_file()
 
         jobs = []
-        for aid in sorted(labels):
-            items = sorted(labels[aid].items())
-            for i in range(0, len(items), CRAFT_BATCH):
-                chunk = items[i:i + CRAFT_BATCH]
-                missing = [u for u, _ in chunk if (u, aid) in wanted and not cached(u, aid)]
-                if missing:
-                    jobs.append((aid, chunk, missing))
-        total = sum(len(m) for _, _, m in jobs)
+        for job in craft_jobs(self.plan.seed, labels):
+            missing = [u for u, _ in job.chunk if (u, job.attack_id) in wanted and not cached(u, job.attack_id)]
+            if missing:
+                jobs.append(CraftJob(job.attack_id, job.chunk, missing, job.seed))
+        total = sum(len(j.missing) for j in jobs)
         done = 0
         self.on_event(("craft", done, total))
-        for aid, chunk, missing in jobs:
+        if self.craft_cache is not None:
+            todo = []
+            for job in jobs:
+                hits = self._from_cache(job)
+                if hits is None:
+                    todo.append(job)
+                    continue
+                for uid, d in hits.items():
+                    self.store.write_cached(self.perturbation_path(uid, job.attack_id), d, self.sr)
+                done += len(job.missing)
+                self.on_event(("craft", done, total))
+            jobs = todo
+        if self.executor is not None:
+            results = self.executor.craft(self, jobs)
+        else:
+            results = self._craft_here(jobs)
+        for job, deltas in results:
+            for (uid, _), d in zip(job.chunk, deltas):
+                if uid in job.missing:
+                    self.store.write_cached(self.perturbation_path(uid, job.attack_id), d, self.sr)
+            if self.craft_cache is not None:
+                self._to_cache(job, deltas)
+            done += len(job.missing)
+            self.on_event(("craft", done, total))
             if self.should_stop():
                 return done
-            deltas = self._craft(self.attacks[aid], chunk)
-            for (uid, _), d in zip(chunk, deltas):
-                if uid in missing:
-                    self.store.write_cached(self.perturbation_path(uid, aid), d, self.sr)
-            done += len(missing)
-            self.on_event(("craft", done, total))
         return done
 
-    def _craft(self, cfg: AttackConfig, chunk: list[tuple[str, str]]) -> list[np.ndarray]:
-        import torch
+    def _craft_here(self, jobs: list["CraftJob"]):
+        for job in jobs:
+            if self.should_stop():
+                return
+            yield job, self._craft(self.attacks[job.attack_id], job)
 
+    def craft_request(self, cfg: AttackConfig, job: "CraftJob") -> "CraftRequest":
+        """The pure inputs of crafting one batch: clips, label indices, kind, bound and parameters."""
         src = self.models.load(cfg.source_model)
-        sigs = [self.utterance(u) for u, _ in chunk]
+        sigs = [self.utterance(u) for u, _ in job.chunk]
         n = max(src.clip_samples, max(len(s) for s in sigs))   # the model needs a whole clip
         x = np.zeros((len(sigs), n), dtype=np.float32)
         for i, s in enumerate(sigs):
             x[i, : len(s)] = s
-        y = torch.tensor([src.labels.index(lab) for _, lab in chunk], dtype=torch.int64)
+        y = np.array([src.labels.index(lab) for _, lab in job.chunk], dtype=np.int64)
         target = None
         if cfg.target != "untargeted":
-            target = torch.full_like(y, src.labels.index(cfg.target))
+            target = np.full_like(y, src.labels.index(cfg.target))
         params = dict(cfg.params)
-        params.setdefault("seed", _stable_int(self.plan.seed, cfg.attack_id, *[u for u, _ in chunk]))
+        params.setdefault("seed", job.seed)
         if cfg.kind.startswith("ota-"):
             delays = self.plan.sweep.delay_ms
             params.setdefault("rig", self.rig)
             params.setdefault("mics", [self.rig.dut.mic])
             params.setdefault("delay_ms", (min(delays), max(delays)))
-        attack = make_attack(cfg.kind, src.module, cfg.eps, **params)
-        delta = attack.perturb(torch.from_numpy(x), y, target)
-        return [d.detach().cpu().numpy().astype(np.float32) for d in delta]
+        return CraftRequest(cfg.kind, float(cfg.eps), cfg.source_model, src.model_hash, x, y, target, params)
+
+    def _craft(self, cfg: AttackConfig, job: "CraftJob") -> list[np.ndarray]:
+        req = self.craft_request(cfg, job)
+        return list(craft_batch(self.models.load(cfg.source_model).module, req))
+
+    def _cache_keys(self, job: "CraftJob") -> list[str]:
+        cfg = self.attacks[job.attack_id]
+        src_hash = self.models.model_hash(cfg.source_model)
+        desc = {k: v for k, v in cfg.as_dict().items() if k != "attack_id"}
+        if cfg.kind.startswith("ota-"):   # the channel is part of the attack
+            desc["rig"] = self.rig.model_dump(mode="json")
+            desc["mics"] = [self.rig.dut.mic]
+            desc["delay_ms"] = [min(self.plan.sweep.delay_ms), max(self.plan.sweep.delay_ms)]
+        return [self.craft_cache.key(self.utterance(uid), desc, src_hash, job.seed, i)
+                for i, (uid, _) in enumerate(job.chunk)]
+
+    def _from_cache(self, job: "CraftJob") -> dict[str, np.ndarray] | None:
+        keys = dict(zip((u for u, _ in job.chunk), self._cache_keys(job)))
+        out = {}
+        for uid in job.missing:
+            sig = self.craft_cache.get(keys[uid])
+            if sig is None:
+                return None
+            out[uid] = sig
+        return out
+
+    def _to_cache(self, job: "CraftJob", deltas) -> None:
+        for key, d in zip(self._cache_keys(job), deltas):
+            self.craft_cache.put(key, np.asarray(d, dtype=np.float32), self.sr)
 
     # -- trials -------------------------------------------------------------------
     def _run_trials(self, pending: list[TrialSpec], backend, loaded: dict[str, LoadedModel],
@@ -316,6 +382,26 @@ class Runner:
             preds = {e.model: e.prediction for e in rec.evaluations if e.mic == self.rig.dut.mic}
             self.on_event(TrialEvent(spec, cfg, rec.failed, rec.error, preds, stats))
         return RunResult("skipped" if skipped else "finished", stats, skipped)
+
+    def _run_trials_elsewhere(self, pending: list[TrialSpec], stats: RunStats) -> RunResult:
+        """Simulated trials computed by ``executor``; each result is committed here, once."""
+        for rec in self.executor.run_trials(self, pending):
+            t0 = time.perf_counter()
+            self.store.commit_trial(rec, self.sr)
+            stats.store_s += time.perf_counter() - t0
+            stats.audio_s += float(rec.facts.get("record_s", 0.0))
+            spec = self._spec(rec.trial_id)
+            self._account(stats, spec, rec)
+            preds = {e.model: e.prediction for e in rec.evaluations if e.mic == self.rig.dut.mic}
+            self.on_event(TrialEvent(spec, self.attacks[spec.attack_id], rec.failed, rec.error, preds, stats))
+            if self.should_stop():
+                return RunResult("stopped", stats)
+        return RunResult("finished", stats)
+
+    def _spec(self, trial_id: int) -> TrialSpec:
+        if not hasattr(self, "_specs"):
+            self._specs = {t.trial_id: t for t in self.store.planned()}
+        return self._specs[trial_id]
 
     def _set_placement(self, placement: str | None) -> tuple[str, float | None]:
         if placement is None or not self.rig.is_physical:
@@ -470,6 +556,61 @@ class Runner:
                 wrong_n = stats.errors.setdefault(e.model, [0, 0])
                 wrong_n[0] += int(e.prediction != spec.label)
                 wrong_n[1] += 1
+
+
+@dataclass(frozen=True)
+class CraftJob:
+    """One crafting batch: ``chunk`` (utterance_id, label) pairs crafted together with ``seed``;
+    ``missing`` lists the utterance ids whose perturbation is wanted."""
+
+    attack_id: str
+    chunk: list[tuple[str, str]]
+    missing: list[str]
+    seed: int
+
+
+@dataclass
+class CraftRequest:
+    """Everything crafting one batch needs besides the source model: arrays and plain config.
+
+    ``x`` float32 (B, n_samples) clips, ``y`` int64 (B,) label indices, ``target`` int64 (B,)
+    or None; ``params`` the attack's hyper-parameters including ``seed``.
+    """
+
+    kind: str
+    eps: float
+    source_model: str
+    source_hash: str | None
+    x: np.ndarray
+    y: np.ndarray
+    target: np.ndarray | None
+    params: dict
+
+
+def craft_jobs(plan_seed: int, labels: dict[str, dict[str, str]]) -> list[CraftJob]:
+    """The fixed crafting batches of a plan: per attack id (sorted), its utterances sorted by id,
+    ``CRAFT_BATCH`` at a time, each seeded from the plan seed, the attack id and the batch's ids.
+
+    ``labels`` maps attack_id -> {utterance_id: label}; every utterance is marked missing.
+    """
+    out = []
+    for aid in sorted(labels):
+        items = sorted(labels[aid].items())
+        for i in range(0, len(items), CRAFT_BATCH):
+            chunk = items[i:i + CRAFT_BATCH]
+            uids = [u for u, _ in chunk]
+            out.append(CraftJob(aid, chunk, uids, _stable_int(plan_seed, aid, *uids)))
+    return out
+
+
+def craft_batch(module, req: CraftRequest) -> np.ndarray:
+    """Craft one batch on ``module`` (the source model); returns float32 (B, n_delta_samples)."""
+    import torch
+
+    target = torch.from_numpy(req.target) if req.target is not None else None
+    attack = make_attack(req.kind, module, req.eps, **req.params)
+    delta = attack.perturb(torch.from_numpy(req.x), torch.from_numpy(req.y), target)
+    return delta.detach().cpu().numpy().astype(np.float32)
 
 
 def evaluate_captures(models: Models, windows: dict[str, tuple[np.ndarray, float]],
