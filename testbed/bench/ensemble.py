@@ -1,0 +1,82 @@
+"""Ensemble benchmark: the batched SLR ensemble against one fp32 model and a loop of members.
+
+On a batch of 64 one-second clips, inference time of the LM SLR ensemble with 8 members in
+one batched pass, over one fp32 LM (``slr8_time_ratio_vs_single``, target <= 3.0) and over
+a Python loop running the 8 members one after another (``slr8_time_ratio_vs_loop``, target
+<= 0.5). The loop is the naive ensemble: 8 independent low-rank models, each with its own
+noise-drawn singular values baked in, each run on the batch. All timings come from the same
+run, untrained weights (speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+
+TARGETS = {"slr8_time_ratio_vs_single": 3.0, "slr8_time_ratio_vs_loop": 0.5}
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()                                            # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run(quick: bool = False) -> dict:
+    """Time the batched SLR-8 ensemble, one fp32 model and a loop of 8 members (batch of 64 clips).
+
+    Returns
+    -------
+    dict
+        ``slr8_time_ratio_vs_single``, ``slr8_time_ratio_vs_loop``, the absolute times in ms,
+        ``batched_equals_loop_max_abs`` (largest logit difference, the two must agree),
+        ``threads``, ``targets``.
+    """
+    import torch
+
+    from testbed.models import build_model
+    from testbed.models.robust import make_slr
+
+    labels = [f"c{i}" for i in range(12)]
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((0.1 * rng.standard_normal((64, 16000))).astype(np.float32))
+    torch.manual_seed(0)
+    fp32 = build_model("lm", labels).eval()
+    slr, _ = make_slr(copy.deepcopy(fp32), 8, seed=0)
+    slr.eval()
+    noise = slr.draw_noise(8)
+    members = []
+    for k in range(8):        # the naive ensemble: 8 separate models with baked singular values
+        m = copy.deepcopy(slr.base)
+        with torch.no_grad():
+            for name, layer in m.named_modules():
+                if name in noise:
+                    layer.s.add_(noise[name][k])
+        members.append(m.eval())
+
+    def loop() -> torch.Tensor:
+        return torch.stack([m(x) for m in members])
+
+    repeats = 3 if quick else 7
+    with torch.no_grad():
+        batched = slr.member_logits(x, draw=noise)
+        diff = float((batched - loop()).abs().max())
+        t_single = _best_time(lambda: fp32(x), repeats)
+        t_slr = _best_time(lambda: slr(x), repeats)
+        t_loop = _best_time(loop, repeats)
+    return {
+        "threads": torch.get_num_threads(),
+        "fp32_batch64_ms": round(1000 * t_single, 2),
+        "slr8_batched_batch64_ms": round(1000 * t_slr, 2),
+        "slr8_loop_batch64_ms": round(1000 * t_loop, 2),
+        "slr8_time_ratio_vs_single": round(t_slr / t_single, 3),
+        "slr8_time_ratio_vs_loop": round(t_slr / t_loop, 3),
+        "batched_equals_loop_max_abs": diff,
+        "targets": TARGETS,
+    }

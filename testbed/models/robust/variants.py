@@ -1,0 +1,98 @@
+"""The robust zoo variants and their training settings (kept light: no torch import here).
+
+``slr4`` / ``slr8``: the stochastic low-rank ensemble with 4 / 8 members at inference;
+``distill``: defensive distillation; ``advtrain``: adversarial training (PGD data
+augmentation); ``rse``: random self-ensemble. Each starts from the architecture's trained
+fp32 model and is fine-tuned for the same number of steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from testbed.errors import ModelError
+
+#: variant -> (kind, members at inference or None for deterministic models, description)
+ROBUST_VARIANTS: dict[str, tuple[str, int | None, str]] = {
+    "slr4": ("slr", 4, "stochastic low-rank ensemble, 4 members (the paper's defence)"),
+    "slr8": ("slr", 8, "stochastic low-rank ensemble, 8 members (the paper's defence)"),
+    "distill": ("distill", None, "defensive distillation (Papernot et al.; temperature T)"),
+    "advtrain": ("advtrain", None, "adversarial training: PGD examples mixed into every batch"),
+    "rse": ("rse", 8, "random self-ensemble (Liu et al.): noise before every layer, 8 passes"),
+}
+
+#: fine-tuning steps from the fp32 model (full / quick)
+ROBUST_STEPS = {"full": 150, "quick": 30}
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Hyper-parameters of the robust variants (all written into the model card).
+
+    Attributes
+    ----------
+    steps : int or None
+        Fine-tuning steps for every robust variant (None: ``ROBUST_STEPS``); distillation
+        spends half on the teacher and half on the student.
+    lr : float
+        Adam learning rate for fine-tuning.
+    sigma_rel, mu_rel : float
+        SLR singular-value noise, fractions of each layer's mean singular value.
+    alpha, beta, gamma : float
+        SLR loss weights (CE, consistency, adversarial KL), summing to 1.
+    train_members : int or None
+        SLR members per training step (None: the variant's inference members, at most 2, which
+        keeps a step affordable on a CPU; the consistency term needs at least 2).
+    adv_kind, adv_eps, adv_steps : str, float, int
+        Training-time attack (SLR's adversarial term and adversarial training).
+    adv_eps_range : bool
+        Draw each batch's training bound in ``[adv_eps / 4, adv_eps]``.
+    adv_weight : float
+        Share of adversarial examples in adversarial training's loss.
+    temperature : float
+        Distillation temperature.
+    rse_sigma_init_rel, rse_sigma_inner_rel : float
+        RSE noise before the first / other layers, fractions of the input std.
+    """
+
+    steps: int | None = None
+    lr: float = 5e-4
+    sigma_rel: float = 0.1
+    mu_rel: float = 0.0
+    alpha: float = 0.4
+    beta: float = 0.2
+    gamma: float = 0.4
+    train_members: int | None = None
+    adv_kind: str = "pgd"
+    adv_eps: float = 0.005
+    adv_steps: int = 2
+    adv_eps_range: bool = True
+    adv_weight: float = 0.5
+    temperature: float = 10.0
+    rse_sigma_init_rel: float = 0.2
+    rse_sigma_inner_rel: float = 0.1
+
+    def with_(self, **changes) -> RobustConfig:
+        """A copy with ``changes`` applied (unknown names raise ModelError)."""
+        bad = [k for k in changes if k not in self.__dataclass_fields__]
+        if bad:
+            raise ModelError(f"robust settings: unknown parameter {bad[0]!r} "
+                             f"(have: {', '.join(self.__dataclass_fields__)})")
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def robust_kind(variant: str) -> tuple[str, int | None]:
+    """``(kind, members)`` of a robust variant, or ModelError listing them."""
+    try:
+        kind, members, _ = ROBUST_VARIANTS[variant.lower()]
+    except KeyError:
+        raise ModelError(f"unknown robust variant {variant!r} (have: {', '.join(ROBUST_VARIANTS)})") from None
+    return kind, members
+
+
+def is_robust(variant: str) -> bool:
+    """Whether ``variant`` is one of :data:`ROBUST_VARIANTS`."""
+    return variant.lower() in ROBUST_VARIANTS

@@ -1,0 +1,140 @@
+"""Robust variants in the zoo: safetensors round trip, cards, `models build/eval`, `attack eval`."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from testbed.models import Zoo, build_zoo
+from testbed.models.robust import RSEEnsemble, SLREnsemble, make_rse, make_slr
+
+ROBUST = ["slr4", "rse", "distill", "advtrain"]
+
+
+def _card(model, variant, compression, tones) -> dict:
+    return {"arch": "lms", "variant": variant, "labels": tones.labels, "sample_rate": tones.sample_rate,
+            "clip_samples": tones.clip_samples, "stochastic": True, "compression": compression,
+            "data": {"spec": tones.spec, "quick": True, "seed": 0}}
+
+
+def test_slr_round_trips_through_safetensors_with_its_noise_in_the_card(tmp_path, tone_fp32, tones):
+    slr, comp = make_slr(copy.deepcopy(tone_fp32), 4, sigma_rel=0.2, seed=3)
+    zoo = Zoo(tmp_path)
+    zoo.save("lms-slr4", slr, _card(slr, "slr4", comp, tones))
+    card = zoo.card("lms-slr4")
+    noise = card["compression"]["noise"]
+    assert noise["sigma_rel"] == 0.2 and set(noise["layers"]) == {n for n, _ in slr.layers()}
+    assert all(v["sigma"] > 0 for v in noise["layers"].values())
+    loaded = zoo.load("lms-slr4")
+    assert isinstance(loaded, SLREnsemble) and loaded.stochastic and loaded.n_members == 4 and loaded.seed == 3
+    assert loaded.noise_params() == noise["layers"] == slr.noise_params()
+    x = torch.from_numpy(tones.test.x[:5])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.reseed(9)(x), slr.eval().reseed(9)(x), rtol=0, atol=1e-6)
+        # a stored model answers the same after loading twice: the generator starts from the card's seed
+        torch.testing.assert_close(zoo.load("lms-slr4")(x), zoo.load("lms-slr4")(x), rtol=0, atol=0)
+
+
+def test_rse_round_trips_through_safetensors(tmp_path, tone_fp32, tones):
+    rse, comp = make_rse(copy.deepcopy(tone_fp32), tones.train.x[:16], 8, seed=2)
+    zoo = Zoo(tmp_path)
+    zoo.save("lms-rse", rse, _card(rse, "rse", comp, tones))
+    loaded = zoo.load("lms-rse")
+    assert isinstance(loaded, RSEEnsemble) and loaded.n_members == 8
+    assert loaded.noise_params() == zoo.card("lms-rse")["compression"]["noise"]["layers"]
+    x = torch.from_numpy(tones.test.x[:5])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.reseed(4)(x), rse.eval().reseed(4)(x), rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def robust_zoo(tmp_path_factory, tones):
+    """lms-fp32 and the four robust variants, each fine-tuned for 4 steps on the tones."""
+    root = tmp_path_factory.mktemp("robust-zoo")
+    names = build_zoo(["lms"], ["fp32"] + ROBUST, root=root, seed=0, steps=20, finetune_steps=4,
+                      batch_size=16, dataset=tones)
+    return root, names
+
+
+def test_build_zoo_writes_robust_cards(robust_zoo):
+    root, names = robust_zoo
+    assert names == ["lms-fp32"] + [f"lms-{v}" for v in ROBUST]
+    zoo = Zoo(root)
+    cards = {v: zoo.card(f"lms-{v}") for v in ROBUST}
+    assert cards["slr4"]["stochastic"] and cards["rse"]["stochastic"]
+    assert not cards["distill"]["stochastic"] and not cards["advtrain"]["stochastic"]
+    assert cards["slr4"]["compression"]["kind"] == "slr" and cards["slr4"]["n_members"] == 4
+    assert cards["rse"]["compression"]["kind"] == "rse"
+    assert {c["robust"]["kind"] for c in cards.values()} == {"slr", "rse", "distill", "advtrain"}
+    assert cards["distill"]["robust"]["temperature"] > 1
+    assert cards["slr4"]["robust"]["settings"]["alpha"] + cards["slr4"]["robust"]["settings"]["beta"] \
+        + cards["slr4"]["robust"]["settings"]["gamma"] == pytest.approx(1.0)
+    for v, c in cards.items():
+        assert 0.0 <= c["metrics"]["test_accuracy"] <= 1.0
+        assert c["metrics"]["fp32_test_accuracy"] == zoo.card("lms-fp32")["metrics"]["test_accuracy"]
+        model = zoo.load(f"lms-{v}")
+        assert bool(getattr(model, "stochastic", False)) == c["stochastic"]
+    # the low-rank ensemble stores fewer parameters than the dense model
+    assert cards["slr4"]["param_count"] < zoo.card("lms-fp32")["param_count"]
+
+
+def test_models_eval_and_list_work_on_robust_models(cli, robust_zoo, tone_folder):
+    root, _ = robust_zoo
+    res = cli(["models", "eval", "lms-slr4", "--root", root, "--data", f"folder:{tone_folder}", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["model"] == "lms-slr4" and out["n"] > 0 and 0.0 <= out["accuracy"] <= 1.0
+    again = json.loads(cli(["models", "eval", "lms-slr4", "--root", root, "--data", f"folder:{tone_folder}",
+                            "--json"]).stdout)
+    assert again["accuracy"] == out["accuracy"]          # seeded noise: the same answer twice
+    res = cli(["models", "list", "--root", root, "--json"])
+    assert {r["name"] for r in json.loads(res.stdout)["models"]} >= {f"lms-{v}" for v in ROBUST}
+
+
+def test_attack_eval_is_adaptive_on_stochastic_models_by_default(cli, robust_zoo, tone_folder, tmp_path):
+    root, _ = robust_zoo
+    base = ["attack", "eval", "--model", "lms-slr4", "--targets", "lms-slr4,lms-fp32", "--attack", "pgd",
+            "--eps", "0.005", "--steps", "2", "--n", "4", "--root", root, "--data", f"folder:{tone_folder}"]
+    res = cli(base + ["--out", tmp_path / "a"])
+    assert res.exit_code == 0, res.output
+    assert "adaptive" in res.output and "EOT" in res.output and "--no-adaptive" in res.output
+    res = cli(base + ["--out", tmp_path / "b", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["adaptive"] is True and out["eot_samples"] == {"lms-slr4": 8}
+    res = cli(base + ["--out", tmp_path / "c", "--json", "--no-adaptive"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["adaptive"] is False and out["eot_samples"] == {"lms-slr4": 1}
+    assert out["targets"]["lms-slr4"]["queries"][0] == pytest.approx(2.0)   # 2 steps x 1 draw
+
+
+def test_ensemble_curve_command_writes_csv_and_png(cli, robust_zoo, tone_folder, tmp_path):
+    import pandas as pd
+
+    root, _ = robust_zoo
+    res = cli(["models", "ensemble-curve", "lms-slr4", "--members", "1,2,4", "--steps", "2", "--eot-samples", "2",
+               "--n", "4", "--root", root, "--data", f"folder:{tone_folder}", "--out", tmp_path, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    table = pd.read_csv(out["csv"])
+    assert list(table["n_members"]) == [1, 2, 4]
+    assert table["n"].nunique() == 1 and 0 < table["n"].iloc[0] <= 4     # the same clips for every size
+    assert table["error_rate"].between(0, 1).all() and table["adaptive"].all()
+    assert (tmp_path / "ensemble_curve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["models", "ensemble-curve", "lms-fp32"], "not stochastic"),
+    (["models", "ensemble-curve", "lms-slr4", "--members", "1,x"], "--members"),
+    (["models", "ensemble-curve", "lms-slr4", "--members", "0,2"], "--members"),
+    (["models", "build", "--arch", "lms", "--variants", "slr3"], "slr3"),
+])
+def test_bad_robust_input_is_one_line_and_exit_2(cli, robust_zoo, args, needle):
+    root, _ = robust_zoo
+    res = cli(args + ["--root", root])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
