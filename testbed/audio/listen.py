@@ -129,7 +129,8 @@ def listen(
     utterance : float32 PCM, shape (n_samples,), at the rig's sample rate (any level: it is
         normalised to 3 dB under the user speaker's ``max_dbfs``).
     placement : a named placement of the rig, or None.
-    backend : an open AudioBackend (default: ``testbed.audio.open_backend(rig, seed=seed)``).
+    backend : an open AudioBackend (default: ``testbed.audio.open_backend(rig, ...)`` with the
+        rig's calibration profile, when it has one, so hardware captures are latency-aligned).
     seed : seed of the noise burst (and of the simulator's noise when opening the backend).
 
     Raises
@@ -145,7 +146,12 @@ def listen(
     own = backend is None
     if own:
         try:
-            backend = open_backend(rig, seed=seed)
+            calibration = None
+            if rig.is_physical:
+                from testbed.calibration import load_profile
+
+                calibration = load_profile(rig)
+            backend = open_backend(rig, calibration=calibration, seed=seed)
         except ImportError as exc:
             raise DeviceError(f"{rig.source or rig.name}: backend {rig.backend!r} is not available "
                               f"in this build ({exc.name or exc})") from None
