@@ -5,9 +5,9 @@ under a unique server name, points PortAudio at it (``JACK_DEFAULT_SERVER``) and
 re-scans PortAudio's device list, so the host API "JACK Audio Connection Kit" shows
 one device, "system" (2 in, 2 out). It stops only the jackd it started, by pid.
 
-``jack_loopback`` wires every PortAudio client's ``out_N`` to its own ``in_N`` while a
+``jack_loopback`` wires every PortAudio client's i-th output to its i-th input while a
 test runs: PortAudio registers those ports only while a stream is open, so a
-background thread polls ``jack_lsp`` and connects them as they appear (and
+a JACK client of the fixture gets a port-registration callback and connects them as they appear (and
 disconnects ``system:capture_N`` from ``in_N``). On that loopback a sample played
 in one period comes back exactly one period (256 samples) later on every channel.
 """
@@ -184,28 +184,31 @@ class _Wirer(threading.Thread):
 
         c = self.client
         try:
-            outs = c.get_ports(is_output=True, is_audio=True)
+            ports = [p for p in c.get_ports(is_audio=True) if not p.name.startswith(("system:", "wirer-"))]
         except jack.JackError:  # a port vanished while listing; the next wake-up lists again
             return
-        for out in outs:
-            client, _, port = out.name.partition(":")
-            if client == "system" or not port.startswith("out_"):
-                continue
-            n = port.removeprefix("out_")
-            try:
-                dst = c.get_port_by_name(f"{client}:in_{n}")
-            except jack.JackError:  # not there yet, or already gone
-                continue
-            try:
-                conns = {p.name for p in c.get_all_connections(out)}
-                if dst.name not in conns:
-                    c.connect(out, dst)
-                    self.count += 1
-                for src in c.get_all_connections(dst):
-                    if src.name.startswith("system:capture_"):
-                        c.disconnect(src, dst)
-            except jack.JackError:  # the stream closed while we wired; the next wake-up redoes it
-                continue
+        # PortAudio numbers its ports with running counters per direction, so after a stream
+        # with unequal channel counts out_N no longer faces in_N: pair the i-th output of a
+        # client with its i-th input instead (only one stream per client is open at a time).
+        by_client: dict[str, dict[str, list]] = {}
+        for p in ports:
+            client, _, short = p.name.partition(":")
+            kind, _, num = short.partition("_")
+            if kind in ("out", "in") and num.isdigit():
+                by_client.setdefault(client, {"out": [], "in": []})[kind].append((int(num), p))
+        for sides in by_client.values():
+            outs = [p for _, p in sorted(sides["out"], key=lambda t: t[0])]
+            ins = [p for _, p in sorted(sides["in"], key=lambda t: t[0])]
+            for out, dst in zip(outs, ins):
+                try:
+                    if dst.name not in {q.name for q in c.get_all_connections(out)}:
+                        c.connect(out, dst)
+                        self.count += 1
+                    for src in c.get_all_connections(dst):
+                        if src.name.startswith("system:capture_"):
+                            c.disconnect(src, dst)
+                except jack.JackError:  # the stream closed while we wired; the next wake-up redoes it
+                    continue
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -55,7 +55,9 @@ def absorption(room: RoomSpec) -> tuple[float, int]:
     """
     if room.rt60_s <= 0:
         return 1.0, 0
-    import pyroomacoustics as pra
+    from testbed.acoustics.pra import pyroomacoustics
+
+    pra = pyroomacoustics()
 
     try:
         e_abs, max_order = pra.inverse_sabine(room.rt60_s, list(room.size_m), c=SPEED_OF_SOUND_M_S)
@@ -79,7 +81,9 @@ def compute_rirs(room: RoomSpec, sources: Sequence[Vec3], mics: Sequence[Vec3]) 
     -------
     ``rirs[s][m]``: float32 arrays (lengths differ), index 0 = emission time.
     """
-    import pyroomacoustics as pra
+    from testbed.acoustics.pra import pyroomacoustics
+
+    pra = pyroomacoustics()
 
     e_abs, max_order = absorption(room)
     shoebox = pra.ShoeBox(

@@ -50,7 +50,9 @@ def _trials(n: int, fs: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray
 
 
 def _naive(rig, trials, record_s: float) -> float:
-    import pyroomacoustics as pra
+    from testbed.acoustics.pra import pyroomacoustics
+
+    pra = pyroomacoustics()
 
     from testbed.acoustics.room import RoomSpec, absorption
 

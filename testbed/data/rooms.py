@@ -22,7 +22,9 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
     rir : (n_taps,) float32, normalised so its direct-path peak is 1.0 and its onset is at tap 0.
     facts : dict with ``size_m``, ``rt60_s``, ``distance_m``.
     """
-    import pyroomacoustics as pra
+    from testbed.acoustics.pra import pyroomacoustics
+
+    pra = pyroomacoustics()
 
     size = np.array([rng.uniform(2.5, 8.0), rng.uniform(2.5, 6.0), rng.uniform(2.3, 3.5)])
     rt60 = float(rng.uniform(*rt60_s))
