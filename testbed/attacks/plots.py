@@ -27,16 +27,8 @@ def plot_error_vs_eps(table: pd.DataFrame, path: Path, delay_ms: float | None = 
         g = g.sort_values("eps")
         ax.plot(g["eps"], 100 * g["error_rate"], marker="o", label=f"{src} -> {tgt}")
     ax.set_xscale("log")
-    ax.set_xlabel("eps (PCM scale, L-inf)")
-    ax.set_ylabel("error rate under attack (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"{', '.join(sel['attack'].unique())}: error vs eps (delay {delay_ms:g} ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save_error_axes(plt, fig, ax, path, "eps (PCM scale, L-inf)",
+                            f"{', '.join(sel['attack'].unique())}: error vs eps (delay {delay_ms:g} ms)")
 
 
 def plot_error_vs_delay(table: pd.DataFrame, path: Path) -> Path:
@@ -46,10 +38,16 @@ def plot_error_vs_delay(table: pd.DataFrame, path: Path) -> Path:
     for (src, tgt, eps), g in table.groupby(["source", "target", "eps"], sort=False):
         g = g.sort_values("delay_ms")
         ax.plot(g["delay_ms"], 100 * g["error_rate"], marker="o", label=f"{src} -> {tgt}, eps {eps:g}")
-    ax.set_xlabel("sync delay of the perturbation (ms)")
+    return _save_error_axes(plt, fig, ax, path, "sync delay of the perturbation (ms)",
+                            f"{', '.join(table['attack'].unique())}: error vs delay")
+
+
+def _save_error_axes(plt, fig, ax, path: Path, xlabel: str, title: str) -> Path:
+    """Label an error-rate (%) plot, save it as PNG and close it."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("error rate under attack (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"{', '.join(table['attack'].unique())}: error vs delay")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

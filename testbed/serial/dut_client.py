@@ -28,7 +28,7 @@ import numpy as np
 
 from testbed.errors import DeviceError, SerialProtocolError
 from testbed.serial.lines import LineBuffer
-from testbed.serial.ports import io_errors, open_serial
+from testbed.serial.ports import io_errors, open_serial, read_burst
 from testbed.serial.protocol import (
     DutInfo,
     TrialId,
@@ -362,17 +362,8 @@ class DutClient:
     def _fill(self, wait_s: float) -> list[bytes]:
         if self._ser is None:
             raise _Disconnected("port is closed")
-        deadline = time.monotonic() + max(0.0, wait_s)
         try:
-            while True:
-                data = self._ser.read(1)  # returns at the first byte, or after the port's poll timeout
-                if data:
-                    n = self._ser.in_waiting
-                    if n:
-                        data += self._ser.read(n)
-                    break
-                if time.monotonic() >= deadline:
-                    break
+            data = read_burst(self._ser, wait_s)
         except io_errors() as exc:
             self.close()
             raise _Disconnected(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None

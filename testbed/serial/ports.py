@@ -45,6 +45,24 @@ def io_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def read_burst(ser, wait_s: float) -> bytes:
+    """Bytes available on ``ser`` within ``wait_s`` seconds: waits for the first byte (polling at the
+    port's own timeout), then takes whatever else has arrived; b"" when nothing came.
+
+    Raises whatever :func:`io_errors` names when the port goes away.
+    """
+    import time
+
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while True:
+        data = ser.read(1)  # returns at the first byte, or after the port's poll timeout
+        if data:
+            n = ser.in_waiting
+            return data + ser.read(n) if n else data
+        if time.monotonic() >= deadline:
+            return b""
+
+
 def _ports_hint() -> str:
     names = [p["device"] for p in list_ports()]
     return f"ports that exist: {', '.join(names)}" if names else "no serial ports were found on this machine"

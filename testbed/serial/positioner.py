@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from testbed.errors import DeviceError, PositionerAlarm, SerialProtocolError
 from testbed.serial.grbl_codes import alarm_text, error_text
 from testbed.serial.lines import LineBuffer
-from testbed.serial.ports import io_errors, open_serial
+from testbed.serial.ports import io_errors, open_serial, read_burst
 
 log = logging.getLogger("testbed.serial.positioner")
 
@@ -249,17 +249,8 @@ class Positioner:
     def _fill(self, wait_s: float) -> list[bytes]:
         if self._ser is None:
             raise DeviceError(f"{self.field}: positioner port {self.port} is not open")
-        deadline = time.monotonic() + max(0.0, wait_s)
         try:
-            while True:
-                data = self._ser.read(1)  # returns at the first byte, or after the port's poll timeout
-                if data:
-                    n = self._ser.in_waiting
-                    if n:
-                        data += self._ser.read(n)
-                    break
-                if time.monotonic() >= deadline:
-                    break
+            data = read_burst(self._ser, wait_s)
         except io_errors() as exc:
             self.close()
             raise DeviceError(f"{self.field}: positioner port {self.port} disappeared: {exc}; "
