@@ -25,6 +25,9 @@ UNKNOWN_WORDS: tuple[str, ...] = (
     "milk", "nose", "pen", "queen", "rain", "sun", "tea", "van", "wall", "box", "zoo", "yard",
 )
 
+#: The twenty auxiliary words of Speech Commands (the ``unknown`` class of the paper's task).
+SPEECH_COMMANDS_AUX_WORDS: tuple[str, ...] = UNKNOWN_WORDS[:20]
+
 
 def canonical_label(name: str, labels: tuple[str, ...] | list[str] = KWS_LABELS) -> str | None:
     """Map a folder/class name onto ``labels``: exact (case-insensitive) or an unknown/silence alias.

@@ -22,7 +22,7 @@ from testbed.models.variants import VARIANTS, check_variant, compress
 from testbed.models.zoo import Zoo
 
 #: Adam steps for the fp32 model (full / quick); low-rank fine-tuning uses a third
-DEFAULT_STEPS = {"ete": 2000, "lm": 1500, "lms": 1500}
+DEFAULT_STEPS = {"ete": 2000, "lm": 3000, "lms": 1500}
 QUICK_STEPS = {"ete": 300, "lm": 200, "lms": 200}
 N_CALIBRATION = 256
 #: the fp32 training recipe of every zoo model (and of every row of the sim-to-real ablation)

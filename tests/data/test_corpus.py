@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from testbed.data import KWS_LABELS, CorpusConfig, build_corpus, load_dataset, read_index
 from testbed.data.corpus import corpus_hash, plan_clips, resolve_engines
+from testbed.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,37 @@ def test_config_rejects_unknown_engines_and_transforms():
         CorpusConfig(transforms=("speed", "wobble"))
     cfg = CorpusConfig().without("reverb", "noise")
     assert "reverb" not in cfg.transforms and "speed" in cfg.transforms
+
+
+def test_unknown_clips_favour_the_focus_words_by_the_configured_share():
+    from testbed.data.labels import SPEECH_COMMANDS_AUX_WORDS, UNKNOWN_WORDS
+
+    def unknown_words(focus: float) -> list[str]:
+        cfg = CorpusConfig(per_class=80, unknown_focus=focus, engines={"espeak": 1.0})
+        rows = plan_clips(cfg, resolve_engines(cfg))
+        return [r["text"].rstrip(".!?").lower() for r in rows if r["label"] == "unknown"]
+
+    plain, focused = unknown_words(0.0), unknown_words(0.5)
+    assert len(plain) == len(focused) == 80
+    assert set(plain) == set(UNKNOWN_WORDS)          # 80 clips cycle once through the 80 words
+    # half the clips cycle twice through the 20 focus words, the other half through (part of) all 80
+    n_aux = sum(w in SPEECH_COMMANDS_AUX_WORDS for w in focused)
+    assert 40 <= n_aux <= 60 and n_aux > sum(w in SPEECH_COMMANDS_AUX_WORDS for w in plain)
+    assert all(focused.count(w) >= 2 for w in SPEECH_COMMANDS_AUX_WORDS)
+    assert all(w not in ("yes", "no", "go", "stop") for w in focused)
+    assert unknown_words(0.5) == focused             # seeded
+
+
+def test_transform_overrides_lie_over_the_tuned_defaults():
+    from testbed.data.corpus import DEFAULT_TRANSFORM_PARAMS
+
+    tr = CorpusConfig().build_transforms()
+    assert tr["noise"].p == DEFAULT_TRANSFORM_PARAMS["noise"]["p"]
+    assert tr["noise"].snr_db == tuple(DEFAULT_TRANSFORM_PARAMS["noise"]["snr_db"])
+    assert tr["speed"].factor == tuple(DEFAULT_TRANSFORM_PARAMS["speed"]["factor"])
+    over = CorpusConfig(transform_params={"noise": {"p": 1.0}}).build_transforms()
+    assert over["noise"].p == 1.0                                   # the override
+    assert over["noise"].snr_db == tr["noise"].snr_db               # the rest of the default kept
+    assert over["speed"] == tr["speed"]                             # other transforms untouched
+    with pytest.raises(DataError, match="transform_params.noise"):
+        CorpusConfig(transform_params={"noise": {"wobble": 1}}).build_transforms()
