@@ -84,7 +84,12 @@ class _Stopper:
         err_console.print("[yellow]stopping after the current trial (Ctrl-C again to discard it)[/yellow]")
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
+        if self.requested:
+            # the run is stopping and exits 130 right after printing the resume command; a
+            # second press that arrives in between must not kill it half-way through that
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
 
 
 def _cluster_spec(cluster: str, rig) -> object:
