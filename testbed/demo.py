@@ -19,9 +19,9 @@ FAST_VARIANTS = ("fp32", "lowrank", "int8")
 #: The full demo's zoo: a corpus between --quick and the default size and a training budget
 #: that fits the 10-minute demo on 2 cores. The --quick corpus (40 clips per class) leaves the
 #: models near 45% clean accuracy, and then every condition errs and nothing can be compared.
-DEMO_CORPUS_PER_CLASS = 120
-DEMO_STEPS = 600
-DEMO_FINETUNE_STEPS = 150
+DEMO_CORPUS_PER_CLASS = 200
+DEMO_STEPS = 1500
+DEMO_FINETUNE_STEPS = 300
 #: --fast (the test suite): the quick corpus and a token budget.
 FAST_TRAINING = {"steps": 80, "finetune_steps": 20, "batch_size": 32}
 
