@@ -27,7 +27,7 @@ from math import gcd
 import numpy as np
 
 from testbed.errors import DeviceError, SerialProtocolError
-from testbed.serial.lines import LineBuffer
+from testbed.serial.lines import LineBuffer, QueuedLines
 from testbed.serial.ports import io_errors, open_serial, read_burst
 from testbed.serial.protocol import (
     DutInfo,
@@ -82,7 +82,7 @@ def _short(line: bytes | str, n: int = 60) -> str:
     return repr(text if len(text) <= n else text[:n] + "...")
 
 
-class DutClient:
+class DutClient(QueuedLines):
     """A device under test that reports its own predictions over a serial port.
 
     Parameters
@@ -348,16 +348,6 @@ class DutClient:
         except io_errors() as exc:
             self.close()
             raise _Disconnected(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-    def _read_lines(self, wait_s: float):
-        """Yield complete lines, waiting at most ``wait_s`` for new bytes when none are queued.
-
-        Lines a caller does not consume (it returned mid-batch) stay queued for the next call.
-        """
-        if not self._pending:
-            self._pending.extend(self._fill(wait_s))
-        while self._pending:
-            yield self._pending.popleft()
 
     def _fill(self, wait_s: float) -> list[bytes]:
         if self._ser is None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from testbed.errors import DeviceError, PositionerAlarm, SerialProtocolError
 from testbed.serial.grbl_codes import alarm_text, error_text
-from testbed.serial.lines import LineBuffer
+from testbed.serial.lines import LineBuffer, QueuedLines
 from testbed.serial.ports import io_errors, open_serial, read_burst
 
 log = logging.getLogger("testbed.serial.positioner")
@@ -54,7 +54,7 @@ class PositionerStatus:
         return asdict(self)
 
 
-class Positioner:
+class Positioner(QueuedLines):
     """A GRBL controller on a serial port.
 
     Parameters
@@ -235,16 +235,6 @@ class Positioner:
         except io_errors() as exc:
             self.close()
             raise DeviceError(f"{self.field}: positioner port {self.port} failed: {exc}") from None
-
-    def _read_lines(self, wait_s: float):
-        """Yield complete lines, waiting at most ``wait_s`` for new bytes when none are queued.
-
-        Lines a caller does not consume (it returned mid-batch) stay queued for the next call.
-        """
-        if not self._pending:
-            self._pending.extend(self._fill(wait_s))
-        while self._pending:
-            yield self._pending.popleft()
 
     def _fill(self, wait_s: float) -> list[bytes]:
         if self._ser is None:
