@@ -29,6 +29,13 @@ def _done(db_path) -> int:
         return -1
 
 
+def _sleep(seconds: float, db_path, max_done: int, proc) -> None:
+    """Sleep up to `seconds`, waking early once `max_done` trials are committed or the runner exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _done(db_path) < max_done and proc.poll() is None:
+        time.sleep(0.005)
+
+
 def _resume(sid, sessions, zoo) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen(
@@ -54,13 +61,14 @@ def test_kill_9_at_random_points_then_resume_keeps_every_trial_exactly_once(tmp_
         proc = _resume(sid, sessions, tiny_zoo)
         t0 = time.monotonic()
         if kills % 4 == 0:
-            # anywhere: imports, crafting, recovery, playing, committing
-            time.sleep(rng.uniform(0.3, 4.0))
+            # anywhere: imports, crafting, recovery, playing, committing (but at most a few trials in:
+            # once the perturbations are cached a fast machine runs dozens of trials a second)
+            _sleep(rng.uniform(0.3, 4.0), db_path, before + 4, proc)
         else:
             # just after a commit, somewhere inside the next trial (or its commit)
             while _done(db_path) <= before and proc.poll() is None and time.monotonic() - t0 < 180:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(0.01)
+            _sleep(rng.uniform(0.0, 0.3), db_path, before + 3, proc)
         if proc.poll() is not None:
             out = proc.stdout.read().decode()
             assert proc.returncode == 0, out
