@@ -25,6 +25,52 @@ PAPER_TABLE: dict[str, dict] = {
 }
 
 
+def _strided_max(x: torch.Tensor, kernel: int, dims: int) -> torch.Tensor:
+    """Non-overlapping max pooling over the last ``dims`` axes as an elementwise maximum of
+    strided slices (remainders dropped, as ``max_pool`` does)."""
+    crop = [slice(None)] * (x.dim() - dims) + [slice(0, (n // kernel) * kernel) for n in x.shape[-dims:]]
+    x = x[tuple(crop)]
+    out = None
+    for offset in range(kernel ** dims):
+        idx = [slice(None)] * (x.dim() - dims)
+        for d in range(dims):
+            idx.append(slice((offset // kernel ** d) % kernel, None, kernel))
+        part = x[tuple(idx)]
+        out = part if out is None else torch.maximum(out, part)
+    return out
+
+
+class MaxPool1d(nn.MaxPool1d):
+    """``nn.MaxPool1d`` whose common case (kernel = stride, no padding) runs as a maximum of
+    strided slices: on CPU that is 3-4x faster than ATen's pooling kernel, which also builds
+    an index tensor it never needs here (the pooling dominated the SLR ensemble's time)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _plain(self):
+            return _strided_max(x, int(self.kernel_size), 1)
+        return super().forward(x)
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` with the fast path of :class:`MaxPool1d` for square non-overlapping windows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _plain(self):
+            return _strided_max(x, int(self.kernel_size), 2)
+        return super().forward(x)
+
+
+def _frozen_bn(m: nn.Module) -> bool:
+    return (isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and not m.training and m.affine
+            and m.running_mean is not None)
+
+
+def _plain(pool: nn.Module) -> bool:
+    k, s = pool.kernel_size, pool.stride
+    return (isinstance(k, int) and (s == k or s is None) and pool.padding == 0 and pool.dilation == 1
+            and not pool.ceil_mode and not pool.return_indices)
+
+
 class ConvBlock(nn.Sequential):
     """conv -> batch-norm -> ReLU -> optional max-pool (1-D or 2-D).
 
@@ -33,13 +79,30 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, stride: int = 1,
                  pool: int | None = None) -> None:
-        conv_cls, bn_cls, pool_cls = ((nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d) if dims == 1
-                                      else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d))
+        conv_cls, bn_cls, pool_cls = ((nn.Conv1d, nn.BatchNorm1d, MaxPool1d) if dims == 1
+                                      else (nn.Conv2d, nn.BatchNorm2d, MaxPool2d))
         layers: list[nn.Module] = [conv_cls(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
                                    bn_cls(c_out), nn.ReLU()]
         if pool:
             layers.append(pool_cls(pool))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mods = list(self)
+        if (len(mods) >= 2 and getattr(mods[0], "accepts_affine", False) and _frozen_bn(mods[1])):
+            # eval mode: the batch norm is a per-channel affine map, folded into the layer's
+            # 1x1 mix (exact), which saves a pass over the ensemble's many full-size outputs
+            bn = mods[1]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            x = mods[0](x, affine=(scale, bn.bias - bn.running_mean * scale))
+            mods = mods[2:]
+        if len(mods) >= 2 and isinstance(mods[-1], (nn.MaxPool1d, nn.MaxPool2d)) and isinstance(mods[-2], nn.ReLU):
+            # max-pool and ReLU commute (ReLU is monotone): pooling first runs the ReLU on a
+            # quarter of the values, which matters for the ensemble's many full-size members
+            mods[-2], mods[-1] = mods[-1], mods[-2]
+        for m in mods:
+            x = m(x)
+        return x
 
 
 class KwsModel(nn.Module):

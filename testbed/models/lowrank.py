@@ -87,6 +87,42 @@ class LowRankLinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}/{self.full_rank}"
 
 
+def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 shared: bool = False) -> torch.Tensor:
+    """A 1x1 convolution ``(B, k, *spatial) -> (B', out, *spatial)`` as a matrix product.
+
+    ``weight`` is ``(out, k)`` (``B' = B``), or ``(n, out, k)``: one matrix per ensemble member,
+    applied to the member-major slices of ``h`` (``B = n * b``), or, when ``shared``, to the
+    same ``b`` rows for every member (``B' = n * b``). On CPU, oneDNN runs 1x1 convolutions
+    with few channels 3-10x slower than this batched matmul.
+    """
+    spatial, k = h.shape[2:], h.shape[1]
+    flat = h.reshape(h.shape[0], k, -1)
+    if weight.dim() == 2:
+        out = torch.matmul(weight, flat)
+    else:
+        n = weight.shape[0]
+        if not shared and h.shape[0] % n:
+            raise ModelError(f"low-rank layer: batch of {h.shape[0]} rows is not a multiple of {n} members")
+        flat = flat.unsqueeze(0) if shared else flat.reshape(n, -1, k, flat.shape[-1])
+        out = torch.matmul(weight.unsqueeze(1), flat)
+    out = out.reshape(-1, weight.shape[-2], *spatial)
+    if bias is not None:
+        out += bias.reshape(1, -1, *([1] * len(spatial)))   # in place: no second full-size tensor
+    return out
+
+
+def fold_affine(weight: torch.Tensor, bias: torch.Tensor | None,
+                affine: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fold a per-output-channel ``y -> scale * y + shift`` (an eval-mode batch norm) into a
+    ``(..., out, k)`` mixing matrix and its bias."""
+    if affine is None:
+        return weight, bias
+    scale, shift = affine
+    folded_bias = shift if bias is None else scale * bias + shift
+    return weight * scale.unsqueeze(-1), folded_bias
+
+
 class LowRankConv(nn.Module):
     """A factorised 1-D or 2-D convolution: ``k`` filters ``V``, scale ``s``, 1x1 mix ``U``.
 
@@ -135,11 +171,16 @@ class LowRankConv(nn.Module):
         w = (self.U * self.singular_values()) @ self.V.reshape(self.rank, -1)
         return w.reshape(self.out_channels, self.in_channels, *self.kernel_size)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+    #: :class:`~testbed.models.archs.ConvBlock` may pass its eval-mode batch norm as ``affine``
+    accepts_affine = True
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor | None = None,
+                affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Convolve; ``affine = (scale, shift)`` per output channel is applied to the result
+        (folded into the 1x1 mix, so a following eval-mode batch norm costs no extra pass)."""
         conv = F.conv1d if self.dims == 1 else F.conv2d
         h = conv(x, self.V, None, self.stride, self.padding, self.dilation)
-        h = h * self.singular_values(s).reshape(1, -1, *([1] * self.dims))
-        return conv(h, self.U.reshape(self.out_channels, self.rank, *([1] * self.dims)), self.bias)
+        return mix_channels(h, *fold_affine(self.U * self.singular_values(s), self.bias, affine))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, "

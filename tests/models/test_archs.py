@@ -63,3 +63,36 @@ def test_bad_input_shape_and_unknown_arch_are_model_errors(base_models):
         base_models["lms"](torch.zeros(16000))
     with pytest.raises(ModelError, match="ete, lm, lms"):
         build_model("resnet", LABELS)
+
+
+@pytest.mark.parametrize("dims,shape,k", [(2, (3, 8, 40, 101), 2), (2, (2, 3, 7, 9), 3),
+                                          (1, (3, 4, 2001), 4), (1, (3, 4, 125), 2)])
+def test_fast_max_pool_matches_torch_in_values_and_gradients(dims, shape, k):
+    from testbed.models.archs import MaxPool1d, MaxPool2d
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    ours = (MaxPool1d if dims == 1 else MaxPool2d)(k)(x)
+    ref = (torch.nn.functional.max_pool1d if dims == 1 else torch.nn.functional.max_pool2d)(x, k)
+    assert torch.equal(ours, ref)
+    g_ours, = torch.autograd.grad((ours * torch.arange(ours.numel()).reshape(ours.shape)).sum(), x)
+    g_ref, = torch.autograd.grad((ref * torch.arange(ref.numel()).reshape(ref.shape)).sum(), x)
+    assert torch.equal(g_ours, g_ref)
+
+
+def test_eval_mode_conv_block_folds_batch_norm_into_a_low_rank_conv_exactly():
+    from testbed.models import ConvBlock, LowRankConv
+
+    torch.manual_seed(0)
+    block = ConvBlock(2, 3, 8, 3, pool=2)
+    bn = block[1]
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.data.uniform_(-2, 2), bn.bias.data.uniform_(-1, 1)   # negative scales too
+    block[0] = LowRankConv.from_conv(block[0], 5)
+    block.eval()
+    x = torch.randn(4, 3, 12, 15)
+    reference = block[3](torch.relu(bn(block[0](x))))      # conv -> bn -> relu -> pool, unfused
+    assert torch.allclose(block(x), reference, atol=1e-5)
+    block.train()                                          # training: batch statistics, no folding
+    assert torch.allclose(block(x), block[3](torch.relu(torch.nn.functional.batch_norm(
+        block[0](x), None, None, bn.weight, bn.bias, training=True))), atol=1e-5)
