@@ -123,28 +123,41 @@ def resample_at(signal: np.ndarray, times: np.ndarray, half: int = 16, chunk: in
     -------
     float32 array, shape (n_out,)
     """
-    from numpy.lib.stride_tricks import sliding_window_view
-
     x = np.asarray(signal, dtype=np.float32)
     t = np.asarray(times, dtype=np.float64)
-    n = x.size
-    pad = 2 * half
-    windows = sliding_window_view(np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)]),
-                                  2 * half)
+    return _apply_plan(x, _resample_plan(t, x.size, half), half, chunk)
+
+
+def _resample_plan(t: np.ndarray, n: int, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each output reads: first padded window, table row, and whether it lies inside."""
+    inside = (t > -half) & (t < n + half)
+    tc = np.where(inside, t, 0.0)
+    base = np.floor(tc).astype(np.int64)
+    q = np.rint((tc - base) * TABLE_STEPS).astype(np.int64)
+    # window k holds padded samples k .. k + 2 half - 1 = x[k - pad .. k - pad + 2 half - 1];
+    # we need x[base - half + 1 .. base + half]
+    return base - half + 1 + 2 * half, q, inside
+
+
+def _apply_plan(x: np.ndarray, plan: tuple[np.ndarray, np.ndarray, np.ndarray], half: int,
+                chunk: int = 8192) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k, q, inside = plan
+    pad = np.zeros(2 * half, np.float32)
+    windows = sliding_window_view(np.concatenate([pad, x, pad]), 2 * half)
     table = _kernel_table(half)
-    out = np.zeros(t.size, dtype=np.float32)
-    for s in range(0, t.size, chunk):
-        tc = t[s:s + chunk]
-        inside = (tc > -half) & (tc < n + half)
-        tc = np.where(inside, tc, 0.0)
-        base = np.floor(tc).astype(np.int64)
-        q = np.rint((tc - base) * TABLE_STEPS).astype(np.int64)
-        # window k holds padded samples k .. k + 2 half - 1 = x[k - pad .. k - pad + 2 half - 1];
-        # we need x[base - half + 1 .. base + half]
-        k = base - half + 1 + pad
-        res = np.einsum("ij,ij->i", windows[k], table[q])
-        out[s:s + chunk] = np.where(inside, res, 0.0)
+    out = np.zeros(k.size, dtype=np.float32)
+    for s in range(0, k.size, chunk):
+        res = np.einsum("ij,ij->i", windows[k[s:s + chunk]], table[q[s:s + chunk]])
+        out[s:s + chunk] = np.where(inside[s:s + chunk], res, 0.0)
     return out
+
+
+@lru_cache(maxsize=16)
+def _clock_plan(n_in: int, ppm: float, n_out: int, half: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The resampling plan of a clock ``ppm`` fast, the same for every trial of a mic."""
+    return _resample_plan(np.arange(n_out, dtype=np.float64) / (1.0 + ppm * 1e-6), n_in, half)
 
 
 def apply_clock_ppm(signal: np.ndarray, ppm: float, n_out: int | None = None) -> np.ndarray:
@@ -171,5 +184,4 @@ def apply_clock_ppm(signal: np.ndarray, ppm: float, n_out: int | None = None) ->
         m = min(n_out, x.size)
         out[:m] = x[:m]
         return out
-    times = np.arange(n_out, dtype=np.float64) / (1.0 + ppm * 1e-6)
-    return resample_at(x, times)
+    return _apply_plan(x, _clock_plan(x.size, float(ppm), n_out), 16)

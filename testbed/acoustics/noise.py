@@ -75,7 +75,8 @@ def noise_coloring(
 
     Returns
     -------
-    float64 array, shape (n_samples // 2 + 1, n_mics, n_mics)
+    float64 array, shape (n_mics, n_mics, n_samples // 2 + 1): row ``i`` of the matrix at
+    each rfft bin, how mic ``i`` mixes ``n_mics`` unit white sources
     """
     pos = np.asarray(mic_positions_m, dtype=np.float64).reshape(-1, 3)
     m = pos.shape[0]
@@ -89,12 +90,41 @@ def noise_coloring(
     idx = np.rint(freqs / (sample_rate / 2) * (_COARSE_BINS - 1)).astype(np.int64)
     col = mix[idx] * amp.T[:, :, None]  # rows scaled by each mic's amplitude
     if self_noise_rms is None or not np.any(self_noise_rms):
-        return col
+        return _per_mic(col)
     cov = col @ np.swapaxes(col, 1, 2)
     own = n_samples * np.asarray(self_noise_rms, dtype=np.float64) ** 2
     cov[:, np.arange(m), np.arange(m)] += own[None, :]
     vals, vecs = np.linalg.eigh(cov)
-    return vecs * np.sqrt(np.clip(vals, 0.0, None))[:, None, :]
+    return _per_mic(vecs * np.sqrt(np.clip(vals, 0.0, None))[:, None, :])
+
+
+def _per_mic(col: np.ndarray) -> np.ndarray:
+    """(bins, m, m) -> contiguous (m, m, bins): per mic pair, one row over frequency."""
+    return np.ascontiguousarray(col.transpose(1, 2, 0))
+
+
+def noise_spectrum(coloring: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw one noise realisation from :func:`noise_coloring`'s matrices, as rfft bins.
+
+    A caller that already works in the frequency domain adds this to its spectrum and saves
+    an inverse FFT; :func:`render_noise` is the time-domain form.
+
+    Returns
+    -------
+    complex array, shape (n_mics, n_bins); complex64 when ``coloring`` is float32
+    """
+    m, _, bins = coloring.shape
+    real = np.float32 if coloring.dtype == np.float32 else np.float64
+    z = rng.standard_normal((m, 2, bins), dtype=real)          # real and imaginary parts
+    out = np.empty((m, bins), dtype=np.complex64 if real is np.float32 else np.complex128)
+    part, tmp = np.empty((2, bins), dtype=real), np.empty((2, bins), dtype=real)
+    for i in range(m):              # a handful of mics: real multiply-adds beat a batched matmul
+        np.multiply(coloring[i, 0], z[0], out=part)
+        for j in range(1, m):
+            part += np.multiply(coloring[i, j], z[j], out=tmp)
+        out[i].real, out[i].imag = part
+    out *= np.sqrt(0.5)
+    return out
 
 
 def render_noise(coloring: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,12 +134,7 @@ def render_noise(coloring: np.ndarray, n_samples: int, rng: np.random.Generator)
     -------
     float64 array, shape (n_mics, n_samples)
     """
-    bins, m, _ = coloring.shape
-    z = rng.standard_normal((2, m, bins)) / np.sqrt(2)
-    c = coloring.transpose(1, 2, 0)  # (m, m, bins) view
-    re = np.einsum("ijk,jk->ik", c, z[0])
-    im = np.einsum("ijk,jk->ik", c, z[1])
-    return sfft.irfft(re + 1j * im, n=n_samples, axis=-1)
+    return sfft.irfft(noise_spectrum(coloring, rng), n=n_samples, axis=-1)
 
 
 def diffuse_noise(

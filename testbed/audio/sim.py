@@ -28,7 +28,7 @@ from scipy import fft as sfft
 
 from testbed.acoustics import adc, apply_clock_ppm, fractional_delay, mic_facts, sample_channel
 from testbed.acoustics.channel import Channel, placement_positions
-from testbed.acoustics.noise import noise_coloring, render_noise, self_noise_rms
+from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache
 from testbed.audio.limiter import limit
@@ -171,7 +171,9 @@ class SimBackend:
         facts = TrialFacts(backend=self.name, sample_rate=fs, placement=placement,
                            latency_samples=self.extra_latency_samples, xruns=0)
         nfft, spec = self._spectrum(placement, n_sig)
-        acc = None
+        # the diffuse field and self-noise join in the frequency domain: one inverse FFT for
+        # everything, and the acoustic noise goes through the mic's clock like the speakers do
+        acc = self._noise_spectrum(rng, nfft, placement)
         for spk, pb in plays.items():
             lim = limit(pb.signal, rig.speakers[spk].max_dbfs, fs)
             x = lim.signal
@@ -182,24 +184,17 @@ class SimBackend:
             if pb.offset_samples + len(x) > n_rec:
                 facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
             delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
-            term = sfft.rfft(delayed.astype(np.float64), nfft)[None, :] * spec[spk]
-            acc = term if acc is None else acc + term
+            acc += sfft.rfft(delayed.astype(np.float64), nfft)[None, :] * spec[spk]
             facts.arrival_offsets_samples[spk] = {
                 m: (float(pb.offset_samples) + chans[m].direct_delay_samples[spk])
                 * (1.0 + facts_by_mic[m].clock_ppm * 1e-6)
                 for m in mics
             }
-        if acc is None:
-            clean = np.zeros((len(mics), n_sig), dtype=np.float64)
-        else:
-            clean = sfft.irfft(acc, nfft, axis=-1)[:, :n_sig]
-
-        noise = self._noise(rng, n_rec, placement)
+        heard = sfft.irfft(acc, nfft, axis=-1)[:, :n_sig]
         out: dict[str, np.ndarray] = {}
         for i, m in enumerate(mics):
             mf = facts_by_mic[m]
-            y = apply_clock_ppm(clean[i], mf.clock_ppm, n_rec) if mf.clock_ppm else clean[i, :n_rec]
-            y = y.astype(np.float64) + noise[i]
+            y = apply_clock_ppm(heard[i], mf.clock_ppm, n_rec) if mf.clock_ppm else heard[i, :n_rec]
             y32, n_clip = adc(y, mf.bits)
             out[m] = y32
             facts.clipped_samples[m] = n_clip
@@ -207,8 +202,9 @@ class SimBackend:
             facts.mic_rms_dbfs[m] = dbfs(y32, "rms")
         return Capture(mics=out, facts=facts)
 
-    def _noise(self, rng: np.random.Generator, n: int, placement: str | None) -> np.ndarray:
-        """Diffuse background + self-noise, shape (n_mics, n), digital units."""
+    def _noise_spectrum(self, rng: np.random.Generator, n: int, placement: str | None) -> np.ndarray:
+        """Diffuse background + self-noise of an ``n``-sample stretch as rfft bins, shape
+        (n_mics, n // 2 + 1), digital units."""
         key = (placement, n)
         if key not in self._colorings:
             if len(self._colorings) > 8:
@@ -223,8 +219,8 @@ class SimBackend:
                 np.array([pos[m] for m in mics]), n, self.sample_rate, rig.room.noise_dbspl,
                 np.array([f.gain_per_pa for f in facts]), resp,
                 np.array([self_noise_rms(f.self_noise_dba, f.gain_per_pa) for f in facts]),
-            )
-        return render_noise(self._colorings[key], n, rng)
+            ).astype(np.float32)    # noise needs no double precision; halves the per-trial draw
+        return noise_spectrum(self._colorings[key], rng)
 
     def close(self) -> None:
         """Drop cached channels; further trials raise DeviceError."""
