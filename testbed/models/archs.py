@@ -172,9 +172,9 @@ def _ete(labels: Sequence[str], sample_rate: int, clip_samples: int) -> KwsModel
 def _lm(labels: Sequence[str], sample_rate: int, clip_samples: int) -> KwsModel:
     frontend = LogMel(sample_rate)
     features = nn.Sequential(                      # c:3 p:3 bn:3
-        ConvBlock(2, 1, 8, 3, pool=2),             # 40x101 -> 20x50
-        ConvBlock(2, 8, 32, 3, pool=2),            # -> 10x25
-        ConvBlock(2, 32, 64, 3, pool=2),           # -> 5x12
+        ConvBlock(2, 1, 16, 3, pool=2),            # 40x101 -> 20x50
+        ConvBlock(2, 16, 48, 3, pool=2),           # -> 10x25
+        ConvBlock(2, 48, 64, 3, pool=2),           # -> 5x12
     )
     n = _flat_size(frontend, features, clip_samples)
     classifier = nn.Sequential(nn.Linear(n, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, len(labels)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from testbed.errors import ModelError
@@ -22,7 +23,7 @@ from testbed.models.variants import VARIANTS, check_variant, compress
 from testbed.models.zoo import Zoo
 
 #: Adam steps for the fp32 model (full / quick); low-rank fine-tuning uses a third
-DEFAULT_STEPS = {"ete": 2000, "lm": 3000, "lms": 1500}
+DEFAULT_STEPS = {"ete": 2000, "lm": 4000, "lms": 1500}
 QUICK_STEPS = {"ete": 300, "lm": 200, "lms": 200}
 N_CALIBRATION = 256
 #: the fp32 training recipe of every zoo model (and of every row of the sim-to-real ablation)
@@ -193,6 +194,7 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
             if progress:
                 progress(what, done, total)
 
+        torch.manual_seed(seed)     # the initial weights, like every other random choice, follow the seed
         base = build_model(arch, dataset.labels, dataset.sample_rate, dataset.clip_samples)
         augment = waveform_augment(sample_rate=dataset.sample_rate)
         hist = train_fp32(base, dataset, steps=n_steps, quick=quick, seed=seed, batch_size=batch_size,
