@@ -12,9 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Zoo variants of the LM architecture the demo needs; the last one is the replay model.
-VARIANTS = ("fp32", "lowrank", "int8", "int4")
-FAST_VARIANTS = ("fp32", "lowrank", "int8")
+#: Zoo variants of the LM architecture the demo needs: the live DUT models, the replay model
+#: (int4) and the paper's stochastic low-rank ensemble (slr8), live and replayed as ensemble-size views.
+VARIANTS = ("fp32", "lowrank", "int8", "int4", "slr8")
+FAST_VARIANTS = ("fp32", "lowrank", "int8", "slr8")
+#: members drawn when the demo replays the DUT-mic captures through lm-slr8 (paper Fig. 8)
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+FAST_ENSEMBLE_SIZES = (1, 2)
 
 #: The full demo's zoo: a corpus between --quick and the default size and a training budget
 #: that fits the 10-minute demo on 2 cores. The --quick corpus (40 clips per class) leaves the
@@ -104,6 +108,13 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
     return names
 
 
+def rig_dut_mic(rig_path: Path) -> str:
+    """The DUT mic named by the rig file at ``rig_path``."""
+    from testbed.rig import load_rig
+
+    return load_rig(rig_path).dut.mic
+
+
 def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, seed: int = 1,
              progress: DemoProgress | None = None) -> DemoResult:
     """Zoo, session, replay, analysis on the simulated office rig, all under ``out``."""
@@ -121,9 +132,9 @@ def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, s
     rig_path = assets_dir() / "rigs" / "office-sim.toml"
     models_root = models_dir or out / "models"
     if fast:
-        live, replay_model = ["lm-fp32", "lm-int8"], "lm-lowrank"
+        live, replay_model, sizes = ["lm-fp32", "lm-int8", "lm-slr8"], "lm-lowrank", FAST_ENSEMBLE_SIZES
     else:
-        live, replay_model = ["lm-fp32", "lm-lowrank", "lm-int8"], "lm-int4"
+        live, replay_model, sizes = ["lm-fp32", "lm-lowrank", "lm-int8", "lm-slr8"], "lm-int4", ENSEMBLE_SIZES
 
     ensure_demo_zoo(models_root, fast, progress)
     timings["zoo_s"] = time.perf_counter() - t0
@@ -150,6 +161,9 @@ def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, s
     t2 = time.perf_counter()
     replay_session(spath, [replay_model], models_root=models_root,
                    progress=lambda d, n: report_progress("replay", d, n))
+    # the ensemble-size curve: the DUT-mic captures again through lm-slr8 drawing k members
+    replay_session(spath, [f"lm-slr8@k{k}" for k in sizes], mics=[rig_dut_mic(rig_path)],
+                   models_root=models_root, progress=lambda d, n: report_progress("replay", d, n))
     timings["replay_s"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

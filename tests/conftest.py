@@ -39,7 +39,7 @@ def cli():
 
 @pytest.fixture(scope="session")
 def quick_zoo(tmp_path_factory) -> Path:
-    """A models root holding lm-fp32, lm-lowrank and lm-int8, trained once per test session
+    """A models root holding lm-fp32, lm-lowrank, lm-int8 and lm-slr8, trained once per test session
     on the quick synthetic corpus (short training: good enough to beat chance, not the paper)."""
     import torch
 
@@ -47,6 +47,6 @@ def quick_zoo(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("zoo")
-    build_zoo(["lm"], ["fp32", "lowrank", "int8"], data="synthetic", quick=True, root=root, seed=0,
+    build_zoo(["lm"], ["fp32", "lowrank", "int8", "slr8"], data="synthetic", quick=True, root=root, seed=0,
               steps=80, finetune_steps=20, batch_size=32)
     return root

@@ -22,8 +22,12 @@ def test_demo_fast_runs_end_to_end(cli, tmp_path, quick_zoo):
     assert set(df["mic"]) == {"ref", "cheap"} and set(df["placement"]) == {"P1", "P2"}
     live = df[df["eval_source"] == "live"]
     replay = df[df["eval_source"] == "replay"]
-    assert set(live["model"]) == {"lm-fp32", "lm-int8"} and set(replay["model"]) == {"lm-lowrank"}
-    assert len(replay) == 32 * 2
+    assert set(live["model"]) == {"lm-fp32", "lm-int8", "lm-slr8"}
+    assert set(replay["model"]) == {"lm-lowrank", "lm-slr8@k1", "lm-slr8@k2"}
+    assert (replay["model"] == "lm-lowrank").sum() == 32 * 2
+    # the ensemble-size views replay the DUT-mic captures only, one evaluation per trial each
+    views = replay[replay["model"].str.contains("@k")]
+    assert views["is_dut_mic"].all() and len(views) == 32 * 2
     # the report and the summary exist and hold the session's own numbers
     summary = json.loads(open(res["summary"]).read())
     assert summary["sessions"] == [res["session"]] and summary["n_evaluations"] == len(df)

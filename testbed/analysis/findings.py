@@ -167,6 +167,7 @@ def replay(df: pd.DataFrame) -> dict | None:
         return None
     data = usable(dut_view(df))
     rep = data[data["eval_source"].astype(str) == "replay"]
+    rep = rep[~rep["model"].astype(str).str.contains("@k", regex=False)]   # ensemble_size() has those
     if rep.empty:
         return None
     att = rep[rep["attack"].astype(str) != "none"]
@@ -185,6 +186,30 @@ def replay(df: pd.DataFrame) -> dict | None:
     text = f"Replayed offline through {models}, the recorded DUT-mic captures are misclassified in " + \
         " and ".join(parts) + "."
     return {"id": "replay", "text": text, "values": vals}
+
+
+def ensemble_size(df: pd.DataFrame) -> dict | None:
+    """Attacked (and clean) error of a stochastic ensemble vs the members drawn at inference
+    (replays of ``NAME@kN`` views), the paper's Fig. 8 in one sentence."""
+    from testbed.analysis.dimensions import with_dimensions
+
+    data = with_dimensions(usable(dut_view(df)), ["ensemble_size"])
+    data = data[np.isfinite(data["ensemble_size"].astype(float))]
+    if data.empty or data["ensemble_size"].nunique() < 2:
+        return None
+    att = data[data["attack"].astype(str) != "none"]
+    if att.empty:
+        return None
+    t = rate_table(att, ["ensemble_size"]).sort_values("ensemble_size")
+    parts = ", ".join(f"{int(r['ensemble_size'])}: {fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])}"
+                      for _, r in t.iterrows())
+    first, last = t.iloc[0], t.iloc[-1]
+    trend = ("falls" if last["error_hi"] < first["error_lo"] else
+             "rises" if last["error_lo"] > first["error_hi"] else "does not change clearly")
+    text = (f"With more ensemble members drawn at inference, the stochastic model's error on attacked "
+            f"DUT-mic captures {trend} (members: {parts}).")
+    return {"id": "ensemble_size", "text": text,
+            "values": {str(int(r["ensemble_size"])): _row_values(r) for _, r in t.iterrows()}}
 
 
 def targeted(df: pd.DataFrame) -> dict | None:
@@ -211,7 +236,8 @@ def findings(df: pd.DataFrame) -> list[dict]:
         if f:
             out.append(f)
     out.extend(strongest_per_model(df))
-    for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, targeted, replay):
+    for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, ensemble_size, targeted,
+               replay):
         f = fn(df)
         if f:
             out.append(f)

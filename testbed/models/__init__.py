@@ -21,7 +21,7 @@ from testbed.models.predict import evaluate, predict, save_confusion_png
 from testbed.models.quantize import QuantConv, QuantLinear, fake_quant, quant_layers, quantize_model, set_ste
 from testbed.models.train import cross_entropy_loss, train, waveform_augment
 from testbed.models.variants import VARIANTS, compress, restructure
-from testbed.models.zoo import Zoo, load_model, sha256_file
+from testbed.models.zoo import Zoo, load_model, sha256_file, split_view
 
 __all__ = [
     "ARCHS", "PAPER_TABLE", "VARIANTS",
@@ -30,5 +30,5 @@ __all__ = [
     "build_model", "build_zoo", "compress", "cross_entropy_loss", "evaluate", "evaluate_on", "factorize",
     "fake_quant", "layer_counts", "load_model", "lowrank_layers", "param_count", "predict",
     "quant_layers", "quantize_model", "reconstruction_error", "restructure", "save_confusion_png",
-    "set_ste", "sha256_file", "svd_factors", "train", "waveform_augment",
+    "set_ste", "sha256_file", "split_view", "svd_factors", "train", "waveform_augment",
 ]

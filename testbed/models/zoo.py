@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+_VIEW_RE = re.compile(r"^(?P<stored>.+)@k(?P<members>\d+)$")
+
+
+def split_view(name: str) -> tuple[str, int | None]:
+    """``"lm-slr8@k4" -> ("lm-slr8", 4)``: a stored stochastic model evaluated with a chosen
+    number of ensemble members (the ensemble-size curve replays one model as several views);
+    a plain name -> ``(name, None)``."""
+    m = _VIEW_RE.match(name)
+    if not m:
+        return name, None
+    members = int(m.group("members"))
+    if members < 1:
+        raise ModelError(f"model {name!r}: the number of members after '@k' must be >= 1")
+    return m.group("stored"), members
+
+
 class Zoo:
     """A folder of trained models.
 
@@ -66,22 +83,39 @@ class Zoo:
         return sorted(p.name for p in self.root.iterdir() if (p / CARD_FILE).is_file())
 
     def exists(self, name: str) -> bool:
-        """Whether ``name`` has a card in this zoo."""
-        return (self.root / name / CARD_FILE).is_file()
+        """Whether ``name`` has a card in this zoo (for a view ``NAME@kN``: whether NAME does
+        and is a stochastic ensemble)."""
+        stored, members = split_view(name)
+        if not (self.root / stored / CARD_FILE).is_file():
+            return False
+        return members is None or bool(self._read_card(stored).get("stochastic"))
 
     def _require(self, name: str) -> Path:
-        if not self.exists(name):
+        stored, members = split_view(name)
+        if not (self.root / stored / CARD_FILE).is_file():
             have = ", ".join(self.names()) or "none; run 'testbed models build'"
             raise ModelError(f"unknown model {name!r} in {self.root} (have: {have})")
-        return self.root / name
+        if members is not None and not self._read_card(stored).get("stochastic"):
+            raise ModelError(f"model {name!r}: {stored} is not a stochastic ensemble, so it has no "
+                             f"'@k{members}' view (only e.g. lm-slr8@k4 draws a number of members)")
+        return self.root / stored
 
-    def card(self, name: str) -> dict:
-        """The model card of ``name`` (a dict read from ``card.json``)."""
-        path = self._require(name) / CARD_FILE
+    def _read_card(self, stored: str) -> dict:
+        path = self.root / stored / CARD_FILE
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: unreadable model card ({exc}); rebuild the model") from None
+
+    def card(self, name: str) -> dict:
+        """The model card of ``name`` (a dict read from ``card.json``); a view ``NAME@kN``
+        gets NAME's card with ``members_at_inference = N``."""
+        self._require(name)
+        stored, members = split_view(name)
+        card = self._read_card(stored)
+        if members is not None:
+            card = dict(card, members_at_inference=members, view_of=stored)
+        return card
 
     def model_hash(self, name: str) -> str:
         """The sha256 of ``name``'s weights as recorded in its card."""
@@ -118,6 +152,9 @@ class Zoo:
             msg = str(exc).splitlines()[0]
             raise ModelError(f"{weights}: does not fit the card's architecture ({msg})") from None
         model.eval()
+        members = split_view(name)[1]
+        if members is not None:
+            model.n_members = members
         model.card = card
         model.name = name
         return model

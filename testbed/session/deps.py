@@ -64,6 +64,10 @@ class Models:
     def names(self) -> list[str]:
         return list(self._zoo.names())
 
+    def exists(self, name: str) -> bool:
+        """A stored model, or a view ``NAME@kN`` of a stored stochastic ensemble."""
+        return self._zoo.exists(name)
+
     def labels(self) -> dict[str, list[str]]:
         """``{name: labels}`` of every model in the zoo (read from the cards)."""
         out = {}

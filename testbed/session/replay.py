@@ -75,7 +75,7 @@ def replay_session(
         models = Models(models_root)
         have = set(models.names())
         for i, m in enumerate(model_names):
-            if m not in have:
+            if not models.exists(m):
                 raise SessionError(f"--models[{i}]: unknown model {m!r} "
                                    f"(zoo has: {', '.join(sorted(have)) or 'nothing'})")
         if not model_names:

@@ -38,6 +38,29 @@ def test_slr_round_trips_through_safetensors_with_its_noise_in_the_card(tmp_path
         torch.testing.assert_close(zoo.load("lms-slr4")(x), zoo.load("lms-slr4")(x), rtol=0, atol=0)
 
 
+def test_an_at_k_view_loads_the_stored_ensemble_drawing_k_members(tmp_path, tone_fp32, tones):
+    from testbed.errors import ModelError
+
+    slr, comp = make_slr(copy.deepcopy(tone_fp32), 4, sigma_rel=0.2, seed=3)
+    zoo = Zoo(tmp_path)
+    zoo.save("lms-slr4", slr, _card(slr, "slr4", comp, tones))
+    fp32_card = dict(_card(tone_fp32, "fp32", {"kind": "none"}, tones), stochastic=False)
+    zoo.save("lms-fp32", tone_fp32, fp32_card)
+    assert zoo.exists("lms-slr4@k16") and zoo.names() == ["lms-fp32", "lms-slr4"]   # views are not stored
+    view = zoo.load("lms-slr4@k16")
+    assert view.n_members == 16 and view.name == "lms-slr4@k16"
+    assert zoo.card("lms-slr4@k16")["members_at_inference"] == 16
+    assert zoo.model_hash("lms-slr4@k16") == zoo.model_hash("lms-slr4")       # the same weights
+    x = torch.from_numpy(tones.test.x[:3])
+    with torch.no_grad():
+        assert view.member_logits(x).shape[0] == 16
+    assert not zoo.exists("lms-fp32@k2")
+    with pytest.raises(ModelError, match="not a stochastic ensemble"):
+        zoo.load("lms-fp32@k2")
+    with pytest.raises(ModelError, match="unknown model"):
+        zoo.load("lms-slr9@k2")
+
+
 def test_rse_round_trips_through_safetensors(tmp_path, tone_fp32, tones):
     rse, comp = make_rse(copy.deepcopy(tone_fp32), tones.train.x[:16], 8, seed=2)
     zoo = Zoo(tmp_path)
