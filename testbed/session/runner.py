@@ -305,10 +305,13 @@ class Runner:
         """The pure inputs of crafting one batch: clips, label indices, kind, bound and parameters."""
         src = self.models.load(cfg.source_model)
         sigs = [self.utterance(u) for u, _ in job.chunk]
-        n = max(src.clip_samples, max(len(s) for s in sigs))   # the model needs a whole clip
+        # the model takes exactly one clip, and the DUT is scored on the clip that starts with the
+        # command: a longer utterance is attacked on its first clip_samples (the perturbation
+        # then covers what the DUT hears), a shorter one is zero-padded
+        n = src.clip_samples
         x = np.zeros((len(sigs), n), dtype=np.float32)
         for i, s in enumerate(sigs):
-            x[i, : len(s)] = s
+            x[i, : min(len(s), n)] = s[:n]
         y = np.array([src.labels.index(lab) for _, lab in job.chunk], dtype=np.int64)
         target = None
         if cfg.target != "untargeted":

@@ -264,3 +264,20 @@ def test_positioner_moves_the_adversary_between_placements(tmp_path, office_rig_
     assert moved == ["positioner moved adversary to P1 (x=4.5 m, y=3 m)",
                      "positioner moved adversary to P2 (x=3.8 m, y=2.6 m)"]
     store.close()
+
+
+def test_utterances_longer_than_the_models_clip_are_attacked_on_the_clip_the_dut_hears(
+        tmp_path, office_rig_path, tiny_zoo):
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=tmp_path / "s", models_root=tiny_zoo,
+                           utterances=tone_utterances(["yes", "no"], n=24000))   # 1.5 s commands
+    res = _run(store)
+    assert res.reason == "finished"
+    df = load_evaluations(store.path)
+    assert not df["failed"].any() and df["trial_id"].nunique() == 8   # 2 x (none, fgsm) x 2 placements
+    # the perturbation covers the model's 1 s window, within the bound
+    perts = sorted(store.path.glob("perturbations/*.wav"))
+    assert len(perts) == 2
+    for p in perts:
+        delta, sr = sf.read(p, dtype="float32")
+        assert sr == 16000 and len(delta) == 16000 and np.abs(delta).max() <= 0.01 + 1e-6
+    store.close()
