@@ -169,14 +169,24 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
+_SAMPLES_PER_BATCH = 200_000
+
+
 @torch.no_grad()
 def _activation_ranges(model: nn.Module, names: list[str], calib_x: torch.Tensor,
-                       batch_size: int = 128) -> dict[str, float]:
-    ranges = {n: 0.0 for n in names}
+                       batch_size: int = 128) -> dict[str, tuple[float, torch.Tensor]]:
+    """Per layer: ``(max |input|, a seeded sample of its inputs)`` on ``calib_x``."""
+    peaks = {n: 0.0 for n in names}
+    samples: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    gen = torch.Generator().manual_seed(0)
     hooks = []
     for name in names:
         def hook(_m, args, name=name):
-            ranges[name] = max(ranges[name], float(args[0].detach().abs().max()))
+            a = args[0].detach().flatten()
+            peaks[name] = max(peaks[name], float(a.abs().max()))
+            if a.numel() > _SAMPLES_PER_BATCH:
+                a = a[torch.randint(a.numel(), (_SAMPLES_PER_BATCH,), generator=gen)]
+            samples[name].append(a)
         hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
     try:
         model.eval()
@@ -185,7 +195,23 @@ def _activation_ranges(model: nn.Module, names: list[str], calib_x: torch.Tensor
     finally:
         for h in hooks:
             h.remove()
-    return ranges
+    return {n: (peaks[n], torch.cat(samples[n])) for n in names}
+
+
+def activation_range(peak: float, sample: torch.Tensor | None, bits: int, search: int = 6) -> float:
+    """The input range of a ``bits``-bit layer: the power of two whose fixed-point format
+    quantises ``sample`` with the least squared error (from the one that holds ``peak`` to
+    ``search`` steps finer). Word lengths above 8 bits keep the peak.
+
+    With the peak alone, a few outliers set the step: an 8-bit ETE then lost 30 points of
+    accuracy (0.84 -> 0.54), as small activations all rounded to zero.
+    """
+    fl_peak = frac_length(peak, bits)
+    if bits > 8 or sample is None or sample.numel() == 0:
+        return peak
+    errs = [float((fake_quant(sample, bits, fl) - sample).pow(2).mean()) for fl in range(fl_peak, fl_peak + search + 1)]
+    best = fl_peak + min(range(len(errs)), key=errs.__getitem__)
+    return float(2.0 ** (bits - 1 - best))
 
 
 def quantize_model(model: nn.Module, bits: int, calib_x: torch.Tensor | None = None,
@@ -199,8 +225,9 @@ def quantize_model(model: nn.Module, bits: int, calib_x: torch.Tensor | None = N
     bits : int
         16, 8 or 4.
     calib_x : Tensor (n, samples), optional
-        Sample inputs that set each layer's activation fractional length. ``None`` builds
-        the structure only (used before loading stored weights).
+        Sample inputs that set each layer's activation fractional length (from the maximum
+        for 16-bit words, by least squared error for 8 and 4 bits: :func:`activation_range`).
+        ``None`` builds the structure only (used before loading stored weights).
     pcm_bits : int
         Word length of the raw PCM input where a layer reads it directly (end-to-end models):
         the ADC's own samples, at least ``bits``; every other activation uses ``bits``.
@@ -217,18 +244,19 @@ def quantize_model(model: nn.Module, bits: int, calib_x: torch.Tensor | None = N
     if not names:
         raise ModelError("quantize: the model has no conv or linear layer")
     ranges = (_activation_ranges(model, names, calib_x) if calib_x is not None
-              else {n: 1.0 for n in names})
+              else {n: (1.0, None) for n in names})
     raw_input = names[0] if _reads_raw_pcm(model) else None
     infos = []
     for name in names:
         layer = model.get_submodule(name)
         act_bits = max(bits, pcm_bits) if name == raw_input else bits
+        act_max = activation_range(*ranges[name], act_bits)
         if isinstance(layer, nn.Linear):
-            new: _QuantLayer = QuantLinear(layer, bits, ranges[name], act_bits=act_bits)
+            new: _QuantLayer = QuantLinear(layer, bits, act_max, act_bits=act_bits)
         else:
-            new = QuantConv(layer, bits, ranges[name], folded_bn=getattr(layer, "_folded_bn", False),
+            new = QuantConv(layer, bits, act_max, folded_bn=getattr(layer, "_folded_bn", False),
                             act_bits=act_bits)
-        infos.append(QuantInfo(name, bits, act_bits, int(new.fl_w), int(new.fl_a), round(ranges[name], 6),
+        infos.append(QuantInfo(name, bits, act_bits, int(new.fl_w), int(new.fl_a), round(act_max, 6),
                                int(torch.unique(new.w_int).numel())))
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
