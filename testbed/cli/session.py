@@ -312,7 +312,9 @@ def list_cmd(
 @app.command("replay")
 def replay_cmd(
     session: str = IdArg,
-    models: str = typer.Option(..., "--models", "-m", help="comma-separated zoo models", show_default=False),
+    models: str = typer.Option(..., "--models", "-m", show_default=False,
+                               help="comma-separated zoo models; NAME@kN evaluates a stochastic ensemble "
+                                    "drawing N members (lm-slr8@k1,lm-slr8@k4: the ensemble-size curve)"),
     mics: str = typer.Option(None, "--mics", help="comma-separated mics (default: every recorded mic)"),
     sessions_dir: Path = DirOpt,
     models_dir: Path = ModelsOpt,
@@ -322,6 +324,8 @@ def replay_cmd(
     """Re-evaluate the recorded captures offline with other models (appends; never alters recordings).
 
     Example: testbed session replay quick-sim-20250101-120000 --models lm-slr8,lm-int4 --cluster local:2
+
+    Example: testbed session replay ID --models lm-slr8@k1,lm-slr8@k2,lm-slr8@k4,lm-slr8@k8 --mics cheap
     """
     from testbed.scale import open_executor, parse_cluster
     from testbed.session import replay_session
