@@ -34,12 +34,18 @@ def build(
                                        help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
     rank_fraction: float = typer.Option(0.5, "--rank-fraction",
                                         help="rank kept where the paper's rank would not truncate a layer"),
+    reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
+                                    help="start from the zoo's stored <arch>-fp32 (same data split) "
+                                         "instead of training it again"),
     root: Path = RootOpt,
     json_out: bool = typer.Option(False, "--json", help="print the written cards' summary as JSON"),
 ) -> None:
     """Train architectures x variants and write models/<arch>-<variant>/ (weights + card).
 
     Example: testbed models build --arch lm --variants fp32,lowrank,int8 --quick
+
+    Example (add the baselines to an existing zoo): testbed models build --arch lm
+    --variants distill,advtrain,rse --reuse-fp32
     """
     import torch
 
@@ -56,7 +62,7 @@ def build(
 
         names = build_zoo(split_csv(arch), split_csv(variants), data=data, quick=quick, root=root,
                           seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
-                          rank_fraction=rank_fraction)
+                          rank_fraction=rank_fraction, reuse_fp32=reuse_fp32)
     zoo = Zoo(root)
     rows = [_summary(n, zoo.card(n)) for n in names]
     if json_out:

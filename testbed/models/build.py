@@ -129,11 +129,23 @@ def train_fp32(model: nn.Module, dataset: Any, *, steps: int | None = None, quic
     return dict(hist, steps=n_steps, eval_every=eval_every, lr=LR, lr_schedule=LR_SCHEDULE, augment=AUGMENT)
 
 
+def _stored_fp32(zoo: Zoo, arch: str, dataset: Any) -> tuple[nn.Module, dict, dict]:
+    """The zoo's ``<arch>-fp32`` with its training record and metrics, if it was trained on
+    ``dataset``'s split; else ModelError."""
+    name = f"{arch}-fp32"
+    card = zoo.card(name)
+    if card.get("data", {}).get("split_hash") != dataset.split_hash:
+        raise ModelError(f"--reuse-fp32: {name} in {zoo.root} was trained on another data set or split "
+                         f"({card.get('data', {}).get('spec')!r}); build without --reuse-fp32 or into "
+                         "another --root")
+    return zoo.load(name), dict(card["training"]), dict(card["metrics"])
+
+
 def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32", "lowrank", "int8"),
               data: str = "synthetic", quick: bool = False, root: Path | str | None = None,
               seed: int = 0, progress: BuildProgress | None = None, *, steps: int | None = None,
               finetune_steps: int | None = None, rank_fraction: float = DEFAULT_RANK_FRACTION,
-              batch_size: int = 64, dataset: Any = None) -> list[str]:
+              batch_size: int = 64, dataset: Any = None, reuse_fp32: bool = False) -> list[str]:
     """Train ``archs`` and write each requested variant to the zoo as ``<arch>-<variant>``.
 
     Parameters
@@ -158,6 +170,9 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
         Low-rank rule where the paper's rank would not truncate.
     dataset : testbed.data.Dataset, optional
         Use this already-loaded data set instead of loading ``data``.
+    reuse_fp32 : bool
+        Start the variants from the zoo's stored ``<arch>-fp32`` (trained on the same data
+        split) instead of training it again, e.g. to add robust variants to an existing zoo.
 
     Returns
     -------
@@ -194,16 +209,23 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
             if progress:
                 progress(what, done, total)
 
-        torch.manual_seed(seed)     # the initial weights, like every other random choice, follow the seed
-        base = build_model(arch, dataset.labels, dataset.sample_rate, dataset.clip_samples)
         augment = waveform_augment(sample_rate=dataset.sample_rate)
-        hist = train_fp32(base, dataset, steps=n_steps, quick=quick, seed=seed, batch_size=batch_size,
-                          progress=tprogress)
-        training = {"optimizer": "adam", "lr": LR, "lr_schedule": LR_SCHEDULE, "batch_size": batch_size,
-                    "steps": n_steps, "eval_every": eval_every, "steps_run": hist["steps_run"],
-                    "best_step": hist["best_step"], "seconds": hist["seconds"], "augment": AUGMENT}
-        fp32_metrics = _metrics(base, dataset)
+        reused = reuse_fp32 and zoo.exists(f"{arch}-fp32")
+        if reused:
+            base, training, fp32_metrics = _stored_fp32(zoo, arch, dataset)
+        else:
+            torch.manual_seed(seed)     # the initial weights, like every other random choice, follow the seed
+            base = build_model(arch, dataset.labels, dataset.sample_rate, dataset.clip_samples)
+            hist = train_fp32(base, dataset, steps=n_steps, quick=quick, seed=seed, batch_size=batch_size,
+                              progress=tprogress)
+            training = {"optimizer": "adam", "lr": LR, "lr_schedule": LR_SCHEDULE, "batch_size": batch_size,
+                        "steps": n_steps, "eval_every": eval_every, "steps_run": hist["steps_run"],
+                        "best_step": hist["best_step"], "seconds": hist["seconds"], "augment": AUGMENT}
+            fp32_metrics = _metrics(base, dataset)
         for variant in variants:
+            if variant == "fp32" and reused:
+                written.append(f"{arch}-fp32")
+                continue
             if variant not in VARIANTS:     # robust variants are fine-tuned from base (testbed.models.robust)
                 from testbed.models.robust import build_robust_variant
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 
 from testbed.errors import ModelError
-from testbed.models import Zoo, load_model, predict
+from testbed.models import Zoo, build_zoo, load_model, predict
 
 
 def test_build_writes_cards_with_what_the_issue_asks(tone_zoo, tones):
@@ -83,3 +84,24 @@ def test_env_var_sets_the_default_root(tone_zoo, monkeypatch):
     root, _ = tone_zoo
     monkeypatch.setenv("TESTBED_MODELS_DIR", str(root))
     assert "lms-int8" in Zoo().names()
+
+
+def test_reuse_fp32_starts_the_variants_from_the_stored_model_without_retraining(tone_zoo, tones, tmp_path):
+    import shutil
+
+    root, _ = tone_zoo
+    zoo_copy = tmp_path / "zoo"
+    shutil.copytree(root / "lms-fp32", zoo_copy / "lms-fp32")
+    before = (zoo_copy / "lms-fp32" / "weights.safetensors").read_bytes()
+    names = build_zoo(["lms"], ["fp32", "int8"], root=zoo_copy, seed=5, steps=1000, dataset=tones, reuse_fp32=True)
+    assert names == ["lms-fp32", "lms-int8"]
+    assert (zoo_copy / "lms-fp32" / "weights.safetensors").read_bytes() == before   # not retrained
+    card = Zoo(zoo_copy).card("lms-int8")
+    stored = Zoo(zoo_copy).card("lms-fp32")
+    assert card["metrics"]["fp32_test_accuracy"] == stored["metrics"]["test_accuracy"]
+    assert card["training"]["steps"] == stored["training"]["steps"] != 1000
+    # a stored fp32 from another split is refused, naming the model
+    other = copy.deepcopy(tones)
+    other.split_hash = "another-split"
+    with pytest.raises(ModelError, match="lms-fp32 .* another data set"):
+        build_zoo(["lms"], ["int8"], root=zoo_copy, dataset=other, reuse_fp32=True)
