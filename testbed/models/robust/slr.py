@@ -272,12 +272,12 @@ def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT
     (SLREnsemble, compression) where ``compression`` is the card entry
     (``kind: "slr"``, the factorisation's ranks, the noise per layer, members, seed).
     """
-    from testbed.models.lowrank import DEFAULT_RANK_FRACTION, PAPER_CONV_RANK, PAPER_FC_RANK
+    from testbed.models.lowrank import PAPER_CONV_RANK, PAPER_FC_RANK, SLR_RANK_FRACTION
 
     n_members = check_members(n_members)
     fc_rank = PAPER_FC_RANK if fc_rank is None else fc_rank
     conv_rank = PAPER_CONV_RANK if conv_rank is None else conv_rank
-    rank_fraction = DEFAULT_RANK_FRACTION if rank_fraction is None else rank_fraction
+    rank_fraction = SLR_RANK_FRACTION if rank_fraction is None else rank_fraction
     if lowrank_layers(model):
         ranks = [{"layer": n, "rank": m.rank, "full_rank": m.full_rank} for n, m in lowrank_layers(model)]
     else:

@@ -17,6 +17,7 @@ def tone_fp32(tones):
     from testbed.models import build_model, train
 
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     model = build_model("lms", tones.labels, tones.sample_rate, tones.clip_samples)
     train(model, tones, steps=30, batch_size=16, seed=0, eval_every=30)
     return model.eval()
