@@ -34,7 +34,8 @@ def build(
                                        help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
     rank_fraction: float = typer.Option(None, "--rank-fraction", show_default=False,
                                         help="rank kept where the paper's rank would not truncate a layer "
-                                             "(default 0.75 for lowrank; the SLR ensemble keeps 0.5)"),
+                                             "(default: 0.5 for fully connected layers, 0.75 for convolutions; "
+                                             "the SLR ensemble keeps 0.5)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -63,8 +64,7 @@ def build(
 
         names = build_zoo(split_csv(arch), split_csv(variants), data=data, quick=quick, root=root,
                           seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
-                          reuse_fp32=reuse_fp32,
-                          **({} if rank_fraction is None else {"rank_fraction": rank_fraction}))
+                          rank_fraction=rank_fraction, reuse_fp32=reuse_fp32)
     zoo = Zoo(root)
     rows = [_summary(n, zoo.card(n)) for n in names]
     if json_out:
