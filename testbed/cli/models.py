@@ -34,8 +34,7 @@ def build(
                                        help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
     rank_fraction: float = typer.Option(None, "--rank-fraction", show_default=False,
                                         help="rank kept where the paper's rank would not truncate a layer "
-                                             "(default: 0.5 for fully connected layers, 0.75 for convolutions; "
-                                             "the SLR ensemble keeps 0.5)"),
+                                             "(default 0.75; the SLR ensemble keeps 0.5)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),

@@ -43,7 +43,8 @@ def test_compressed_variants_store_fewer_numbers_or_bytes(base_models, arch):
     fp32 = base_models[arch]
     low = copy.deepcopy(fp32)
     compress(low, "lowrank")
-    assert param_count(low) < 0.6 * param_count(fp32)
+    # the LMS is almost all one 4000 -> 12 layer, whose rank 12 keeps 9 (0.75): a quarter saved
+    assert param_count(low) < {"lm": 0.3, "ete": 0.4, "lms": 0.8}[arch] * param_count(fp32)
     q = copy.deepcopy(fp32)
     compress(q, "int8", calib_x=np.zeros((2, 16000), np.float32) + 0.01)
     int_bytes = sum(b.numel() * b.element_size() for n, b in q.named_buffers() if n.endswith("w_int"))
