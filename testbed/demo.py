@@ -26,6 +26,9 @@ FAST_ENSEMBLE_SIZES = (1, 2)
 DEMO_CORPUS_PER_CLASS = 200
 DEMO_STEPS = 1500
 DEMO_FINETUNE_STEPS = 300
+#: the SLR ensemble's fine-tuning (each step crafts PGD examples against two members: about 8x a
+#: plain step, so it gets fewer)
+DEMO_ROBUST_STEPS = 80
 #: --fast (the test suite): the quick corpus and a token budget.
 FAST_TRAINING = {"steps": 80, "finetune_steps": 20, "batch_size": 32}
 
@@ -104,7 +107,8 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
             progress("zoo: synthesising the demo corpus", 0, None)
         dataset = load_dataset("synthetic", config=CorpusConfig(per_class=DEMO_CORPUS_PER_CLASS), seed=0)
         build_zoo(["lm"], list(variants), data="synthetic", root=models_root, seed=0, progress=on_build,
-                  steps=DEMO_STEPS, finetune_steps=DEMO_FINETUNE_STEPS, dataset=dataset)
+                  steps=DEMO_STEPS, finetune_steps=DEMO_FINETUNE_STEPS, robust_steps=DEMO_ROBUST_STEPS,
+                  dataset=dataset)
     return names
 
 

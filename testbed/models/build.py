@@ -147,7 +147,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
               data: str = "synthetic", quick: bool = False, root: Path | str | None = None,
               seed: int = 0, progress: BuildProgress | None = None, *, steps: int | None = None,
               finetune_steps: int | None = None, rank_fraction: float | None = None,
-              batch_size: int = 64, dataset: Any = None, reuse_fp32: bool = False) -> list[str]:
+              batch_size: int = 64, dataset: Any = None, reuse_fp32: bool = False,
+              robust_steps: int | None = None) -> list[str]:
     """Train ``archs`` and write each requested variant to the zoo as ``<arch>-<variant>``.
 
     Parameters
@@ -174,6 +175,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
         :data:`~testbed.models.lowrank.DEFAULT_CONV_RANK_FRACTION` for convolutions).
     dataset : testbed.data.Dataset, optional
         Use this already-loaded data set instead of loading ``data``.
+    robust_steps : int, optional
+        Fine-tuning steps of the robust variants (default: ``finetune_steps``, else their own).
     reuse_fp32 : bool
         Start the variants from the zoo's stored ``<arch>-fp32`` (trained on the same data
         split) instead of training it again, e.g. to add robust variants to an existing zoo.
@@ -236,7 +239,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
                 written.append(build_robust_variant(
                     base, arch, variant, dataset, zoo=zoo, quick=quick, seed=seed, data_seed=data_seed,
                     training=training, fp32_metrics=fp32_metrics, batch_size=batch_size, augment=augment,
-                    calib_x=calib_x, steps=finetune_steps, progress=progress))
+                    calib_x=calib_x, steps=robust_steps if robust_steps is not None else finetune_steps,
+                    progress=progress))
                 continue
             model = base if variant == "fp32" else copy.deepcopy(base)
             fractions = {} if rank_fraction is None else {"rank_fraction": rank_fraction,
