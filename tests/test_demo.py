@@ -40,3 +40,6 @@ def test_demo_fast_runs_end_to_end(cli, tmp_path, quick_zoo):
     att_err = 1 - dut[dut["attack"] != "none"]["correct"].mean()
     assert att_err > clean_err
     assert any(f["id"] == "clean_vs_attack" for f in res["findings"])
+    # the ensemble-size finding reads the members from the view names (1, 2) and the live model (8)
+    sizes = next(f for f in res["findings"] if f["id"] == "ensemble_size")["values"]
+    assert set(sizes) == {"1", "2", "8"}

@@ -127,11 +127,13 @@ def ensemble_size_of(name: str | None) -> float:
     return float(found[-1]) if found else np.nan
 
 
-def _from_names(df: pd.DataFrame, fn: Callable[[str], float], column: str) -> pd.Series:
+def _from_names(df: pd.DataFrame, fn: Callable[[str], float], column: str,
+                cols: tuple[str, ...] = ("model_variant", "model")) -> pd.Series:
+    """``fn`` of the first of ``cols`` that names a value, per row."""
     if column in df.columns:
         return pd.to_numeric(df[column], errors="coerce")
     vals = pd.Series(np.nan, index=df.index, dtype=float)
-    for col in ("model_variant", "model"):
+    for col in cols:
         if col in df.columns:
             vals = vals.fillna(df[col].map(fn).astype(float))
     return vals
@@ -163,7 +165,8 @@ DERIVED: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "spr_bin": lambda df: _bin(_spr_at_dut(df), SPR_EDGES_DB, "dB"),
     "spr_mic_bin": _binned("spr_db", SPR_EDGES_DB, "dB", "spr_mic"),
     "bits": lambda df: _from_names(df, bits_of, "bits"),
-    "ensemble_size": lambda df: _from_names(df, ensemble_size_of, "ensemble_size"),
+    # the model name first: a replay view lm-slr8@k2 keeps the variant "slr8" but draws 2 members
+    "ensemble_size": lambda df: _from_names(df, ensemble_size_of, "ensemble_size", ("model", "model_variant")),
 }
 
 #: Every name ``--by`` accepts after alias resolution.
