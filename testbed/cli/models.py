@@ -51,6 +51,7 @@ def build(
     import torch
 
     from testbed.models import Zoo, build_zoo
+    from testbed.models.lowrank import DEFAULT_RANK_FRACTION
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with make_progress() as bar:
@@ -63,7 +64,8 @@ def build(
 
         names = build_zoo(split_csv(arch), split_csv(variants), data=data, quick=quick, root=root,
                           seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
-                          rank_fraction=rank_fraction, reuse_fp32=reuse_fp32)
+                          rank_fraction=DEFAULT_RANK_FRACTION if rank_fraction is None else rank_fraction,
+                          reuse_fp32=reuse_fp32)
     zoo = Zoo(root)
     rows = [_summary(n, zoo.card(n)) for n in names]
     if json_out:

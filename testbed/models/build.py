@@ -16,6 +16,7 @@ from torch import nn
 from testbed.errors import ModelError
 from testbed.models.archs import ARCHS, PAPER_TABLE, build_model, layer_counts, param_count
 from testbed.models.frontend import LOGMEL_DEFAULTS
+from testbed.models.lowrank import DEFAULT_RANK_FRACTION
 from testbed.models.predict import evaluate
 from testbed.models.train import train, waveform_augment
 from testbed.models.variants import VARIANTS, check_variant, compress
@@ -146,7 +147,7 @@ def _stored_fp32(zoo: Zoo, arch: str, dataset: Any) -> tuple[nn.Module, dict, di
 def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32", "lowrank", "int8"),
               data: str = "synthetic", quick: bool = False, root: Path | str | None = None,
               seed: int = 0, progress: BuildProgress | None = None, *, steps: int | None = None,
-              finetune_steps: int | None = None, rank_fraction: float | None = None,
+              finetune_steps: int | None = None, rank_fraction: float = DEFAULT_RANK_FRACTION,
               batch_size: int = 64, dataset: Any = None, reuse_fp32: bool = False,
               robust_steps: int | None = None) -> list[str]:
     """Train ``archs`` and write each requested variant to the zoo as ``<arch>-<variant>``.
@@ -169,10 +170,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
     progress : callable(description, done, total), optional
     steps, finetune_steps : int, optional
         Override the fp32 training steps and the low-rank fine-tuning steps.
-    rank_fraction : float, optional
-        Low-rank rule where the paper's rank would not truncate, for every layer (default:
-        :data:`~testbed.models.lowrank.DEFAULT_RANK_FRACTION` for fully connected layers,
-        :data:`~testbed.models.lowrank.DEFAULT_CONV_RANK_FRACTION` for convolutions).
+    rank_fraction : float
+        Low-rank rule where the paper's rank would not truncate.
     dataset : testbed.data.Dataset, optional
         Use this already-loaded data set instead of loading ``data``.
     robust_steps : int, optional
@@ -243,9 +242,7 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
                     progress=progress))
                 continue
             model = base if variant == "fp32" else copy.deepcopy(base)
-            fractions = {} if rank_fraction is None else {"rank_fraction": rank_fraction,
-                                                           "conv_rank_fraction": rank_fraction}
-            comp = compress(model, variant, calib_x=calib_x, **fractions)
+            comp = compress(model, variant, calib_x=calib_x, rank_fraction=rank_fraction)
             train_info = dict(training)
             if variant == "lowrank":
                 comp["before_finetune"] = _metrics(model, dataset)

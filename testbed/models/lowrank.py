@@ -22,13 +22,11 @@ from testbed.errors import ModelError
 #: the paper's ranks: 16 for fully connected layers, 64 for convolutions
 PAPER_FC_RANK = 16
 PAPER_CONV_RANK = 64
-#: where a fully connected layer's full rank is at or below the paper's rank, keep this fraction of
-#: it. The LM is narrower than the paper's model: at 0.5 its 128 -> 12 output layer kept rank 6
-#: for 12 classes and its 16-64-channel convolutions half their rank, which cost 12 points before
-#: fine-tuning (0.894 -> 0.778) where 0.75 costs 4 (0.853)
+#: where a layer's full rank is at or below the paper's rank, keep this fraction of it. The LM is
+#: narrower than the paper's model: at 0.5 its 128 -> 12 output layer kept rank 6 for 12 classes
+#: and its 16-64-channel convolutions half their rank, which cost 12 points before fine-tuning
+#: (0.894 -> 0.778) where 0.75 costs 4 (0.853)
 DEFAULT_RANK_FRACTION = 0.75
-#: the same for convolutions
-DEFAULT_CONV_RANK_FRACTION = 0.75
 #: the stochastic low-rank ensemble evaluates every member's convolutions: it keeps half the rank
 SLR_RANK_FRACTION = 0.5
 
@@ -230,8 +228,7 @@ def _matrix(layer: nn.Module) -> torch.Tensor:
 
 def factorize(model: nn.Module, fc_rank: int = PAPER_FC_RANK, conv_rank: int = PAPER_CONV_RANK,
               rank_fraction: float = DEFAULT_RANK_FRACTION,
-              ranks: dict[str, int] | None = None,
-              conv_rank_fraction: float = DEFAULT_CONV_RANK_FRACTION) -> list[RankInfo]:
+              ranks: dict[str, int] | None = None) -> list[RankInfo]:
     """Replace every conv and fully connected layer of ``model`` by its truncated SVD, in place.
 
     Parameters
@@ -241,12 +238,10 @@ def factorize(model: nn.Module, fc_rank: int = PAPER_FC_RANK, conv_rank: int = P
     fc_rank, conv_rank : int
         Ranks for fully connected and convolution layers (paper: 16 and 64).
     rank_fraction : float
-        Used where a fully connected layer's full rank is at or below the requested rank, so
-        every layer really truncates.
+        Used where a layer's full rank is at or below the requested rank, so every layer
+        really truncates.
     ranks : dict, optional
         Layer name -> rank, overriding the rules (used when loading a stored model).
-    conv_rank_fraction : float
-        The same for convolutions.
 
     Returns
     -------
@@ -266,8 +261,7 @@ def factorize(model: nn.Module, fc_rank: int = PAPER_FC_RANK, conv_rank: int = P
                 raise ModelError(f"factorize: no stored rank for layer {name!r}")
             rank, rule = int(ranks[name]), "stored"
         else:
-            rank, rule = choose_rank(full, fc_rank if is_fc else conv_rank,
-                                     rank_fraction if is_fc else conv_rank_fraction)
+            rank, rule = choose_rank(full, fc_rank if is_fc else conv_rank, rank_fraction)
         new = LowRankLinear.from_linear(layer, rank) if is_fc else LowRankConv.from_conv(layer, rank)
         s_all = torch.linalg.svdvals(w.double())
         energy = float((s_all[:rank] ** 2).sum() / (s_all ** 2).sum().clamp_min(1e-30))

@@ -8,7 +8,6 @@ from torch import nn
 
 from testbed.errors import ModelError
 from testbed.models.lowrank import (
-    DEFAULT_CONV_RANK_FRACTION,
     DEFAULT_RANK_FRACTION,
     PAPER_CONV_RANK,
     PAPER_FC_RANK,
@@ -19,7 +18,7 @@ from testbed.models.quantize import quantize_model
 VARIANTS: tuple[str, ...] = ("fp32", "lowrank", "int16", "int8", "int4")
 
 _RANK_NOTE = ("conv kernels reshaped to out x (in*kh*kw); the paper's rank is used where it truncates, "
-              "else ceil(fraction * full rank), rank_fraction for fc and conv_rank_fraction for conv layers")
+              "else ceil(rank_fraction * full rank)")
 
 
 def variant_bits(variant: str) -> int | None:
@@ -39,8 +38,7 @@ def check_variant(variant: str) -> str:
 
 def compress(model: nn.Module, variant: str, *, calib_x: np.ndarray | None = None,
              rank_fraction: float = DEFAULT_RANK_FRACTION, fc_rank: int = PAPER_FC_RANK,
-             conv_rank: int = PAPER_CONV_RANK,
-             conv_rank_fraction: float = DEFAULT_CONV_RANK_FRACTION) -> dict:
+             conv_rank: int = PAPER_CONV_RANK) -> dict:
     """Turn a trained float model into ``variant``, in place; return the card's ``compression`` entry.
 
     Parameters
@@ -51,7 +49,7 @@ def compress(model: nn.Module, variant: str, *, calib_x: np.ndarray | None = Non
         One of :data:`VARIANTS`.
     calib_x : ndarray (n, samples), optional
         Sample inputs for the fixed-point activation ranges (required for int variants).
-    rank_fraction, fc_rank, conv_rank, conv_rank_fraction
+    rank_fraction, fc_rank, conv_rank
         Low-rank settings (see :func:`testbed.models.lowrank.factorize`).
     """
     variant = check_variant(variant)
@@ -60,10 +58,9 @@ def compress(model: nn.Module, variant: str, *, calib_x: np.ndarray | None = Non
     if variant == "fp32":
         return {"kind": "none"}
     if variant == "lowrank":
-        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction,
-                          conv_rank_fraction=conv_rank_fraction)
+        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction)
         return {"kind": "lowrank", "fc_rank": fc_rank, "conv_rank": conv_rank,
-                "rank_fraction": rank_fraction, "conv_rank_fraction": conv_rank_fraction, "rule": _RANK_NOTE,
+                "rank_fraction": rank_fraction, "rule": _RANK_NOTE,
                 "fraction_used_for": [i.layer for i in infos if i.rule == "fraction"],
                 "layers": [i.as_dict() for i in infos]}
     bits = variant_bits(variant)

@@ -281,8 +281,7 @@ def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT
     if lowrank_layers(model):
         ranks = [{"layer": n, "rank": m.rank, "full_rank": m.full_rank} for n, m in lowrank_layers(model)]
     else:
-        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction,
-                          conv_rank_fraction=rank_fraction)
+        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction)
         ranks = [i.as_dict() for i in infos]
     noise = make_stochastic(model, sigma_rel=sigma_rel, mu_rel=mu_rel)
     slr = SLREnsemble(model, n_members, seed)
