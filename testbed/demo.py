@@ -112,13 +112,6 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
     return names
 
 
-def rig_dut_mic(rig_path: Path) -> str:
-    """The DUT mic named by the rig file at ``rig_path``."""
-    from testbed.rig import load_rig
-
-    return load_rig(rig_path).dut.mic
-
-
 def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, seed: int = 1,
              progress: DemoProgress | None = None) -> DemoResult:
     """Zoo, session, replay, analysis on the simulated office rig, all under ``out``."""
@@ -166,7 +159,7 @@ def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, s
     replay_session(spath, [replay_model], models_root=models_root,
                    progress=lambda d, n: report_progress("replay", d, n))
     # the ensemble-size curve: the DUT-mic captures again through lm-slr8 drawing k members
-    replay_session(spath, [f"lm-slr8@k{k}" for k in sizes], mics=[rig_dut_mic(rig_path)],
+    replay_session(spath, [f"lm-slr8@k{k}" for k in sizes], mics=[rig.dut.mic],
                    models_root=models_root, progress=lambda d, n: report_progress("replay", d, n))
     timings["replay_s"] = time.perf_counter() - t2
 

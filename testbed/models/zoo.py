@@ -90,15 +90,21 @@ class Zoo:
             return False
         return members is None or bool(self._read_card(stored).get("stochastic"))
 
-    def _require(self, name: str) -> Path:
+    def _resolve(self, name: str) -> tuple[Path, dict, int | None]:
+        """``(folder, card, members)`` of ``name``, reading the card once; a view ``NAME@kN``
+        gets NAME's folder and card (with ``members_at_inference = N``) and ``members = N``."""
         stored, members = split_view(name)
-        if not (self.root / stored / CARD_FILE).is_file():
+        folder = self.root / stored
+        if not (folder / CARD_FILE).is_file():
             have = ", ".join(self.names()) or "none; run 'testbed models build'"
             raise ModelError(f"unknown model {name!r} in {self.root} (have: {have})")
-        if members is not None and not self._read_card(stored).get("stochastic"):
-            raise ModelError(f"model {name!r}: {stored} is not a stochastic ensemble, so it has no "
-                             f"'@k{members}' view (only e.g. lm-slr8@k4 draws a number of members)")
-        return self.root / stored
+        card = self._read_card(stored)
+        if members is not None:
+            if not card.get("stochastic"):
+                raise ModelError(f"model {name!r}: {stored} is not a stochastic ensemble, so it has no "
+                                 f"'@k{members}' view (only e.g. lm-slr8@k4 draws a number of members)")
+            card = dict(card, members_at_inference=members, view_of=stored)
+        return folder, card, members
 
     def _read_card(self, stored: str) -> dict:
         path = self.root / stored / CARD_FILE
@@ -110,12 +116,7 @@ class Zoo:
     def card(self, name: str) -> dict:
         """The model card of ``name`` (a dict read from ``card.json``); a view ``NAME@kN``
         gets NAME's card with ``members_at_inference = N``."""
-        self._require(name)
-        stored, members = split_view(name)
-        card = self._read_card(stored)
-        if members is not None:
-            card = dict(card, members_at_inference=members, view_of=stored)
-        return card
+        return self._resolve(name)[1]
 
     def model_hash(self, name: str) -> str:
         """The sha256 of ``name``'s weights as recorded in its card."""
@@ -131,8 +132,7 @@ class Zoo:
         from testbed.models.archs import build_model
         from testbed.models.variants import restructure
 
-        folder = self._require(name)
-        card = self.card(name)
+        folder, card, members = self._resolve(name)
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise ModelError(f"{weights}: weights file missing; rebuild with 'testbed models build'")
@@ -152,7 +152,6 @@ class Zoo:
             msg = str(exc).splitlines()[0]
             raise ModelError(f"{weights}: does not fit the card's architecture ({msg})") from None
         model.eval()
-        members = split_view(name)[1]
         if members is not None:
             model.n_members = members
         model.card = card
