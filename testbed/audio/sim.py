@@ -109,7 +109,7 @@ class SimBackend:
                 stack = np.zeros((len(mics), n_h), dtype=np.float64)
                 for i, h in enumerate(row):
                     stack[i, :len(h)] = h
-                spec[s] = sfft.rfft(stack, nfft, axis=-1)
+                spec[s] = sfft.rfft(stack, nfft, axis=-1).astype(np.complex64)
             self._spectra[key] = (nfft, spec)
         return self._spectra[key]
 
@@ -184,7 +184,7 @@ class SimBackend:
             if pb.offset_samples + len(x) > n_rec:
                 facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
             delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
-            acc += sfft.rfft(delayed.astype(np.float64), nfft)[None, :] * spec[spk]
+            acc += sfft.rfft(delayed, nfft)[None, :] * spec[spk]     # float32 FFTs: -140 dB error
             facts.arrival_offsets_samples[spk] = {
                 m: (float(pb.offset_samples) + chans[m].direct_delay_samples[spk])
                 * (1.0 + facts_by_mic[m].clock_ppm * 1e-6)
