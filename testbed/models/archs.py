@@ -94,8 +94,15 @@ class ConvBlock(nn.Sequential):
             # 1x1 mix (exact), which saves a pass over the ensemble's many full-size outputs
             bn = mods[1]
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            x = mods[0](x, affine=(scale, bn.bias - bn.running_mean * scale))
-            mods = mods[2:]
+            affine = (scale, bn.bias - bn.running_mean * scale)
+            rest = mods[2:]
+            if len(rest) == 2 and isinstance(rest[0], nn.ReLU) and isinstance(rest[1], (nn.MaxPool1d, nn.MaxPool2d)) \
+                    and _plain(rest[1]):
+                # the pooling too: the layer pools its 1x1 mix offset by offset, so the block's
+                # full-resolution output is never formed (ReLU commutes with the max)
+                return torch.relu(mods[0](x, affine=affine, pool=int(rest[1].kernel_size)))
+            x = mods[0](x, affine=affine)
+            mods = rest
         if len(mods) >= 2 and isinstance(mods[-1], (nn.MaxPool1d, nn.MaxPool2d)) and isinstance(mods[-2], nn.ReLU):
             # max-pool and ReLU commute (ReLU is monotone): pooling first runs the ReLU on a
             # quarter of the values, which matters for the ensemble's many full-size members

@@ -117,6 +117,65 @@ def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out
 
 
+def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pool: int,
+               shared: bool = False, chunk_bytes: int = 1 << 20) -> torch.Tensor:
+    """:func:`mix_channels` followed by non-overlapping max pooling of ``pool`` per spatial axis.
+
+    A 1x1 mix acts on each pixel alone, so pooling its output is the maximum, over the
+    ``pool ** dims`` offsets of the window, of the mix of that offset's pixels: the mix never
+    exists at full resolution (for the ensemble's many members that full-size tensor and the
+    pass pooling it cost more than the convolutions). Each offset's pixels are gathered
+    channels-last, so a mix is one tall matrix product per member, and the result is returned
+    channels-last too (the next convolution reads it without a copy). The bias is added after
+    the maximum (it is constant over a window). Without autograd the work runs in chunks of
+    clips whose intermediates stay in cache (``chunk_bytes``). Remainders are dropped, as
+    ``max_pool`` does.
+
+    Shapes as :func:`mix_channels`; the spatial sizes of the result are ``size // pool``.
+    """
+    k, spatial = h.shape[1], h.shape[2:]
+    out_ch = weight.shape[-2]
+    w = weight.unsqueeze(0) if weight.dim() == 2 else weight          # (n, out, k)
+    n = w.shape[0]
+    if weight.dim() == 2 or shared:
+        hv = h.unsqueeze(0)                                            # (1, b, k, *spatial)
+    else:
+        if h.shape[0] % n:
+            raise ModelError(f"low-rank layer: batch of {h.shape[0]} rows is not a multiple of {n} members")
+        hv = h.reshape(n, -1, k, *spatial)
+    b = hv.shape[1]
+    dims = len(spatial)
+    pooled = [size // pool for size in spatial]
+    n_pix = math.prod(pooled)
+    last = (0, 1, *range(3, 3 + dims), 2)                              # channels to the end
+    parts = []
+    for o in range(pool ** dims):
+        off = [(o // pool ** d) % pool for d in range(dims)]
+        view = hv[(..., *[slice(f, f + p * pool, pool) for f, p in zip(off, pooled)])]
+        parts.append(view.permute(last).reshape(hv.shape[0], b * n_pix, k))   # (n or 1, b * P, k)
+    wt = w.transpose(1, 2)                                             # (n, k, out)
+    if torch.is_grad_enabled():
+        out = torch.matmul(parts[0], wt)
+        for part in parts[1:]:
+            out = torch.maximum(out, torch.matmul(part, wt))
+        if bias is not None:
+            out = out + bias
+    else:
+        out = torch.empty(n, b * n_pix, out_ch, dtype=parts[0].dtype)
+        rows = max(n_pix, (chunk_bytes // max(1, 4 * n * out_ch)) // n_pix * n_pix)
+        tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
+        for r in range(0, b * n_pix, rows):
+            dst = out[:, r:r + rows]
+            buf = tmp[:, :dst.shape[1]]
+            torch.matmul(parts[0][:, r:r + rows], wt, out=dst)
+            for part in parts[1:]:
+                torch.matmul(part[:, r:r + rows], wt, out=buf)
+                torch.maximum(dst, buf, out=dst)
+        if bias is not None:
+            out += bias
+    return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
+
+
 def fold_affine(weight: torch.Tensor, bias: torch.Tensor | None,
                 affine: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fold a per-output-channel ``y -> scale * y + shift`` (an eval-mode batch norm) into a
@@ -180,12 +239,23 @@ class LowRankConv(nn.Module):
     accepts_affine = True
 
     def forward(self, x: torch.Tensor, s: torch.Tensor | None = None,
-                affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None) -> torch.Tensor:
         """Convolve; ``affine = (scale, shift)`` per output channel is applied to the result
-        (folded into the 1x1 mix, so a following eval-mode batch norm costs no extra pass)."""
+        (folded into the 1x1 mix, so a following eval-mode batch norm costs no extra pass);
+        ``pool``: max-pool the result with that window (and stride), as :func:`mix_pooled`."""
+        return self._mix(self._project(x), self.U * self.singular_values(s), affine, pool, shared=False)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``k`` filters ``V``: ``(B, in, *spatial)`` -> ``(B, k, *spatial')``."""
         conv = F.conv1d if self.dims == 1 else F.conv2d
-        h = conv(x, self.V, None, self.stride, self.padding, self.dilation)
-        return mix_channels(h, *fold_affine(self.U * self.singular_values(s), self.bias, affine))
+        return conv(x, self.V, None, self.stride, self.padding, self.dilation)
+
+    def _mix(self, h: torch.Tensor, weight: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None,
+             pool: int | None, shared: bool) -> torch.Tensor:
+        weight, bias = fold_affine(weight, self.bias, affine)
+        if pool:
+            return mix_pooled(h, weight, bias, pool, shared=shared)
+        return mix_channels(h, weight, bias, shared=shared)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, kernel={self.kernel_size}, "

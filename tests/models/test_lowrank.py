@@ -60,3 +60,30 @@ def test_factorize_truncates_every_layer_and_records_ranks():
 def test_rank_fraction_out_of_range_is_refused():
     with pytest.raises(ModelError, match="rank-fraction"):
         choose_rank(32, 64, 1.5)
+
+
+@pytest.mark.parametrize("dims,spatial,pool", [(2, (40, 101), 2), (2, (7, 9), 3), (1, (2001,), 4), (1, (125,), 2)])
+@pytest.mark.parametrize("members,shared", [(None, False), (3, False), (3, True)])
+@pytest.mark.parametrize("grad", [False, True])
+def test_pooled_mix_equals_mix_then_max_pool(dims, spatial, pool, members, shared, grad):
+    """The fused mix + pool of the eval path gives the values (and input gradients) of the
+    1x1 mix followed by torch's max pooling, per member, for the shared first layer too."""
+    from testbed.models.lowrank import mix_channels, mix_pooled
+
+    torch.manual_seed(0)
+    b, k, out = 4, 5, 6
+    rows = b if (members is None or shared) else members * b
+    h = torch.randn(rows, k, *spatial, requires_grad=grad)
+    weight = torch.randn(out, k) if members is None else torch.randn(members, out, k)
+    bias = torch.randn(out)
+    pool_fn = torch.nn.functional.max_pool1d if dims == 1 else torch.nn.functional.max_pool2d
+    with torch.set_grad_enabled(grad):
+        ours = mix_pooled(h, weight, bias, pool, shared=shared, chunk_bytes=4096)   # several chunks
+        ref = pool_fn(mix_channels(h, weight, bias, shared=shared), pool)
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, atol=1e-5)
+    if grad:
+        probe = torch.randn(ref.shape)
+        g_ours, = torch.autograd.grad((ours * probe).sum(), h)
+        g_ref, = torch.autograd.grad((ref * probe).sum(), h)
+        assert torch.allclose(g_ours, g_ref, atol=1e-5)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from testbed.errors import ModelError
-from testbed.models.lowrank import LowRankConv, LowRankLinear, factorize, fold_affine, lowrank_layers, mix_channels
+from testbed.models.lowrank import LowRankConv, LowRankLinear, factorize, lowrank_layers
 from testbed.models.robust.ensemble import StochasticEnsemble, check_members
 
 #: default noise on singular values, as fractions of the layer's mean singular value
@@ -115,15 +115,12 @@ class StochasticLowRankConv(_Stochastic, LowRankConv):
         return new
 
     def forward(self, x: torch.Tensor, s: torch.Tensor | None = None,
-                affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None) -> torch.Tensor:
         s = self.member_s if s is None else s
         if s is None or s.dim() == 1:
-            return super().forward(x, s, affine)
-        conv = F.conv1d if self.dims == 1 else F.conv2d
-        h = conv(x, self.V, None, self.stride, self.padding, self.dilation)
+            return super().forward(x, s, affine, pool)
         # member k mixes with U diag(s_k): one (n, out, rank) stack, one batched matmul
-        weight, bias = fold_affine(self.U.unsqueeze(0) * s.unsqueeze(1), self.bias, affine)
-        return mix_channels(h, weight, bias, shared=self.fan_out)
+        return self._mix(self._project(x), self.U.unsqueeze(0) * s.unsqueeze(1), affine, pool, shared=self.fan_out)
 
 
 StochasticLayer = StochasticLowRankLinear | StochasticLowRankConv
