@@ -45,9 +45,12 @@ class LogMel(nn.Module):
 
         win = int(round(sample_rate * window_ms / 1000))
         hop = int(round(sample_rate * hop_ms / 1000))
+        # power=None: the STFT stays complex and forward() squares it as re^2 + im^2; torch's
+        # complex abs (then squared, as torchaudio does for power=2) took most of the front end's
+        # time, and its gradient is undefined at exact zeros where this one is 0
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=win, win_length=win, hop_length=hop, n_mels=n_mels,
-            power=2.0)
+            power=None)
         self.spec_augment = spec_augment
         self.freq_mask = torchaudio.transforms.FrequencyMasking(freq_mask_param=max(1, n_mels // 8), iid_masks=True)
         self.time_mask = torchaudio.transforms.TimeMasking(time_mask_param=10, iid_masks=True)
@@ -59,7 +62,9 @@ class LogMel(nn.Module):
         return n_samples // self.hop + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = torch.log(self.mel(x) + LOGMEL_DEFAULTS["log_floor"])
+        spec = self.mel.spectrogram(x)
+        power = spec.real.square() + spec.imag.square()
+        feats = torch.log(self.mel.mel_scale(power) + LOGMEL_DEFAULTS["log_floor"])
         feats = (feats - feats.mean(dim=-1, keepdim=True)).unsqueeze(1)
         if self.training and self.spec_augment:
             feats = self.time_mask(self.freq_mask(feats))

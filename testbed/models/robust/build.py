@@ -26,7 +26,7 @@ from testbed.models.robust.losses import (
 )
 from testbed.models.robust.rse import make_rse, restructure_rse
 from testbed.models.robust.slr import make_slr, restructure_slr
-from testbed.models.robust.variants import ROBUST_STEPS, RobustConfig, robust_kind
+from testbed.models.robust.variants import ROBUST_STEPS, SLR_WARMUP_STEPS, RobustConfig, robust_kind
 from testbed.models.train import train
 
 Progress = Callable[[int, int], None]
@@ -35,8 +35,10 @@ Progress = Callable[[int, int], None]
 def _fit(model: nn.Module, dataset: Any, steps: int, config: RobustConfig, *, batch_size: int, seed: int,
          loss_fn, augment, progress: Progress | None) -> dict:
     hist = train(model, dataset, steps=steps, batch_size=batch_size, lr=config.lr, seed=seed,
-                 eval_every=steps, progress=progress, loss_fn=loss_fn, augment=augment, patience=steps)
+                 eval_every=steps, progress=progress, loss_fn=loss_fn, augment=augment, patience=steps,
+                 lr_schedule=config.lr_schedule)
     return {"steps": steps, "steps_run": hist["steps_run"], "seconds": hist["seconds"],
+            "lr": config.lr, "lr_schedule": config.lr_schedule,
             "val_accuracy_end": hist["val_accuracy"], "checkpoint": "final"}
 
 
@@ -87,6 +89,12 @@ def train_robust(base: nn.Module, variant: str, dataset: Any, *, config: RobustC
         n_train = config.train_members or min(int(members), 2)
         model, compression = make_slr(model, members, sigma_rel=config.sigma_rel, mu_rel=config.mu_rel,
                                       seed=seed)
+        warm = config.warmup_steps if config.warmup_steps is not None else SLR_WARMUP_STEPS["quick" if quick else "full"]
+        if warm > 0:
+            clean = config.alpha + config.beta
+            loss = slr_loss(config.alpha / clean, config.beta / clean, 0.0, n_members=n_train)
+            robust["warmup"] = dict(_fit(model, dataset, warm, config, seed=seed + 4, loss_fn=loss, **fit),
+                                    loss="alpha*CE(ensemble) + beta*consistency, renormalised (no adversarial term)")
         loss = slr_loss(config.alpha, config.beta, config.gamma, n_members=n_train, adversary=adversary)
         robust["training"] = _fit(model, dataset, steps, config, seed=seed + 2, loss_fn=loss, **fit)
         robust.update(train_members=n_train, loss="alpha*CE(ensemble) + beta*consistency (eq. 4) + "
@@ -185,7 +193,8 @@ def build_robust_variant(base: nn.Module, arch: str, variant: str, dataset: Any,
     if getattr(model, "stochastic", False):
         model.reseed(int(compression["seed"]))
     card = make_card(model, arch, variant, dataset, quick=quick, seed=seed, data_seed=data_seed,
-                     training=dict(training, fine_tune=robust.get("training")), metrics=metrics,
+                     training=dict(training, fine_tune=robust.get("training"), warmup=robust.get("warmup")),
+                     metrics=metrics,
                      compression=compression)
     card["robust"] = robust
     if getattr(model, "stochastic", False):

@@ -23,6 +23,9 @@ ROBUST_VARIANTS: dict[str, tuple[str, int | None, str]] = {
 
 #: fine-tuning steps from the fp32 model (full / quick)
 ROBUST_STEPS = {"full": 150, "quick": 30}
+#: SLR's warm-up steps without the adversarial term (full / quick): a step costs two members'
+#: forward and backward, a fifth of a full-loss step with its PGD examples
+SLR_WARMUP_STEPS = {"full": 600, "quick": 30}
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,14 @@ class RobustConfig:
     steps : int or None
         Fine-tuning steps for every robust variant (None: ``ROBUST_STEPS``); distillation
         spends half on the teacher and half on the student.
+    warmup_steps : int or None
+        SLR only: steps of ``alpha * CE + beta * consistency`` (no adversarial term) before the
+        ``steps`` of the full loss, so the factorised, noisy members classify again before
+        adversarial examples crafted on them mean anything (None: ``SLR_WARMUP_STEPS``).
     lr : float
         Adam learning rate for fine-tuning.
+    lr_schedule : str
+        ``cosine`` (warm-up, then decay to lr / 20 over each phase) or ``constant``.
     sigma_rel, mu_rel : float
         SLR singular-value noise, fractions of each layer's mean singular value.
     alpha, beta, gamma : float
@@ -56,7 +65,9 @@ class RobustConfig:
     """
 
     steps: int | None = None
+    warmup_steps: int | None = None
     lr: float = 5e-4
+    lr_schedule: str = "cosine"
     sigma_rel: float = 0.1
     mu_rel: float = 0.0
     alpha: float = 0.4
