@@ -34,7 +34,8 @@ def build(
                                        help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
     rank_fraction: float = typer.Option(None, "--rank-fraction", show_default=False,
                                         help="rank kept where the paper's rank would not truncate a layer "
-                                             "(default 0.75; the SLR ensemble keeps 0.5)"),
+                                             "(default 0.75; the SLR ensemble keeps 0.75 too, at most 16 "
+                                             "singular values per layer)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),

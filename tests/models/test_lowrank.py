@@ -87,3 +87,12 @@ def test_pooled_mix_equals_mix_then_max_pool(dims, spatial, pool, members, share
         g_ours, = torch.autograd.grad((ours * probe).sum(), h)
         g_ref, = torch.autograd.grad((ref * probe).sum(), h)
         assert torch.allclose(g_ours, g_ref, atol=1e-5)
+
+
+def test_rank_cap_limits_every_rule_and_is_named():
+    assert choose_rank(48, 64, 0.75) == (36, "fraction")
+    assert choose_rank(48, 64, 0.75, rank_cap=16) == (16, "cap")
+    assert choose_rank(9, 64, 0.75, rank_cap=16) == (7, "fraction")     # under the cap: the fraction
+    assert choose_rank(3840, 16, 0.75, rank_cap=8) == (8, "cap")        # the paper's rank is capped too
+    with pytest.raises(ModelError, match="rank cap"):
+        choose_rank(48, 64, 0.75, rank_cap=0)

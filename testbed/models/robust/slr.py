@@ -247,7 +247,8 @@ def make_stochastic(model: nn.Module, sigma_rel: float = DEFAULT_SIGMA_REL,
 
 def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT_SIGMA_REL,
              mu_rel: float = DEFAULT_MU_REL, seed: int = 0, fc_rank: int | None = None,
-             conv_rank: int | None = None, rank_fraction: float | None = None) -> tuple[SLREnsemble, dict]:
+             conv_rank: int | None = None, rank_fraction: float | None = None,
+             rank_cap: int | None = None) -> tuple[SLREnsemble, dict]:
     """Turn a trained model into an SLR ensemble (factorising it first if it is dense).
 
     Parameters
@@ -260,8 +261,9 @@ def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT
         Singular-value noise, fractions of each layer's mean singular value.
     seed : int
         Seed of the ensemble's noise generator.
-    fc_rank, conv_rank, rank_fraction
-        Low-rank settings for a dense model (default: the paper's, see
+    fc_rank, conv_rank, rank_fraction, rank_cap
+        Low-rank settings for a dense model (default: the paper's ranks, the
+        ``SLR_RANK_FRACTION`` where they would not truncate, at most ``SLR_RANK_CAP``; see
         :func:`testbed.models.lowrank.factorize`).
 
     Returns
@@ -269,21 +271,24 @@ def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT
     (SLREnsemble, compression) where ``compression`` is the card entry
     (``kind: "slr"``, the factorisation's ranks, the noise per layer, members, seed).
     """
-    from testbed.models.lowrank import PAPER_CONV_RANK, PAPER_FC_RANK, SLR_RANK_FRACTION
+    from testbed.models.lowrank import PAPER_CONV_RANK, PAPER_FC_RANK, SLR_RANK_CAP, SLR_RANK_FRACTION
 
     n_members = check_members(n_members)
     fc_rank = PAPER_FC_RANK if fc_rank is None else fc_rank
     conv_rank = PAPER_CONV_RANK if conv_rank is None else conv_rank
     rank_fraction = SLR_RANK_FRACTION if rank_fraction is None else rank_fraction
+    rank_cap = SLR_RANK_CAP if rank_cap is None else rank_cap
     if lowrank_layers(model):
         ranks = [{"layer": n, "rank": m.rank, "full_rank": m.full_rank} for n, m in lowrank_layers(model)]
     else:
-        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction)
+        infos = factorize(model, fc_rank=fc_rank, conv_rank=conv_rank, rank_fraction=rank_fraction,
+                          rank_cap=rank_cap)
         ranks = [i.as_dict() for i in infos]
     noise = make_stochastic(model, sigma_rel=sigma_rel, mu_rel=mu_rel)
     slr = SLREnsemble(model, n_members, seed)
     compression = {
         "kind": "slr", "fc_rank": fc_rank, "conv_rank": conv_rank, "rank_fraction": rank_fraction,
+        "rank_cap": rank_cap,
         "layers": ranks, "n_members": n_members, "seed": int(seed),
         "noise": {"distribution": "gaussian, added to every layer's singular values, fresh per forward pass",
                   "mu_rel": mu_rel, "sigma_rel": sigma_rel, "units": "singular-value units; *_rel are "
