@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from testbed.errors import ModelError
-from testbed.models.frontend import LogMel
+from testbed.models.frontend import ClipNorm, LogMel
 
 ARCHS: tuple[str, ...] = ("ete", "lm", "lms")
 
@@ -163,7 +163,7 @@ def _flat_size(frontend: nn.Module, features: nn.Module, clip_samples: int) -> i
 
 
 def _ete(labels: Sequence[str], sample_rate: int, clip_samples: int) -> KwsModel:
-    frontend = _Unsqueeze()
+    frontend = nn.Sequential(ClipNorm(), _Unsqueeze())
     features = nn.Sequential(                      # c:5 p:3 bn:5
         ConvBlock(1, 1, 16, 63, stride=8, pool=4),  # 16000 -> 2000 -> 500
         ConvBlock(1, 16, 32, 9, stride=2, pool=2),  # -> 250 -> 125

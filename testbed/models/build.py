@@ -15,7 +15,7 @@ from torch import nn
 
 from testbed.errors import ModelError
 from testbed.models.archs import ARCHS, PAPER_TABLE, build_model, layer_counts, param_count
-from testbed.models.frontend import LOGMEL_DEFAULTS
+from testbed.models.frontend import CLIP_NORM, LOGMEL_DEFAULTS
 from testbed.models.lowrank import DEFAULT_RANK_FRACTION
 from testbed.models.predict import evaluate
 from testbed.models.train import train, waveform_augment
@@ -57,7 +57,7 @@ def package_versions() -> dict[str, str]:
 def preprocessing(arch: str, sample_rate: int) -> dict:
     """The card's ``preprocessing`` entry for ``arch``."""
     if arch == "ete":
-        return {"kind": "raw PCM", "sample_rate": sample_rate, "range": "[-1, 1]"}
+        return {"kind": "raw PCM", "sample_rate": sample_rate, "range": "[-1, 1]", "normalisation": CLIP_NORM}
     return dict(LOGMEL_DEFAULTS, sample_rate=sample_rate, spec_augment="training only")
 
 

@@ -142,6 +142,7 @@ class Zoo:
                              f"{str(card.get('weights_sha256'))[:12]}... (tampered or stale); "
                              "rebuild the model or restore its weights")
         try:
+            _check_preprocessing(folder / CARD_FILE, card)
             model = build_model(card["arch"], card["labels"], card["sample_rate"], card["clip_samples"])
             model = restructure(model, card.get("compression", {"kind": "none"}))
             state = load_file(str(weights))
@@ -175,6 +176,20 @@ class Zoo:
                     weights_sha256=hashlib.sha256(blob).hexdigest())
         _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
         return card
+
+
+def _check_preprocessing(card_path: Path, card: dict) -> None:
+    """Refuse a model trained with another front end than this version builds for its
+    architecture: its weights would load (front ends hold no weights) and silently misread."""
+    from testbed.models.build import preprocessing
+
+    want = preprocessing(card["arch"], card["sample_rate"])
+    have = card.get("preprocessing")
+    if have != want:
+        diff = sorted(k for k in set(want) | set(have or {}) if (have or {}).get(k) != want.get(k))
+        raise ModelError(f"{card_path}: preprocessing differs from this version's {card['arch']} front end "
+                         f"({', '.join(diff)}: card {[(have or {}).get(k) for k in diff]}, now "
+                         f"{[want.get(k) for k in diff]}); rebuild the model with 'testbed models build'")
 
 
 def load_model(name: str, root: Path | str | None = None) -> nn.Module:

@@ -73,6 +73,22 @@ def test_card_hash_edit_is_refused_too(tone_zoo, tmp_path):
         load_model("lms-fp32", tmp_path)
 
 
+def test_a_model_built_with_another_front_end_is_refused(tone_zoo, tmp_path):
+    """Front ends hold no weights, so an old model would load and silently misread its input:
+    the card's preprocessing must be this version's (here: a log-mel card with other mel bands)."""
+    import shutil
+
+    root, _ = tone_zoo
+    shutil.copytree(root / "lms-fp32", tmp_path / "lms-fp32")
+    card_path = tmp_path / "lms-fp32" / "card.json"
+    card = json.loads(card_path.read_text())
+    assert load_model("lms-fp32", tmp_path) is not None          # as written: loads
+    card["preprocessing"]["n_mels"] = 64
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"card\.json: preprocessing differs.*n_mels.*rebuild"):
+        load_model("lms-fp32", tmp_path)
+
+
 def test_unknown_name_lists_what_exists(tone_zoo):
     root, _ = tone_zoo
     with pytest.raises(ModelError, match=r"'lm-fp32'.*have: lms-fp32, lms-int4"):
