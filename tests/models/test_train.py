@@ -53,3 +53,14 @@ def test_custom_loss_is_used_and_best_checkpoint_restored(tones):
 def test_zero_steps_is_refused(tones):
     with pytest.raises(ModelError, match="steps"):
         train(build_model("lms", tones.labels), tones, steps=0)
+
+
+@pytest.mark.parametrize("schedule,stop_at", [("constant", 30), ("cosine", 150)])
+def test_early_stop_waits_for_the_decaying_schedule(tones, schedule, stop_at):
+    """With nothing to learn (lr 0, so validation never improves) a constant schedule stops
+    after ``patience`` validations; a cosine one not before 3/4 of its steps."""
+    torch.manual_seed(0)
+    model = build_model("lms", tones.labels)
+    res = train(model, tones, steps=200, batch_size=8, eval_every=10, seed=0, lr=0.0, patience=2,
+                lr_schedule=schedule)
+    assert res["stopped_early"] and res["steps_run"] == stop_at
