@@ -36,6 +36,9 @@ def build(
                                         help="rank kept where the paper's rank would not truncate a layer "
                                              "(default 0.75; the SLR ensemble keeps 0.75 too, at most 16 "
                                              "singular values per layer)"),
+    warmup_steps: int = typer.Option(None, "--warmup-steps", min=0,
+                                     help="SLR only: steps of CE + consistency (no adversarial term) before "
+                                          "the robust fine-tuning (default 600; --quick 30)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -48,11 +51,15 @@ def build(
 
     Example (add the baselines to an existing zoo): testbed models build --arch lm
     --variants distill,advtrain,rse --reuse-fp32
+
+    Example (the paper's defence, 600 warm-up then 150 robust steps): testbed models build
+    --arch lm --variants slr8 --reuse-fp32 --warmup-steps 600 --finetune-steps 150
     """
     import torch
 
     from testbed.models import Zoo, build_zoo
     from testbed.models.lowrank import DEFAULT_RANK_FRACTION
+    from testbed.models.robust import RobustConfig
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with make_progress() as bar:
@@ -66,7 +73,8 @@ def build(
         names = build_zoo(split_csv(arch), split_csv(variants), data=data, quick=quick, root=root,
                           seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
                           rank_fraction=DEFAULT_RANK_FRACTION if rank_fraction is None else rank_fraction,
-                          reuse_fp32=reuse_fp32)
+                          reuse_fp32=reuse_fp32,
+                          robust_config=None if warmup_steps is None else RobustConfig(warmup_steps=warmup_steps))
     zoo = Zoo(root)
     rows = [_summary(n, zoo.card(n)) for n in names]
     if json_out:

@@ -149,7 +149,7 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
               seed: int = 0, progress: BuildProgress | None = None, *, steps: int | None = None,
               finetune_steps: int | None = None, rank_fraction: float = DEFAULT_RANK_FRACTION,
               batch_size: int = 64, dataset: Any = None, reuse_fp32: bool = False,
-              robust_steps: int | None = None) -> list[str]:
+              robust_steps: int | None = None, robust_config: Any = None) -> list[str]:
     """Train ``archs`` and write each requested variant to the zoo as ``<arch>-<variant>``.
 
     Parameters
@@ -176,6 +176,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
         Use this already-loaded data set instead of loading ``data``.
     robust_steps : int, optional
         Fine-tuning steps of the robust variants (default: ``finetune_steps``, else their own).
+    robust_config : testbed.models.robust.RobustConfig, optional
+        The robust variants' settings (default: ``RobustConfig()``); ``robust_steps`` overrides its steps.
     reuse_fp32 : bool
         Start the variants from the zoo's stored ``<arch>-fp32`` (trained on the same data
         split) instead of training it again, e.g. to add robust variants to an existing zoo.
@@ -238,7 +240,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
                 written.append(build_robust_variant(
                     base, arch, variant, dataset, zoo=zoo, quick=quick, seed=seed, data_seed=data_seed,
                     training=training, fp32_metrics=fp32_metrics, batch_size=batch_size, augment=augment,
-                    calib_x=calib_x, steps=robust_steps if robust_steps is not None else finetune_steps,
+                    calib_x=calib_x, config=robust_config,
+                    steps=robust_steps if robust_steps is not None else finetune_steps,
                     progress=progress))
                 continue
             model = base if variant == "fp32" else copy.deepcopy(base)

@@ -160,7 +160,8 @@ class Zoo:
         return model
 
     def save(self, name: str, model: nn.Module, card: dict) -> dict:
-        """Write ``model``'s weights and ``card`` (completed with size and hash) under ``name``.
+        """Write ``model``'s weights and ``card`` (completed with size and hash, and with this
+        version's preprocessing for its arch when the card names none) under ``name``.
 
         Returns the completed card.
         """
@@ -174,6 +175,10 @@ class Zoo:
         _atomic_write(folder / WEIGHTS_FILE, blob)
         card = dict(card, name=name, size_bytes=len(blob),
                     weights_sha256=hashlib.sha256(blob).hexdigest())
+        if "preprocessing" not in card and "arch" in card:     # a hand-made card: this version's front end
+            from testbed.models.build import preprocessing
+
+            card["preprocessing"] = preprocessing(card["arch"], int(card.get("sample_rate", model.sample_rate)))
         _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
         return card
 
