@@ -26,8 +26,10 @@ FAST_ENSEMBLE_SIZES = (1, 2)
 DEMO_CORPUS_PER_CLASS = 200
 DEMO_STEPS = 1500
 DEMO_FINETUNE_STEPS = 300
-#: the SLR ensemble's fine-tuning: each step crafts PGD examples against two members, ~3 s on 2
-#: cores (80 steps took the demo past 12 minutes), so the demo's lm-slr8 is a sketch, not a defence
+#: the SLR ensemble's fine-tuning: warm-up steps on the noisy members (CE + consistency, about
+#: twice an fp32 step), then steps of the full loss, each crafting PGD examples against two
+#: members (about 8 fp32 steps): a short version of `models build`'s 600 + 150
+DEMO_SLR_WARMUP_STEPS = 150
 DEMO_ROBUST_STEPS = 20
 #: --fast (the test suite): the quick corpus and a token budget.
 FAST_TRAINING = {"steps": 80, "finetune_steps": 20, "batch_size": 32}
@@ -88,6 +90,7 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
     """Train the demo's LM variants into ``models_root`` unless all are there; returns their names."""
     from testbed.data import CorpusConfig, load_dataset
     from testbed.models import Zoo, build_zoo
+    from testbed.models.robust import RobustConfig
 
     variants = FAST_VARIANTS if fast else VARIANTS
     names = [f"lm-{v}" for v in variants]
@@ -108,7 +111,7 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
         dataset = load_dataset("synthetic", config=CorpusConfig(per_class=DEMO_CORPUS_PER_CLASS), seed=0)
         build_zoo(["lm"], list(variants), data="synthetic", root=models_root, seed=0, progress=on_build,
                   steps=DEMO_STEPS, finetune_steps=DEMO_FINETUNE_STEPS, robust_steps=DEMO_ROBUST_STEPS,
-                  dataset=dataset)
+                  robust_config=RobustConfig(warmup_steps=DEMO_SLR_WARMUP_STEPS), dataset=dataset)
     return names
 
 
