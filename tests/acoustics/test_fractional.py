@@ -81,3 +81,15 @@ def test_clock_ppm_changes_length_and_pitch():
     f_peak = np.argmax(z) * fs / (32 * fs)
     assert f_peak == pytest.approx(f0 / 1.001, abs=0.05)
     assert np.array_equal(apply_clock_ppm(x, 0.0), x)
+
+
+@pytest.mark.parametrize("ppm,n_in,n_out", [(40.0, 25634, 25600), (-300.0, 4000, 4000), (5000.0, 1000, 1100),
+                                             (100.0, 1000, 3000)])
+def test_clock_resampler_reads_what_resample_at_reads(ppm, n_in, n_out):
+    """The clock's precomputed plan (runs of contiguous windows) gives the general
+    resampler's samples exactly, including outputs past the end of the input."""
+    x = np.random.default_rng(1).standard_normal(n_in).astype(np.float32)
+    want = resample_at(x, np.arange(n_out) / (1.0 + ppm * 1e-6))
+    got = apply_clock_ppm(x, ppm, n_out)
+    assert got.shape == (n_out,)
+    assert np.array_equal(got, want)
