@@ -38,7 +38,7 @@ def build(
                                              "singular values per layer)"),
     warmup_steps: int = typer.Option(None, "--warmup-steps", min=0,
                                      help="SLR only: steps of CE + consistency (no adversarial term) before "
-                                          "the robust fine-tuning (default 600; --quick 30)"),
+                                          "the robust fine-tuning (default 1000; --quick 30)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -52,8 +52,8 @@ def build(
     Example (add the baselines to an existing zoo): testbed models build --arch lm
     --variants distill,advtrain,rse --reuse-fp32
 
-    Example (the paper's defence, 600 warm-up then 150 robust steps): testbed models build
-    --arch lm --variants slr8 --reuse-fp32 --warmup-steps 600 --finetune-steps 150
+    Example (the paper's defence, 1000 warm-up then 150 robust steps): testbed models build
+    --arch lm --variants slr8 --reuse-fp32 --warmup-steps 1000 --finetune-steps 150
     """
     import torch
 
