@@ -3,7 +3,8 @@
 On a batch of 64 one-second clips, inference time of the LM SLR ensemble with 8 members in
 one batched pass, over one fp32 LM (``slr8_time_ratio_vs_single``, target <= 3.0) and over
 a Python loop running the 8 members one after another (``slr8_time_ratio_vs_loop``, target
-<= 0.5). The loop is the naive ensemble: 8 independent low-rank models, each with its own
+<= 0.5): the median over rounds of the ratio within a round (the three are timed back to
+back in each round). The loop is the naive ensemble: 8 independent low-rank models, each with its own
 noise-drawn singular values baked in, each run on the batch. All timings come from the same
 run, untrained weights (speed does not depend on them).
 """
@@ -18,14 +19,22 @@ import numpy as np
 TARGETS = {"slr8_time_ratio_vs_single": 3.0, "slr8_time_ratio_vs_loop": 0.5}
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()                                            # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def _interleaved_times(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Wall times of every function in ``fns``, one call each per round, round after round.
+
+    Interleaving puts the three candidates of a round under the same conditions: on a shared
+    or virtual machine the speed drifts by 2x within a minute, which decides a ratio of
+    separately timed best-ofs but not a ratio taken within each round.
+    """
+    for fn in fns.values():
+        fn()                                        # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def run(quick: bool = False) -> dict:
@@ -63,20 +72,23 @@ def run(quick: bool = False) -> dict:
     def loop() -> torch.Tensor:
         return torch.stack([m(x) for m in members])
 
-    repeats = 3 if quick else 7
+    rounds = 5 if quick else 21
     with torch.no_grad():
         batched = slr.member_logits(x, draw=noise)
         diff = float((batched - loop()).abs().max())
-        t_single = _best_time(lambda: fp32(x), repeats)
-        t_slr = _best_time(lambda: slr(x), repeats)
-        t_loop = _best_time(loop, repeats)
+        t = _interleaved_times({"single": lambda: fp32(x), "slr": lambda: slr(x), "loop": loop}, rounds)
+    single, batched_t, looped = (np.asarray(t[k]) for k in ("single", "slr", "loop"))
     return {
         "threads": torch.get_num_threads(),
-        "fp32_batch64_ms": round(1000 * t_single, 2),
-        "slr8_batched_batch64_ms": round(1000 * t_slr, 2),
-        "slr8_loop_batch64_ms": round(1000 * t_loop, 2),
-        "slr8_time_ratio_vs_single": round(t_slr / t_single, 3),
-        "slr8_time_ratio_vs_loop": round(t_slr / t_loop, 3),
+        "rounds": rounds,
+        "fp32_batch64_ms": round(1000 * float(single.min()), 2),
+        "slr8_batched_batch64_ms": round(1000 * float(batched_t.min()), 2),
+        "slr8_loop_batch64_ms": round(1000 * float(looped.min()), 2),
+        "slr8_time_ratio_vs_single": round(float(np.median(batched_t / single)), 3),
+        "slr8_time_ratio_vs_loop": round(float(np.median(batched_t / looped)), 3),
+        "ratio_of_best_times": {"vs_single": round(float(batched_t.min() / single.min()), 3),
+                                "vs_loop": round(float(batched_t.min() / looped.min()), 3)},
         "batched_equals_loop_max_abs": diff,
+        "ranks": [layer.rank for _, layer in slr.layers()],
         "targets": TARGETS,
     }

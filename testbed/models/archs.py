@@ -100,7 +100,7 @@ class ConvBlock(nn.Sequential):
                     and _plain(rest[1]):
                 # the pooling too: the layer pools its 1x1 mix offset by offset, so the block's
                 # full-resolution output is never formed (ReLU commutes with the max)
-                return torch.relu(mods[0](x, affine=affine, pool=int(rest[1].kernel_size)))
+                return _relu(mods[0](x, affine=affine, pool=int(rest[1].kernel_size)))
             x = mods[0](x, affine=affine)
             mods = rest
         if len(mods) >= 2 and isinstance(mods[-1], (nn.MaxPool1d, nn.MaxPool2d)) and isinstance(mods[-2], nn.ReLU):
@@ -108,8 +108,13 @@ class ConvBlock(nn.Sequential):
             # quarter of the values, which matters for the ensemble's many full-size members
             mods[-2], mods[-1] = mods[-1], mods[-2]
         for m in mods:
-            x = m(x)
+            x = _relu(x) if isinstance(m, nn.ReLU) else m(x)
         return x
+
+
+def _relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU of a block's own intermediate: in place without autograd (no new tensor)."""
+    return torch.relu(x) if torch.is_grad_enabled() else torch.relu_(x)
 
 
 class KwsModel(nn.Module):
