@@ -193,9 +193,9 @@ def build_robust_variant(base: nn.Module, arch: str, variant: str, dataset: Any,
     if getattr(model, "stochastic", False):
         model.reseed(int(compression["seed"]))
     card = make_card(model, arch, variant, dataset, quick=quick, seed=seed, data_seed=data_seed,
-                     training=dict(training, fine_tune=robust.get("training"), warmup=robust.get("warmup")),
-                     metrics=metrics,
-                     compression=compression)
+                     training=dict(training, fine_tune=robust.get("training"),
+                                   **({"warmup": robust["warmup"]} if "warmup" in robust else {})),
+                     metrics=metrics, compression=compression)
     card["robust"] = robust
     if getattr(model, "stochastic", False):
         card["n_members"] = int(model.n_members)

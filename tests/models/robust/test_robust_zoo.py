@@ -77,8 +77,10 @@ def test_rse_round_trips_through_safetensors(tmp_path, tone_fp32, tones):
 def robust_zoo(tmp_path_factory, tones):
     """lms-fp32 and the four robust variants, each fine-tuned for 4 steps on the tones."""
     root = tmp_path_factory.mktemp("robust-zoo")
+    from testbed.models.robust import RobustConfig
+
     names = build_zoo(["lms"], ["fp32"] + ROBUST, root=root, seed=0, steps=20, finetune_steps=4,
-                      batch_size=16, dataset=tones)
+                      batch_size=16, dataset=tones, robust_config=RobustConfig(warmup_steps=3))
     return root, names
 
 
@@ -93,6 +95,11 @@ def test_build_zoo_writes_robust_cards(robust_zoo):
     assert cards["rse"]["compression"]["kind"] == "rse"
     assert {c["robust"]["kind"] for c in cards.values()} == {"slr", "rse", "distill", "advtrain"}
     assert cards["distill"]["robust"]["temperature"] > 1
+    # SLR warms up without the adversarial term first; the other variants have no such phase
+    assert cards["slr4"]["robust"]["warmup"]["steps_run"] == 3 and cards["slr4"]["training"]["warmup"]["steps"] == 3
+    assert cards["slr4"]["robust"]["training"]["steps_run"] == 4
+    assert all("warmup" not in cards[v]["robust"] and "warmup" not in cards[v]["training"]
+               for v in ("rse", "distill", "advtrain"))
     assert cards["slr4"]["robust"]["settings"]["alpha"] + cards["slr4"]["robust"]["settings"]["beta"] \
         + cards["slr4"]["robust"]["settings"]["gamma"] == pytest.approx(1.0)
     for v, c in cards.items():
