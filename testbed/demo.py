@@ -22,14 +22,15 @@ FAST_ENSEMBLE_SIZES = (1, 2)
 
 #: The full demo's zoo: a corpus between --quick and the default size and a training budget
 #: that fits the 10-minute demo on 2 cores with room to spare (1500 + 300 steps took the whole
-#: demo to 9 min 41 s on a fresh machine: corpus 28 s, fp32 309 s, lowrank 82 s, slr8 100 s). The --quick corpus (40 clips per class) leaves the
+#: demo to 9 min 41 s on a fresh machine: corpus 28 s, fp32 309 s, lowrank 82 s, slr8 100 s).
+#: The --quick corpus (40 clips per class) leaves the
 #: models near 45% clean accuracy, and then every condition errs and nothing can be compared.
 DEMO_CORPUS_PER_CLASS = 200
 DEMO_STEPS = 1200
 DEMO_FINETUNE_STEPS = 200
 #: the SLR ensemble's fine-tuning: warm-up steps on the noisy members (CE + consistency, about
 #: twice an fp32 step), then steps of the full loss, each crafting PGD examples against two
-#: members (about 8 fp32 steps): a short version of `models build`'s 600 + 150
+#: members (about 8 fp32 steps): a short version of `models build`'s 1000 + 150
 DEMO_SLR_WARMUP_STEPS = 150
 DEMO_ROBUST_STEPS = 20
 #: --fast (the test suite): the quick corpus and a token budget.

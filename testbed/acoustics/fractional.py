@@ -165,7 +165,7 @@ class _ClockPlan:
 
     def __init__(self, n_in: int, ppm: float, n_out: int, half: int) -> None:
         k, q, inside = _resample_plan(np.arange(n_out, dtype=np.float64) / (1.0 + ppm * 1e-6), n_in, half)
-        self.half, self.n_in, self.n_out = half, n_in, n_out
+        self.half, self.n_out = half, n_out
         self.taps = _kernel_table(half)[q]
         idx = np.flatnonzero(inside)    # read times only grow, so the outputs inside are one range
         if idx.size == 0:

@@ -81,7 +81,8 @@ class ClipNorm(nn.Module):
     The end-to-end model's counterpart of the log-mel models' per-utterance mean
     normalisation: both make the model blind to the overall gain of a clip, which varies by
     18 dB in the corpus and by much more between a lab's loudspeakers and mics. Without it the
-    ETE model reached 0.839 on the synthetic test split against 0.89 with it (same budget).
+    ETE model reached 0.839 on the synthetic test split (2000 steps, 300 clips per class); with
+    it 0.892 (3000 steps, 500 per class) and 0.908 at the default 6000 steps.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,13 @@ class LowRankLinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}/{self.full_rank}"
 
 
+def _member_major(h: torch.Tensor, n: int) -> torch.Tensor:
+    """``(n * b, ...)`` member-major rows as ``(n, b, ...)``; ModelError if the rows do not divide."""
+    if h.shape[0] % n:
+        raise ModelError(f"low-rank layer: batch of {h.shape[0]} rows is not a multiple of {n} members")
+    return h.reshape(n, -1, *h.shape[1:])
+
+
 def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  shared: bool = False) -> torch.Tensor:
     """A 1x1 convolution ``(B, k, *spatial) -> (B', out, *spatial)`` as a matrix product.
@@ -112,9 +119,7 @@ def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         out = torch.matmul(weight, flat)
     else:
         n = weight.shape[0]
-        if not shared and h.shape[0] % n:
-            raise ModelError(f"low-rank layer: batch of {h.shape[0]} rows is not a multiple of {n} members")
-        flat = flat.unsqueeze(0) if shared else flat.reshape(n, -1, k, flat.shape[-1])
+        flat = flat.unsqueeze(0) if shared else _member_major(flat, n)
         out = torch.matmul(weight.unsqueeze(1), flat)
     out = out.reshape(-1, weight.shape[-2], *spatial)
     if bias is not None:
@@ -145,9 +150,7 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if weight.dim() == 2 or shared:
         hv = h.unsqueeze(0)                                            # (1, b, k, *spatial)
     else:
-        if h.shape[0] % n:
-            raise ModelError(f"low-rank layer: batch of {h.shape[0]} rows is not a multiple of {n} members")
-        hv = h.reshape(n, -1, k, *spatial)
+        hv = _member_major(h, n)
     b = hv.shape[1]
     dims = len(spatial)
     pooled = [size // pool for size in spatial]

@@ -189,11 +189,11 @@ def _check_preprocessing(card_path: Path, card: dict) -> None:
     from testbed.models.build import preprocessing
 
     want = preprocessing(card["arch"], card["sample_rate"])
-    have = card.get("preprocessing")
+    have = card.get("preprocessing") or {}
     if have != want:
-        diff = sorted(k for k in set(want) | set(have or {}) if (have or {}).get(k) != want.get(k))
+        diff = sorted(k for k in set(want) | set(have) if have.get(k) != want.get(k))
         raise ModelError(f"{card_path}: preprocessing differs from this version's {card['arch']} front end "
-                         f"({', '.join(diff)}: card {[(have or {}).get(k) for k in diff]}, now "
+                         f"({', '.join(diff)}: card {[have.get(k) for k in diff]}, now "
                          f"{[want.get(k) for k in diff]}); rebuild the model with 'testbed models build'")
 
 

@@ -96,3 +96,13 @@ def test_rank_cap_limits_every_rule_and_is_named():
     assert choose_rank(3840, 16, 0.75, rank_cap=8) == (8, "cap")        # the paper's rank is capped too
     with pytest.raises(ModelError, match="rank cap"):
         choose_rank(48, 64, 0.75, rank_cap=0)
+
+
+def test_member_rows_must_divide_in_both_mixes():
+    from testbed.models.lowrank import mix_channels, mix_pooled
+
+    h, w = torch.randn(5, 3, 4, 4), torch.randn(2, 6, 3)      # 5 rows for 2 members
+    with pytest.raises(ModelError, match="5 rows is not a multiple of 2 members"):
+        mix_channels(h, w)
+    with pytest.raises(ModelError, match="5 rows is not a multiple of 2 members"):
+        mix_pooled(h, w, None, 2)
