@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, make_progress, print_json, split_csv, split_floats
+from testbed.cli.common import console, make_progress, parse_key_values, print_json, split_csv, split_floats
 
 app = typer.Typer(help="Adversarial attacks: evaluate digitally (no channel); craft a plan's perturbations.",
                   no_args_is_help=True)
@@ -20,20 +19,8 @@ def _group() -> None:
 
 
 def parse_params(items: list[str] | None) -> dict:
-    """``["steps=20", "delay_ms=[0,500]", "antithetic=false"]`` -> dict (JSON values, else strings)."""
-    from testbed.errors import AttackError
-
-    out = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise AttackError(f"--param: {item!r} is not KEY=VALUE (e.g. --param population=32)")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    """``--param`` items -> dict (see :func:`testbed.cli.common.parse_key_values`)."""
+    return parse_key_values(items, "--param", "population=32")
 
 
 def _finite(v):

@@ -79,5 +79,26 @@ def split_floats(value: str | None, what: str) -> list[float]:
     return out
 
 
+def parse_key_values(items: list[str] | None, option: str, example: str) -> dict:
+    """``["steps=20", "delay_ms=[0,500]", "antithetic=false"]`` -> dict (JSON values, else strings).
+
+    Dashes in keys become underscores; an item without ``=`` is a one-line error naming
+    ``option`` with ``example``.
+    """
+    from testbed.errors import TestbedError
+
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise TestbedError(f"{option}: {item!r} is not KEY=VALUE (e.g. {option} {example})")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def table_rows(rows: Iterable[dict]) -> list[dict]:
     return list(rows)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, make_progress, print_json, split_csv
+from testbed.cli.common import console, make_progress, parse_key_values, print_json, split_csv
 
 app = typer.Typer(help="The model zoo: build, list, show, eval.", no_args_is_help=True)
 
@@ -39,6 +39,11 @@ def build(
     warmup_steps: int = typer.Option(None, "--warmup-steps", min=0,
                                      help="SLR only: steps of CE + consistency (no adversarial term) before "
                                           "the robust fine-tuning (default 1000; --quick 30)"),
+    robust: list[str] = typer.Option(None, "--robust", metavar="KEY=VALUE",
+                                     help="robust variants' training setting, repeatable, e.g. --robust "
+                                          "sigma_rel=0.3 --robust adv_eps=0.005 (names: see "
+                                          "testbed.models.robust.RobustConfig; SLR's alpha + beta + gamma "
+                                          "must sum to 1)"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -54,12 +59,21 @@ def build(
 
     Example (the paper's defence, 1000 warm-up then 150 robust steps): testbed models build
     --arch lm --variants slr8 --reuse-fp32 --warmup-steps 1000 --finetune-steps 150
+
+    Example (a stronger adversarial term, noisier members): testbed models build --arch lm
+    --variants slr8 --reuse-fp32 --robust sigma_rel=0.3 --robust alpha=0.5 --robust beta=0.2
+    --robust gamma=0.3 --robust adv_eps=0.005
     """
     import torch
 
     from testbed.models import Zoo, build_zoo
     from testbed.models.lowrank import DEFAULT_RANK_FRACTION
     from testbed.models.robust import RobustConfig
+
+    settings = parse_key_values(robust, "--robust", "sigma_rel=0.3")
+    if warmup_steps is not None:
+        settings["warmup_steps"] = warmup_steps
+    robust_config = RobustConfig().with_(**settings) if settings else None   # bad values fail before training
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with make_progress() as bar:
@@ -74,7 +88,7 @@ def build(
                           seed=seed, progress=progress, steps=steps, finetune_steps=finetune_steps,
                           rank_fraction=DEFAULT_RANK_FRACTION if rank_fraction is None else rank_fraction,
                           reuse_fp32=reuse_fp32,
-                          robust_config=None if warmup_steps is None else RobustConfig(warmup_steps=warmup_steps))
+                          robust_config=robust_config)
     zoo = Zoo(root)
     rows = [_summary(n, zoo.card(n)) for n in names]
     if json_out:

@@ -86,8 +86,32 @@ class RobustConfig:
     rse_sigma_init_rel: float = 0.2
     rse_sigma_inner_rel: float = 0.1
 
+    def __post_init__(self) -> None:
+        for name, field in self.__dataclass_fields__.items():
+            value = getattr(self, name)
+            kind = _FIELD_KINDS[field.type]
+            if value is None and field.default is None:
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+            elif kind is str and value not in _CHOICES[name]:
+                raise ModelError(f"robust settings: {name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+            elif not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+                raise ModelError(f"robust settings: {name} must be {_KIND_WORDS[kind]}, got {value!r}")
+            if kind in (int, float) and name != "mu_rel" and getattr(self, name) < 0:
+                raise ModelError(f"robust settings: {name} must be >= 0, got {value!r}")
+        w = (self.alpha, self.beta, self.gamma)
+        if abs(sum(w) - 1.0) > 1e-6:
+            raise ModelError(f"robust settings: alpha + beta + gamma must sum to 1, got "
+                             f"{w[0]:g} + {w[1]:g} + {w[2]:g} = {sum(w):g}")
+        if not 0.0 <= self.adv_weight <= 1.0:
+            raise ModelError(f"robust settings: adv_weight must be in [0, 1], got {self.adv_weight!r}")
+        for name in ("lr", "adv_steps", "temperature", "train_members"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ModelError(f"robust settings: {name} must be > 0, got {getattr(self, name)!r}")
+
     def with_(self, **changes) -> RobustConfig:
-        """A copy with ``changes`` applied (unknown names raise ModelError)."""
+        """A copy with ``changes`` applied (unknown names and bad values raise ModelError)."""
         bad = [k for k in changes if k not in self.__dataclass_fields__]
         if bad:
             raise ModelError(f"robust settings: unknown parameter {bad[0]!r} "
@@ -96,6 +120,12 @@ class RobustConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: annotation (a string under ``from __future__ import annotations``) -> the type values must have
+_FIELD_KINDS = {"int | None": int, "int": int, "float": float, "str": str, "bool": bool}
+_KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+_CHOICES = {"lr_schedule": ("cosine", "constant"), "adv_kind": ("fgsm", "pgd")}
 
 
 def robust_kind(variant: str) -> tuple[str, int | None]:

@@ -168,3 +168,31 @@ def test_bad_robust_input_is_one_line_and_exit_2(cli, robust_zoo, args, needle):
     res = cli(args + ["--root", root])
     assert res.exit_code == 2, res.output
     assert needle in res.output and "Traceback" not in res.output
+
+
+def test_models_build_robust_settings_reach_the_card(cli, tone_folder, tmp_path):
+    res = cli(["models", "build", "--arch", "lms", "--variants", "fp32,slr4", "--data", f"folder:{tone_folder}",
+               "--steps", "4", "--finetune-steps", "2", "--warmup-steps", "1", "--robust", "sigma_rel=0.25",
+               "--robust", "alpha=0.5", "--robust", "beta=0.3", "--robust", "gamma=0.2", "--robust", "adv-eps=0.004",
+               "--root", tmp_path, "--json"])
+    assert res.exit_code == 0, res.output
+    card = Zoo(tmp_path).card("lms-slr4")
+    settings = card["robust"]["settings"]
+    assert (settings["sigma_rel"], settings["alpha"], settings["gamma"], settings["adv_eps"]) == (0.25, 0.5, 0.2, 0.004)
+    assert settings["warmup_steps"] == 1 and card["robust"]["warmup"]["steps_run"] == 1
+    assert card["compression"]["noise"]["sigma_rel"] == 0.25 and card["robust"]["adversary"]["eps"] == 0.004
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("gamma=0.3", "alpha + beta + gamma must sum to 1"),
+    ("sigma=0.3", "unknown parameter 'sigma'"),
+    ("sigma_rel", "--robust: 'sigma_rel' is not KEY=VALUE"),
+    ("sigma_rel=abc", "sigma_rel must be a number"),
+    ("adv_kind=nes", "adv_kind must be one of"),
+])
+def test_bad_robust_settings_fail_before_any_training(cli, tmp_path, setting, needle):
+    res = cli(["models", "build", "--arch", "lms", "--variants", "fp32,slr4", "--quick", "--robust", setting,
+               "--root", tmp_path])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())          # nothing trained, nothing written
