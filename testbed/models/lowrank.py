@@ -171,17 +171,48 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     else:
         out = torch.empty(n, b * n_pix, out_ch, dtype=parts[0].dtype)
         rows = max(n_pix, (chunk_bytes // max(1, 4 * n * out_ch)) // n_pix * n_pix)
-        tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
-        for r in range(0, b * n_pix, rows):
-            dst = out[:, r:r + rows]
-            buf = tmp[:, :dst.shape[1]]
-            torch.matmul(parts[0][:, r:r + rows], wt, out=dst)
-            for part in parts[1:]:
-                torch.matmul(part[:, r:r + rows], wt, out=buf)
-                torch.maximum(dst, buf, out=dst)
+        if hv.shape[0] == 1 and n > 1:
+            _pooled_fanned_out(parts, w, out, rows)
+        else:
+            tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
+            for r in range(0, b * n_pix, rows):
+                dst = out[:, r:r + rows]
+                buf = tmp[:, :dst.shape[1]]
+                torch.matmul(parts[0][:, r:r + rows], wt, out=dst)
+                for part in parts[1:]:
+                    torch.matmul(part[:, r:r + rows], wt, out=buf)
+                    torch.maximum(dst, buf, out=dst)
         if bias is not None:
             out += bias
     return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
+
+
+def _pooled_fanned_out(parts: list[torch.Tensor], w: torch.Tensor, out: torch.Tensor, rows: int) -> None:
+    """:func:`mix_pooled`'s no-grad loop when every member mixes the same rows (``shared``).
+
+    All members' matrices side by side make one wide product per offset, ``(rows, k) @ (k, n *
+    out)``: with few rank channels ``k`` the ``n`` narrow products of the general loop run far
+    below the machine's speed. The running maximum stays in that pixel-major layout, and the
+    last offset's maximum writes straight into the member-major ``out (n, rows_total, out)``.
+    """
+    n, out_ch, k = w.shape
+    wide = w.permute(2, 0, 1).reshape(k, n * out_ch)                   # member-major columns
+    total = out.shape[1]
+    run = torch.empty(min(rows, total), n * out_ch, dtype=out.dtype)
+    buf = torch.empty_like(run)
+    for r in range(0, total, rows):
+        m = min(rows, total - r)
+        acc, nxt = run[:m], buf[:m]
+        torch.mm(parts[0][0, r:r + m], wide, out=acc)
+        for part in parts[1:-1]:
+            torch.mm(part[0, r:r + m], wide, out=nxt)
+            torch.maximum(acc, nxt, out=acc)
+        if len(parts) > 1:
+            torch.mm(parts[-1][0, r:r + m], wide, out=nxt)
+            torch.maximum(acc.view(m, n, out_ch).transpose(0, 1), nxt.view(m, n, out_ch).transpose(0, 1),
+                          out=out[:, r:r + m])
+        else:
+            out[:, r:r + m] = acc.view(m, n, out_ch).transpose(0, 1)
 
 
 def fold_affine(weight: torch.Tensor, bias: torch.Tensor | None,

@@ -62,7 +62,8 @@ def test_rank_fraction_out_of_range_is_refused():
         choose_rank(32, 64, 1.5)
 
 
-@pytest.mark.parametrize("dims,spatial,pool", [(2, (40, 101), 2), (2, (7, 9), 3), (1, (2001,), 4), (1, (125,), 2)])
+@pytest.mark.parametrize("dims,spatial,pool", [(2, (40, 101), 2), (2, (7, 9), 3), (2, (6, 5), 1), (1, (2001,), 4),
+                                             (1, (125,), 2)])
 @pytest.mark.parametrize("members,shared", [(None, False), (3, False), (3, True)])
 @pytest.mark.parametrize("grad", [False, True])
 def test_pooled_mix_equals_mix_then_max_pool(dims, spatial, pool, members, shared, grad):
