@@ -30,7 +30,7 @@ DEMO_STEPS = 1200
 DEMO_FINETUNE_STEPS = 200
 #: the SLR ensemble's fine-tuning: warm-up steps on the noisy members (CE + consistency, about
 #: twice an fp32 step), then steps of the full loss, each crafting PGD examples against two
-#: members (about 8 fp32 steps): a short version of `models build`'s 1000 + 150
+#: members (about 8 fp32 steps): a short version of `models build`'s 1000 + 400
 DEMO_SLR_WARMUP_STEPS = 150
 DEMO_ROBUST_STEPS = 20
 #: --fast (the test suite): the quick corpus and a token budget.

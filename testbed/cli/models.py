@@ -57,8 +57,8 @@ def build(
     Example (add the baselines to an existing zoo): testbed models build --arch lm
     --variants distill,advtrain,rse --reuse-fp32
 
-    Example (the paper's defence, 1000 warm-up then 150 robust steps): testbed models build
-    --arch lm --variants slr8 --reuse-fp32 --warmup-steps 1000 --finetune-steps 150
+    Example (the paper's defence, 1000 warm-up then 400 robust steps, the defaults): testbed
+    models build --arch lm --variants slr8 --reuse-fp32 --warmup-steps 1000 --finetune-steps 400
 
     Example (a stronger adversarial term, noisier members): testbed models build --arch lm
     --variants slr8 --reuse-fp32 --robust sigma_rel=0.3 --robust alpha=0.5 --robust beta=0.2

@@ -103,7 +103,7 @@ class AdversarialExamples:
                 "eot_samples": self.eot_samples, "random_start": self.kind != "fgsm"}
 
 
-def slr_loss(alpha: float = 0.6, beta: float = 0.3, gamma: float = 0.1, *, n_members: int = 4,
+def slr_loss(alpha: float = 0.5, beta: float = 0.3, gamma: float = 0.2, *, n_members: int = 4,
              adversary: AdversarialExamples | None = None) -> LossFn:
     """The paper's total loss (section 3.5) for an :class:`~testbed.models.robust.slr.SLREnsemble`.
 
