@@ -41,9 +41,10 @@ def build(
                                           "the robust fine-tuning (default 1000; --quick 30)"),
     robust: list[str] = typer.Option(None, "--robust", metavar="KEY=VALUE",
                                      help="robust variants' training setting, repeatable, e.g. --robust "
-                                          "sigma_rel=0.3 --robust adv_eps=0.005 (names: see "
-                                          "testbed.models.robust.RobustConfig; SLR's alpha + beta + gamma "
-                                          "must sum to 1)"),
+                                          "sigma_rel=0.3 --robust adv_eps=0.005. Names: sigma_rel, mu_rel, "
+                                          "alpha, beta, gamma (SLR's loss weights, sum 1), adv_kind, adv_eps, "
+                                          "adv_steps, train_members, lr, temperature, adv_weight, "
+                                          "rse_sigma_init_rel, rse_sigma_inner_rel"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
