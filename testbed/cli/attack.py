@@ -18,11 +18,6 @@ def _group() -> None:
     """Adversarial attacks: evaluate digitally (no channel); craft a plan's perturbations."""
 
 
-def parse_params(items: list[str] | None) -> dict:
-    """``--param`` items -> dict (see :func:`testbed.cli.common.parse_key_values`)."""
-    return parse_key_values(items, "--param", "population=32")
-
-
 def _finite(v):
     return v if isinstance(v, (int, str)) or (isinstance(v, float) and math.isfinite(v)) else None
 
@@ -85,7 +80,7 @@ def eval_(
     if not sources:
         raise AttackError("--model: give at least one model name")
     target_names = split_csv(targets) or list(sources)
-    params = parse_params(param)
+    params = parse_key_values(param, "--param", "population=32")
     if steps is not None:
         params["iterations" if kind == "nes" else "steps"] = steps
     params.setdefault("seed", seed)

@@ -20,6 +20,7 @@ from torch import nn
 
 from testbed.errors import ModelError
 from testbed.models.robust.ensemble import ensemble_log_probs
+from testbed.models.robust.variants import check_weights
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,14 +50,6 @@ def consistency_loss(member_log_probs: torch.Tensor) -> torch.Tensor:
 def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """``KL(p || q)`` per example from log-probabilities ``(batch, n_labels)``, averaged over the batch."""
     return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
-
-
-def check_weights(alpha: float, beta: float, gamma: float) -> tuple[float, float, float]:
-    """The loss weights, non-negative and summing to 1 (paper: alpha + beta + gamma = 1)."""
-    w = tuple(float(v) for v in (alpha, beta, gamma))
-    if any(v < 0 for v in w) or not math.isclose(sum(w), 1.0, abs_tol=1e-6):
-        raise ModelError(f"SLR loss weights alpha, beta, gamma must be >= 0 and sum to 1, got {w}")
-    return w
 
 
 class AdversarialExamples:

@@ -8,6 +8,7 @@ fp32 model and is fine-tuned for the same number of steps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from testbed.errors import ModelError
@@ -104,10 +105,7 @@ class RobustConfig:
                 raise ModelError(f"robust settings: {name} must be {_KIND_WORDS[kind]}, got {value!r}")
             if kind in (int, float) and name != "mu_rel" and getattr(self, name) < 0:
                 raise ModelError(f"robust settings: {name} must be >= 0, got {value!r}")
-        w = (self.alpha, self.beta, self.gamma)
-        if abs(sum(w) - 1.0) > 1e-6:
-            raise ModelError(f"robust settings: alpha + beta + gamma must sum to 1, got "
-                             f"{w[0]:g} + {w[1]:g} + {w[2]:g} = {sum(w):g}")
+        check_weights(self.alpha, self.beta, self.gamma)
         if not 0.0 <= self.adv_weight <= 1.0:
             raise ModelError(f"robust settings: adv_weight must be in [0, 1], got {self.adv_weight!r}")
         for name in ("lr", "adv_steps", "temperature", "train_members"):
@@ -130,6 +128,15 @@ class RobustConfig:
 _FIELD_KINDS = {"int | None": int, "int": int, "float": float, "str": str, "bool": bool}
 _KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
 _CHOICES = {"lr_schedule": ("cosine", "constant"), "adv_kind": ("fgsm", "pgd")}
+
+
+def check_weights(alpha: float, beta: float, gamma: float) -> tuple[float, float, float]:
+    """SLR's loss weights as floats, each >= 0 and summing to 1 (paper: alpha + beta + gamma = 1)."""
+    w = (float(alpha), float(beta), float(gamma))
+    if any(v < 0 for v in w) or not math.isclose(sum(w), 1.0, abs_tol=1e-6):
+        raise ModelError(f"SLR loss weights: alpha + beta + gamma must sum to 1 (each >= 0), got "
+                         f"{w[0]:g} + {w[1]:g} + {w[2]:g} = {sum(w):g}")
+    return w
 
 
 def robust_kind(variant: str) -> tuple[str, int | None]:
