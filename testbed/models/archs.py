@@ -98,9 +98,9 @@ class ConvBlock(nn.Sequential):
             rest = mods[2:]
             if len(rest) == 2 and isinstance(rest[0], nn.ReLU) and isinstance(rest[1], (nn.MaxPool1d, nn.MaxPool2d)) \
                     and _plain(rest[1]):
-                # the pooling too: the layer pools its 1x1 mix offset by offset, so the block's
-                # full-resolution output is never formed (ReLU commutes with the max)
-                return _relu(mods[0](x, affine=affine, pool=int(rest[1].kernel_size)))
+                # the pooling and the ReLU too: the layer pools its 1x1 mix block by block, so the
+                # block's full-resolution output is never formed (ReLU commutes with the max)
+                return mods[0](x, affine=affine, pool=int(rest[1].kernel_size), relu=True)
             x = mods[0](x, affine=affine)
             mods = rest
         if len(mods) >= 2 and isinstance(mods[-1], (nn.MaxPool1d, nn.MaxPool2d)) and isinstance(mods[-2], nn.ReLU):

@@ -128,18 +128,23 @@ def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pool: int,
-               shared: bool = False, chunk_bytes: int = 1 << 20) -> torch.Tensor:
-    """:func:`mix_channels` followed by non-overlapping max pooling of ``pool`` per spatial axis.
+               shared: bool = False, chunk_bytes: int = 1 << 20, relu: bool = False) -> torch.Tensor:
+    """:func:`mix_channels` followed by non-overlapping max pooling of ``pool`` per spatial axis
+    (and a ReLU when ``relu``).
 
     A 1x1 mix acts on each pixel alone, so pooling its output is the maximum, over the
     ``pool ** dims`` offsets of the window, of the mix of that offset's pixels: the mix never
-    exists at full resolution (for the ensemble's many members that full-size tensor and the
-    pass pooling it cost more than the convolutions). Each offset's pixels are gathered
-    channels-last, so a mix is one tall matrix product per member, and the result is returned
-    channels-last too (the next convolution reads it without a copy). The bias is added after
-    the maximum (it is constant over a window). Without autograd the work runs in chunks of
-    clips whose intermediates stay in cache (``chunk_bytes``). Remainders are dropped, as
-    ``max_pool`` does.
+    exists at full resolution in memory (for the ensemble's many members that full-size tensor
+    and the pass pooling it cost more than the convolutions). The result is channels-last (the
+    next convolution reads it without a copy). The bias is added after the maximum (it is
+    constant over a window), and the ReLU commutes with the maximum.
+
+    Without autograd the work runs in blocks whose intermediates stay in cache (``chunk_bytes``),
+    and the bias and ReLU are applied to each block while it is there. A channels-last ``h``
+    (what a convolution of a channels-last input returns) is mixed at full resolution a few
+    clips at a time, straight from its contiguous rows, and pooled from that in-cache block;
+    any other layout is first gathered offset by offset, channels-last. Remainders are dropped,
+    as ``max_pool`` does.
 
     Shapes as :func:`mix_channels`; the spatial sizes of the result are ``size // pool``.
     """
@@ -155,24 +160,31 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     dims = len(spatial)
     pooled = [size // pool for size in spatial]
     n_pix = math.prod(pooled)
+    wt = w.transpose(1, 2)                                             # (n, k, out)
+    grad = torch.is_grad_enabled()
     last = (0, 1, *range(3, 3 + dims), 2)                              # channels to the end
+    if not grad and hv.shape[0] == n and hv.permute(last).is_contiguous():
+        out = torch.empty(n, b * n_pix, out_ch, dtype=h.dtype)
+        _pooled_blocks(hv.permute(last), wt, bias, pool, relu, out, chunk_bytes)
+        return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
     parts = []
     for o in range(pool ** dims):
         off = [(o // pool ** d) % pool for d in range(dims)]
         view = hv[(..., *[slice(f, f + p * pool, pool) for f, p in zip(off, pooled)])]
         parts.append(view.permute(last).reshape(hv.shape[0], b * n_pix, k))   # (n or 1, b * P, k)
-    wt = w.transpose(1, 2)                                             # (n, k, out)
-    if torch.is_grad_enabled():
+    if grad:
         out = torch.matmul(parts[0], wt)
         for part in parts[1:]:
             out = torch.maximum(out, torch.matmul(part, wt))
         if bias is not None:
             out = out + bias
+        if relu:
+            out = torch.relu(out)
     else:
         out = torch.empty(n, b * n_pix, out_ch, dtype=parts[0].dtype)
         rows = max(n_pix, (chunk_bytes // max(1, 4 * n * out_ch)) // n_pix * n_pix)
         if hv.shape[0] == 1 and n > 1:
-            _pooled_fanned_out(parts, w, out, rows)
+            _pooled_fanned_out(parts, w, bias, relu, out, rows)
         else:
             tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
             for r in range(0, b * n_pix, rows):
@@ -182,21 +194,67 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 for part in parts[1:]:
                     torch.matmul(part[:, r:r + rows], wt, out=buf)
                     torch.maximum(dst, buf, out=dst)
-        if bias is not None:
-            out += bias
+                _bias_relu_(dst, bias, relu)
     return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
 
 
-def _pooled_fanned_out(parts: list[torch.Tensor], w: torch.Tensor, out: torch.Tensor, rows: int) -> None:
+def _bias_relu_(x: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> None:
+    """``x += bias`` then ReLU, in place (on a block that is still in cache)."""
+    if bias is not None:
+        x += bias
+    if relu:
+        x.clamp_(min=0)
+
+
+def _pooled_blocks(hl: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor | None, pool: int, relu: bool,
+                   out: torch.Tensor, chunk_bytes: int) -> None:
+    """:func:`mix_pooled`'s no-grad path for channels-last input ``hl (n, b, *spatial, k)``.
+
+    Member by member, a few clips at a time: one matrix product of their contiguous pixel
+    rows at full resolution into a cache-sized block, then the window maximum read from that
+    block with strides, written into ``out (n, b * P, out)``. No gathered copy of ``h``.
+    """
+    n, b, *spatial, k = hl.shape
+    out_ch = wt.shape[-1]
+    dims = len(spatial)
+    pooled = [size // pool for size in spatial]
+    pix, n_pix = math.prod(spatial), math.prod(pooled)
+    clips = max(1, min(b, chunk_bytes // max(1, 4 * pix * out_ch)))
+    tmp = torch.empty(clips * pix, out_ch, dtype=out.dtype)
+    crop = (slice(None), *[slice(0, p * pool) for p in pooled])
+    offsets = [[(o // pool ** d) % pool for d in range(dims)] for o in range(pool ** dims)]
+    flat = hl.reshape(n, b * pix, k)
+    for j in range(n):
+        for c in range(0, b, clips):
+            m = min(clips, b - c)
+            full = tmp[:m * pix]
+            torch.mm(flat[j, c * pix:(c + m) * pix], wt[j], out=full)
+            win = full.view(m, *spatial, out_ch)[crop]
+            for d in reversed(range(dims)):                            # (m, p0, pool, p1, pool, out)
+                win = win.unflatten(1 + d, (pooled[d], pool))
+            dst = out[j, c * n_pix:(c + m) * n_pix].view(m, *pooled, out_ch)
+            views = [win[(slice(None), *[x for p_off in off for x in (slice(None), p_off)])] for off in offsets]
+            if len(views) == 1:
+                dst.copy_(views[0])
+            else:
+                torch.maximum(views[0], views[1], out=dst)
+                for v in views[2:]:
+                    torch.maximum(dst, v, out=dst)
+            _bias_relu_(dst, bias, relu)
+
+
+def _pooled_fanned_out(parts: list[torch.Tensor], w: torch.Tensor, bias: torch.Tensor | None, relu: bool,
+                       out: torch.Tensor, rows: int) -> None:
     """:func:`mix_pooled`'s no-grad loop when every member mixes the same rows (``shared``).
 
     All members' matrices side by side make one wide product per offset, ``(rows, k) @ (k, n *
     out)``: with few rank channels ``k`` the ``n`` narrow products of the general loop run far
-    below the machine's speed. The running maximum stays in that pixel-major layout, and the
-    last offset's maximum writes straight into the member-major ``out (n, rows_total, out)``.
+    below the machine's speed. The running maximum, bias and ReLU stay in that pixel-major
+    layout, in cache, and are then written member-major into ``out (n, rows_total, out)``.
     """
     n, out_ch, k = w.shape
     wide = w.permute(2, 0, 1).reshape(k, n * out_ch)                   # member-major columns
+    wide_bias = None if bias is None else bias.repeat(n)
     total = out.shape[1]
     run = torch.empty(min(rows, total), n * out_ch, dtype=out.dtype)
     buf = torch.empty_like(run)
@@ -204,15 +262,11 @@ def _pooled_fanned_out(parts: list[torch.Tensor], w: torch.Tensor, out: torch.Te
         m = min(rows, total - r)
         acc, nxt = run[:m], buf[:m]
         torch.mm(parts[0][0, r:r + m], wide, out=acc)
-        for part in parts[1:-1]:
+        for part in parts[1:]:
             torch.mm(part[0, r:r + m], wide, out=nxt)
             torch.maximum(acc, nxt, out=acc)
-        if len(parts) > 1:
-            torch.mm(parts[-1][0, r:r + m], wide, out=nxt)
-            torch.maximum(acc.view(m, n, out_ch).transpose(0, 1), nxt.view(m, n, out_ch).transpose(0, 1),
-                          out=out[:, r:r + m])
-        else:
-            out[:, r:r + m] = acc.view(m, n, out_ch).transpose(0, 1)
+        _bias_relu_(acc, wide_bias, relu)
+        out[:, r:r + m] = acc.view(m, n, out_ch).transpose(0, 1)
 
 
 def fold_affine(weight: torch.Tensor, bias: torch.Tensor | None,
@@ -278,11 +332,13 @@ class LowRankConv(nn.Module):
     accepts_affine = True
 
     def forward(self, x: torch.Tensor, s: torch.Tensor | None = None,
-                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None) -> torch.Tensor:
+                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None,
+                relu: bool = False) -> torch.Tensor:
         """Convolve; ``affine = (scale, shift)`` per output channel is applied to the result
         (folded into the 1x1 mix, so a following eval-mode batch norm costs no extra pass);
-        ``pool``: max-pool the result with that window (and stride), as :func:`mix_pooled`."""
-        return self._mix(self._project(x), self.U * self.singular_values(s), affine, pool, shared=False)
+        ``pool``: max-pool the result with that window (and stride), then a ReLU when ``relu``,
+        as :func:`mix_pooled` (``relu`` needs ``pool``)."""
+        return self._mix(self._project(x), self.U * self.singular_values(s), affine, pool, relu, shared=False)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """The ``k`` filters ``V``: ``(B, in, *spatial)`` -> ``(B, k, *spatial')``."""
@@ -290,10 +346,12 @@ class LowRankConv(nn.Module):
         return conv(x, self.V, None, self.stride, self.padding, self.dilation)
 
     def _mix(self, h: torch.Tensor, weight: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None,
-             pool: int | None, shared: bool) -> torch.Tensor:
+             pool: int | None, relu: bool, shared: bool) -> torch.Tensor:
         weight, bias = fold_affine(weight, self.bias, affine)
         if pool:
-            return mix_pooled(h, weight, bias, pool, shared=shared)
+            return mix_pooled(h, weight, bias, pool, shared=shared, relu=relu)
+        if relu:
+            raise ModelError("LowRankConv: relu is fused only with pool")
         return mix_channels(h, weight, bias, shared=shared)
 
     def extra_repr(self) -> str:

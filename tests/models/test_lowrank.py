@@ -66,21 +66,25 @@ def test_rank_fraction_out_of_range_is_refused():
                                              (1, (125,), 2)])
 @pytest.mark.parametrize("members,shared", [(None, False), (3, False), (3, True)])
 @pytest.mark.parametrize("grad", [False, True])
-def test_pooled_mix_equals_mix_then_max_pool(dims, spatial, pool, members, shared, grad):
-    """The fused mix + pool of the eval path gives the values (and input gradients) of the
-    1x1 mix followed by torch's max pooling, per member, for the shared first layer too."""
+@pytest.mark.parametrize("channels_last,relu", [(False, False), (True, True)])
+def test_pooled_mix_equals_mix_then_max_pool(dims, spatial, pool, members, shared, grad, channels_last, relu):
+    """The fused mix + pool (+ ReLU) of the eval path gives the values (and input gradients) of
+    the 1x1 mix followed by torch's max pooling, per member, for the shared first layer too,
+    whether ``h`` is gathered (channels-first) or mixed from its rows (channels-last)."""
     from testbed.models.lowrank import mix_channels, mix_pooled
 
     torch.manual_seed(0)
     b, k, out = 4, 5, 6
     rows = b if (members is None or shared) else members * b
-    h = torch.randn(rows, k, *spatial, requires_grad=grad)
+    h = torch.randn(rows, *spatial, k).movedim(-1, 1) if channels_last else torch.randn(rows, k, *spatial)
+    h.requires_grad_(grad)
     weight = torch.randn(out, k) if members is None else torch.randn(members, out, k)
     bias = torch.randn(out)
     pool_fn = torch.nn.functional.max_pool1d if dims == 1 else torch.nn.functional.max_pool2d
     with torch.set_grad_enabled(grad):
-        ours = mix_pooled(h, weight, bias, pool, shared=shared, chunk_bytes=4096)   # several chunks
+        ours = mix_pooled(h, weight, bias, pool, shared=shared, chunk_bytes=4096, relu=relu)  # several blocks
         ref = pool_fn(mix_channels(h, weight, bias, shared=shared), pool)
+        ref = torch.relu(ref) if relu else ref
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5)
     if grad:
@@ -107,3 +111,9 @@ def test_member_rows_must_divide_in_both_mixes():
         mix_channels(h, w)
     with pytest.raises(ModelError, match="5 rows is not a multiple of 2 members"):
         mix_pooled(h, w, None, 2)
+
+
+def test_relu_is_fused_only_with_pooling():
+    layer = LowRankConv(2, 3, 4, (3, 3), 2, (1, 1), (1, 1), (1, 1))
+    with pytest.raises(ModelError, match="relu is fused only with pool"):
+        layer(torch.randn(1, 3, 5, 5), relu=True)

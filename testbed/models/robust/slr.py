@@ -115,12 +115,14 @@ class StochasticLowRankConv(_Stochastic, LowRankConv):
         return new
 
     def forward(self, x: torch.Tensor, s: torch.Tensor | None = None,
-                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None) -> torch.Tensor:
+                affine: tuple[torch.Tensor, torch.Tensor] | None = None, pool: int | None = None,
+                relu: bool = False) -> torch.Tensor:
         s = self.member_s if s is None else s
         if s is None or s.dim() == 1:
-            return super().forward(x, s, affine, pool)
+            return super().forward(x, s, affine, pool, relu)
         # member k mixes with U diag(s_k): one (n, out, rank) stack, one batched matmul
-        return self._mix(self._project(x), self.U.unsqueeze(0) * s.unsqueeze(1), affine, pool, shared=self.fan_out)
+        return self._mix(self._project(x), self.U.unsqueeze(0) * s.unsqueeze(1), affine, pool, relu,
+                         shared=self.fan_out)
 
 
 StochasticLayer = StochasticLowRankLinear | StochasticLowRankConv
