@@ -45,11 +45,13 @@ def run(quick: bool = False) -> dict:
     dict
         ``slr8_time_ratio_vs_single``, ``slr8_time_ratio_vs_loop``, the absolute times in ms,
         ``batched_equals_loop_max_abs`` (largest logit difference, the two must agree),
-        ``threads``, ``targets``.
+        ``allocator`` (whether freed memory is kept, as the ``testbed`` command does: all
+        three candidates run under the same setting), ``threads``, ``targets``.
     """
     import torch
 
     from testbed.models import build_model
+    from testbed.models.allocator import allocator_state
     from testbed.models.robust import make_slr
 
     labels = [f"c{i}" for i in range(12)]
@@ -89,6 +91,7 @@ def run(quick: bool = False) -> dict:
         "ratio_of_best_times": {"vs_single": round(float(batched_t.min() / single.min()), 3),
                                 "vs_loop": round(float(batched_t.min() / looped.min()), 3)},
         "batched_equals_loop_max_abs": diff,
+        "allocator": allocator_state(),
         "ranks": [layer.rank for _, layer in slr.layers()],
         "targets": TARGETS,
     }

@@ -77,7 +77,11 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (the process's allocator is tuned first, see
+    :mod:`testbed.models.allocator`)."""
+    from testbed.models.allocator import keep_freed_memory
+
+    keep_freed_memory()
     app()
 
 
