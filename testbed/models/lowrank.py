@@ -128,7 +128,7 @@ def mix_channels(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pool: int,
-               shared: bool = False, chunk_bytes: int = 1 << 20, relu: bool = False) -> torch.Tensor:
+               shared: bool = False, chunk_bytes: int = 2 << 20, relu: bool = False) -> torch.Tensor:
     """:func:`mix_channels` followed by non-overlapping max pooling of ``pool`` per spatial axis
     (and a ReLU when ``relu``).
 

@@ -68,8 +68,10 @@ class StochasticEnsemble(nn.Module):
 
     stochastic: bool = True
     kind: str = "ensemble"
-    #: eval-mode chunking: at most this many rows (members x clips) per batched pass
-    max_rows: int = 128
+    #: eval-mode chunking: at most this many rows (members x clips) per batched pass. Larger
+    #: passes amortise the per-operation cost (and use threads better); above ~512 rows the
+    #: intermediates outgrow the caches
+    max_rows: int = 512
 
     def __init__(self, base: nn.Module, n_members: int, seed: int = 0) -> None:
         super().__init__()
