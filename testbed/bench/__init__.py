@@ -45,4 +45,16 @@ def run(only: list[str] | None = None, quick: bool = False) -> dict[str, dict]:
     missing = [a for a in areas if a not in available()]
     if missing:
         raise TestbedError(f"--only: benchmark {', '.join(missing)} is not in this build yet")
-    return {a: importlib.import_module(AREAS[a]).run(quick=quick) for a in areas}
+    return {a: _isolated(importlib.import_module(AREAS[a]).run, quick) for a in areas}
+
+
+def _isolated(run_area, quick: bool) -> dict:
+    """Run one area, then restore torch's thread count (some areas pin one thread, which would
+    otherwise carry over into the areas after them)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return run_area(quick=quick)
+    finally:
+        torch.set_num_threads(threads)
