@@ -5,7 +5,15 @@
 digital adversarial example. See DESIGN.md and the issue [T3].
 """
 
-from testbed.attacks.base import DEFAULT_EOT_SAMPLES, Attack, apply_perturbation, fit_length, label_index
+from testbed.attacks.base import (
+    DEFAULT_EOT_SAMPLES,
+    LOSSES,
+    Attack,
+    apply_perturbation,
+    fit_length,
+    label_index,
+    logit_margin,
+)
 from testbed.attacks.channels import ChannelBank, OverTheAir
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.evaluate import COLUMNS, craft, evaluate_attack, predictions, snr_db, transfer_matrix
@@ -19,9 +27,9 @@ from testbed.attacks.timing import ms_to_samples, shift_perturbation
 from testbed.attacks.universal import Universal
 
 __all__ = [
-    "ATTACKS", "COLUMNS", "DEFAULT_EOT_SAMPLES", "EOTPGD", "FGSM", "NES", "OTAPGD", "PGD",
+    "ATTACKS", "COLUMNS", "DEFAULT_EOT_SAMPLES", "EOTPGD", "FGSM", "LOSSES", "NES", "OTAPGD", "PGD",
     "Attack", "ChannelBank", "OverTheAir", "Universal",
     "apply_perturbation", "attack_params", "craft", "evaluate_attack", "fit_length",
-    "label_index", "make_attack", "ms_to_samples", "predictions", "shift_perturbation",
+    "label_index", "logit_margin", "make_attack", "ms_to_samples", "predictions", "shift_perturbation",
     "snr_db", "straight_through", "transfer_matrix",
 ]

@@ -22,6 +22,11 @@ from testbed.errors import AttackError
 
 #: EOT samples used by default against models that declare ``stochastic = True``.
 DEFAULT_EOT_SAMPLES = 8
+#: the objectives an attack can ascend: cross-entropy, or the logit margin (Carlini-Wagner's
+#: ``max_{j != y} z_j - z_y``), which keeps its gradient where a saturated softmax (e.g. a
+#: defensively distilled model, trained at temperature T and deployed at 1) makes the
+#: cross-entropy's vanish in float32
+LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
 class Attack:
@@ -41,6 +46,9 @@ class Attack:
         ``stochastic = True``, else 1.
     bpda : bool
         Straight-through (BPDA) gradients through the model's quantisers while attacking.
+    loss : str
+        The objective ascended, one of :data:`LOSSES`: ``"ce"`` (cross-entropy, the default) or
+        ``"margin"`` (the logit margin, for models whose softmax saturates).
 
     Attributes
     ----------
@@ -61,6 +69,7 @@ class Attack:
         seed: int = 0,
         eot_samples: int | None = None,
         bpda: bool = True,
+        loss: str = "ce",
     ) -> None:
         try:
             eps = float(eps)
@@ -72,6 +81,9 @@ class Attack:
         self.eps = eps
         self.seed = int(seed)
         self.bpda = bool(bpda)
+        if loss not in LOSSES:
+            raise AttackError(f"{self.name}: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss = loss
         self.stochastic = bool(getattr(model, "stochastic", False))
         if eot_samples is None:
             eot_samples = DEFAULT_EOT_SAMPLES if self.stochastic else 1
@@ -112,8 +124,8 @@ class Attack:
     ) -> torch.Tensor:
         """Gradient of the attack objective w.r.t. ``delta``, averaged over ``eot_samples`` draws.
 
-        The objective is the per-example cross-entropy to ``y`` (untargeted, ascended) or
-        minus the cross-entropy to ``target`` (targeted), summed over the batch.
+        The objective (:meth:`objective`) is the per-example loss of ``y`` (untargeted,
+        ascended) or minus that of ``target`` (targeted), summed over the batch.
 
         Returns
         -------
@@ -136,9 +148,11 @@ class Attack:
         """
         return x + delta
 
-    @staticmethod
-    def objective(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        """Per-example loss to ascend, shape (B,)."""
+    def objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Per-example loss to ascend, shape (B,): :attr:`loss` of the true label (untargeted)
+        or its negative for the target label (targeted)."""
+        if self.loss == "margin":
+            return logit_margin(logits, y) if target is None else -logit_margin(logits, target)
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
         return -F.cross_entropy(logits, target, reduction="none")
@@ -256,3 +270,10 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for b in model.buffers():
         return b.device
     return torch.device("cpu")
+
+
+def logit_margin(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """``max_{j != label} z_j - z_label`` per example, shape (B,): positive once misclassified."""
+    own = logits.gather(1, label.unsqueeze(1)).squeeze(1)
+    others = logits.scatter(1, label.unsqueeze(1), float("-inf"))
+    return others.max(dim=1).values - own

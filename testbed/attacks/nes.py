@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from testbed.attacks.base import Attack, _positive_int
+from testbed.attacks.base import Attack, _positive_int, logit_margin
 from testbed.errors import AttackError
 
 
@@ -92,8 +92,12 @@ class NES(Attack):
         return torch.cat(out)
 
     def score_loss(self, probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        """Loss to ascend from probabilities (N, n_labels) and labels (N,), shape (N,)."""
+        """Loss to ascend from probabilities (N, n_labels) and labels (N,), shape (N,): the
+        log-probability of the label, or with ``loss="margin"`` the log-probability margin."""
         idx = y if target is None else target
+        if self.loss == "margin":
+            margin = logit_margin(torch.log(probs.clamp_min(1e-12)), idx)
+            return margin if target is None else -margin
         logp = torch.log(probs.gather(1, idx.unsqueeze(1)).squeeze(1).clamp_min(1e-12))
         return -logp if target is None else logp
 

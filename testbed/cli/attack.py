@@ -43,6 +43,10 @@ def eval_(
                                   help="stochastic models (slr, rse): average every gradient over several draws "
                                        "of the model's noise (adaptive EOT attack, the default); --no-adaptive: "
                                        "one draw per gradient, the plain attack the paper measured"),
+    loss: str = typer.Option("ce", "--loss",
+                             help="objective the attack ascends: ce (cross-entropy) | margin (logit margin "
+                                  "max_{j!=y} z_j - z_y: its gradient survives a saturated softmax, e.g. a "
+                                  "distilled model's)"),
     batch_size: int = typer.Option(64, "--batch-size", help="clips per attack batch"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object (keys per target)"),
 ) -> None:
@@ -53,9 +57,12 @@ def eval_(
     error_vs_eps.png, error_vs_delay.png and transfer.png to --out. With --json:
     {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
     "error_rate": [...], "success_rate": [...], "snr_db": [...], "queries": [...]}}, ...}
-    with one list entry per setting, plus "adaptive" and "eot_samples" {stochastic source: draws}.
+    with one list entry per setting, plus "adaptive", "eot_samples" {stochastic source: draws}
+    and "loss".
     On a stochastic source (slr, rse) the attack is adaptive by default: every gradient is an
     expectation over noise draws (EOT); --no-adaptive gives the plain attack for comparison.
+    --loss margin attacks the logit margin instead of the cross-entropy (check a defence
+    that saturates the softmax with it, e.g. lm-distill).
 
     Example: testbed attack eval --model lm-fp32 --attack pgd --eps 0.001,0.005,0.01,0.05 --targets lm-int8,lm-lowrank --delay-ms 0,100,500 --n 200
     """
@@ -84,6 +91,7 @@ def eval_(
     if steps is not None:
         params["iterations" if kind == "nes" else "steps"] = steps
     params.setdefault("seed", seed)
+    params.setdefault("loss", loss.strip())
 
     import numpy as np
     import torch
@@ -128,6 +136,8 @@ def eval_(
     from testbed.attacks import make_attack
 
     make_attack(kind, first, eps_list[0], **params)
+    if params["loss"] != "ce" and not json_out:
+        console.print(f"objective: {params['loss']} (not the cross-entropy)")
 
     x, y, spec = _test_clips(getattr(first, "card", {}) or {}, data, n, seed)
     sample_rate = int(getattr(first, "sample_rate", 16000))
@@ -152,7 +162,7 @@ def eval_(
     result = {
         "attack": kind, "sources": sources, "n": int(len(x)), "data": spec,
         "target_label": target_label or "untargeted", "out": str(out), "csv": str(csv_path),
-        "adaptive": bool(stochastic) and adaptive, "eot_samples": eot,
+        "adaptive": bool(stochastic) and adaptive, "eot_samples": eot, "loss": params["loss"],
         "plots": [str(p) for p in plots],
         "settings": [{"source": r.source, "eps": float(r.eps), "delay_ms": float(r.delay_ms)}
                      for r in settings.itertuples()],

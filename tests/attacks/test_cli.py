@@ -50,6 +50,8 @@ def test_bad_hyper_parameters(cli, untrained_zoo):
     _assert_one_line_error(r, "unknown parameter 'wobble'")
     r = cli(["attack", "eval", "--model", "lm-raw", "--attack", "ota-pgd", "--root", untrained_zoo])
     _assert_one_line_error(r, "--rig")
+    r = cli(["attack", "eval", "--model", "lm-raw", "--loss", "hinge", "--root", untrained_zoo])
+    _assert_one_line_error(r, "loss must be one of ce, margin, got 'hinge'")
 
 
 def test_eval_writes_csv_plots_and_json(cli, quick_zoo, tmp_path):
@@ -74,3 +76,18 @@ def test_eval_writes_csv_plots_and_json(cli, quick_zoo, tmp_path):
     assert len(table) == 8 and set(table["target"]) == {"lm-fp32", "lm-int8"}
     for png in ("error_vs_eps.png", "error_vs_delay.png", "transfer.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert res["loss"] == "ce"
+
+
+def test_eval_with_the_margin_loss_says_so_and_attacks(cli, quick_zoo, tmp_path):
+    r = cli(["attack", "eval", "--model", "lm-fp32", "--attack", "pgd", "--eps", "0.05", "--n", "12",
+             "--steps", "5", "--loss", "margin", "--root", quick_zoo, "--out", tmp_path / "ev", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["loss"] == "margin"
+    fp = res["targets"]["lm-fp32"]
+    assert fp["error_rate"][0] > 1.0 - fp["clean_accuracy"]
+    r = cli(["attack", "eval", "--model", "lm-fp32", "--attack", "fgsm", "--eps", "0.05", "--n", "4",
+             "--loss", "margin", "--root", quick_zoo, "--out", tmp_path / "ev2"])
+    assert r.exit_code == 0, r.output
+    assert "objective: margin" in r.output

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from testbed.attacks import FGSM, PGD, make_attack
+from testbed.attacks import FGSM, PGD, logit_margin, make_attack
+from testbed.errors import AttackError
 from tests.attacks.tiny import tiny_signals
 
 
@@ -85,3 +86,34 @@ def test_make_attack_rejects_bad_arguments(tiny_model):
         make_attack("pgd", tiny_model, 0.01, stepz=3)
     with pytest.raises(AttackError, match="steps"):
         make_attack("pgd", tiny_model, 0.01, steps=0)
+
+
+class _Saturated(torch.nn.Module):
+    """The tiny model's logits times 1e4: a softmax saturated in float32, as a defensively
+    distilled model (trained at temperature T, deployed at 1) has on confident clips."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return 1e4 * self.model(x)
+
+
+def test_margin_loss_attacks_a_saturated_softmax_where_cross_entropy_is_masked(tiny_model, tiny_data):
+    x, y = tiny_data
+    saturated = _Saturated(tiny_model)
+    ce = error_rate(saturated, PGD(saturated, eps=0.3, steps=20, seed=0)(x, y), y)
+    margin = error_rate(saturated, PGD(saturated, eps=0.3, steps=20, seed=0, loss="margin")(x, y), y)
+    plain = error_rate(tiny_model, PGD(tiny_model, eps=0.3, steps=20, seed=0)(x, y), y)
+    assert plain > 0.9                       # the bound is enough against the model itself
+    assert ce < 0.5 * plain                  # the cross-entropy's gradient is gone (masking)
+    assert margin > 0.9                      # the margin's is not
+    with pytest.raises(AttackError, match="loss must be one of ce, margin"):
+        PGD(tiny_model, eps=0.1, loss="hinge")
+
+
+def test_logit_margin_is_the_best_other_logit_minus_the_labels():
+    z = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    assert logit_margin(z, torch.tensor([0, 0])).tolist() == [-1.0, 5.0]
+    assert logit_margin(z, torch.tensor([2, 1])).tolist() == [1.0, -4.0]
