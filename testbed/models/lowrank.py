@@ -133,9 +133,10 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     (and a ReLU when ``relu``).
 
     A 1x1 mix acts on each pixel alone, so pooling its output is the maximum, over the
-    ``pool ** dims`` offsets of the window, of the mix of that offset's pixels: the mix never
-    exists at full resolution in memory (for the ensemble's many members that full-size tensor
-    and the pass pooling it cost more than the convolutions). The result is channels-last (the
+    ``pool ** dims`` offsets of the window, of the mix of that offset's pixels: the layer's mix
+    never exists at full resolution in memory, only a cache-sized block of it at a time (for
+    the ensemble's many members that full-size tensor and the pass pooling it cost more than
+    the convolutions). The result is channels-last (the
     next convolution reads it without a copy). The bias is added after the maximum (it is
     constant over a window), and the ReLU commutes with the maximum.
 
@@ -168,8 +169,7 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         _pooled_blocks(hv.permute(last), wt, bias, pool, relu, out, chunk_bytes)
         return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
     parts = []
-    for o in range(pool ** dims):
-        off = [(o // pool ** d) % pool for d in range(dims)]
+    for off in _pool_offsets(pool, dims):
         view = hv[(..., *[slice(f, f + p * pool, pool) for f, p in zip(off, pooled)])]
         parts.append(view.permute(last).reshape(hv.shape[0], b * n_pix, k))   # (n or 1, b * P, k)
     if grad:
@@ -198,6 +198,11 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
 
 
+def _pool_offsets(pool: int, dims: int) -> list[list[int]]:
+    """The ``pool ** dims`` offsets of a pooling window, one index per spatial axis."""
+    return [[(o // pool ** d) % pool for d in range(dims)] for o in range(pool ** dims)]
+
+
 def _bias_relu_(x: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> None:
     """``x += bias`` then ReLU, in place (on a block that is still in cache)."""
     if bias is not None:
@@ -222,7 +227,7 @@ def _pooled_blocks(hl: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor | None
     clips = max(1, min(b, chunk_bytes // max(1, 4 * pix * out_ch)))
     tmp = torch.empty(clips * pix, out_ch, dtype=out.dtype)
     crop = (slice(None), *[slice(0, p * pool) for p in pooled])
-    offsets = [[(o // pool ** d) % pool for d in range(dims)] for o in range(pool ** dims)]
+    offsets = _pool_offsets(pool, dims)
     flat = hl.reshape(n, b * pix, k)
     for j in range(n):
         for c in range(0, b, clips):
