@@ -136,8 +136,8 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     ``pool ** dims`` offsets of the window, of the mix of that offset's pixels: the layer's mix
     never exists at full resolution in memory, only a cache-sized block of it at a time (for
     the ensemble's many members that full-size tensor and the pass pooling it cost more than
-    the convolutions). The result is channels-last (the
-    next convolution reads it without a copy). The bias is added after the maximum (it is
+    the convolutions). The result is channels-last (the next convolution reads it without a
+    copy). The bias is added after the maximum (it is
     constant over a window), and the ReLU commutes with the maximum.
 
     Without autograd the work runs in blocks whose intermediates stay in cache (``chunk_bytes``),
@@ -149,53 +149,62 @@ def mix_pooled(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
     Shapes as :func:`mix_channels`; the spatial sizes of the result are ``size // pool``.
     """
-    k, spatial = h.shape[1], h.shape[2:]
-    out_ch = weight.shape[-2]
     w = weight.unsqueeze(0) if weight.dim() == 2 else weight          # (n, out, k)
-    n = w.shape[0]
+    n, out_ch = w.shape[0], w.shape[1]
     if weight.dim() == 2 or shared:
         hv = h.unsqueeze(0)                                            # (1, b, k, *spatial)
     else:
         hv = _member_major(h, n)
-    b = hv.shape[1]
-    dims = len(spatial)
+    b, dims = hv.shape[1], h.dim() - 2
+    pooled = [size // pool for size in h.shape[2:]]
+    hl = hv.permute(0, 1, *range(3, 3 + dims), 2)                      # channels to the end
+    if not torch.is_grad_enabled() and hv.shape[0] == n and hl.is_contiguous():
+        out = torch.empty(n, b * math.prod(pooled), out_ch, dtype=h.dtype)
+        _pooled_blocks(hl, w.transpose(1, 2), bias, pool, relu, out, chunk_bytes)
+    else:
+        out = _pooled_gathered(hl, w, bias, pool, relu, chunk_bytes)
+    return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
+
+
+def _pooled_gathered(hl: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, pool: int, relu: bool,
+                     chunk_bytes: int) -> torch.Tensor:
+    """:func:`mix_pooled` for any layout ``hl (n or 1, b, *spatial, k)`` -> ``(n, b * P, out)``.
+
+    Each window offset's pixels are gathered into a ``(b * P, k)`` matrix per member (or once,
+    shared by all members), then mixed and maximised; with autograd in plain ops, without it in
+    cache-sized row blocks (the shared case in :func:`_pooled_fanned_out`).
+    """
+    n, out_ch, k = w.shape
+    b, spatial = hl.shape[1], hl.shape[2:-1]
     pooled = [size // pool for size in spatial]
     n_pix = math.prod(pooled)
     wt = w.transpose(1, 2)                                             # (n, k, out)
-    grad = torch.is_grad_enabled()
-    last = (0, 1, *range(3, 3 + dims), 2)                              # channels to the end
-    if not grad and hv.shape[0] == n and hv.permute(last).is_contiguous():
-        out = torch.empty(n, b * n_pix, out_ch, dtype=h.dtype)
-        _pooled_blocks(hv.permute(last), wt, bias, pool, relu, out, chunk_bytes)
-        return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
     parts = []
-    for off in _pool_offsets(pool, dims):
-        view = hv[(..., *[slice(f, f + p * pool, pool) for f, p in zip(off, pooled)])]
-        parts.append(view.permute(last).reshape(hv.shape[0], b * n_pix, k))   # (n or 1, b * P, k)
-    if grad:
+    for off in _pool_offsets(pool, len(spatial)):
+        view = hl[(slice(None), slice(None), *[slice(f, f + p * pool, pool) for f, p in zip(off, pooled)])]
+        parts.append(view.reshape(hl.shape[0], b * n_pix, k))         # (n or 1, b * P, k)
+    if torch.is_grad_enabled():
         out = torch.matmul(parts[0], wt)
         for part in parts[1:]:
             out = torch.maximum(out, torch.matmul(part, wt))
         if bias is not None:
             out = out + bias
-        if relu:
-            out = torch.relu(out)
-    else:
-        out = torch.empty(n, b * n_pix, out_ch, dtype=parts[0].dtype)
-        rows = max(n_pix, (chunk_bytes // max(1, 4 * n * out_ch)) // n_pix * n_pix)
-        if hv.shape[0] == 1 and n > 1:
-            _pooled_fanned_out(parts, w, bias, relu, out, rows)
-        else:
-            tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
-            for r in range(0, b * n_pix, rows):
-                dst = out[:, r:r + rows]
-                buf = tmp[:, :dst.shape[1]]
-                torch.matmul(parts[0][:, r:r + rows], wt, out=dst)
-                for part in parts[1:]:
-                    torch.matmul(part[:, r:r + rows], wt, out=buf)
-                    torch.maximum(dst, buf, out=dst)
-                _bias_relu_(dst, bias, relu)
-    return out.reshape(n * b, *pooled, out_ch).permute(0, dims + 1, *range(1, dims + 1))
+        return torch.relu(out) if relu else out
+    out = torch.empty(n, b * n_pix, out_ch, dtype=parts[0].dtype)
+    rows = max(n_pix, (chunk_bytes // max(1, 4 * n * out_ch)) // n_pix * n_pix)
+    if hl.shape[0] == 1 and n > 1:
+        _pooled_fanned_out(parts, w, bias, relu, out, rows)
+        return out
+    tmp = torch.empty(n, min(rows, b * n_pix), out_ch, dtype=out.dtype)
+    for r in range(0, b * n_pix, rows):
+        dst = out[:, r:r + rows]
+        buf = tmp[:, :dst.shape[1]]
+        torch.matmul(parts[0][:, r:r + rows], wt, out=dst)
+        for part in parts[1:]:
+            torch.matmul(part[:, r:r + rows], wt, out=buf)
+            torch.maximum(dst, buf, out=dst)
+        _bias_relu_(dst, bias, relu)
+    return out
 
 
 def _pool_offsets(pool: int, dims: int) -> list[list[int]]:
