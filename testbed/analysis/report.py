@@ -21,6 +21,7 @@ from testbed.analysis.load import Sessions, rig_from_meta
 from testbed.analysis.metrics import RATE_COLUMNS, fmt_rate, rate_table
 from testbed.analysis.plots import FIGURES, dut_view, figure_png
 from testbed.errors import AnalysisError
+from testbed.fileio import atomic_write
 
 #: Environment variable naming the analysis root (default ``./analysis``).
 ANALYSIS_ENV = "TESTBED_ANALYSIS_DIR"
@@ -201,12 +202,6 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     html_path = out / "report.html"
     summary_path = out / "summary.json"
-    _atomic_write(html_path, html)
-    _atomic_write(summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    atomic_write(html_path, html)
+    atomic_write(summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return Report(html_path, summary_path, summary, found, main, fig_ids)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

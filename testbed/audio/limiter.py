@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed.fade import fade_edges
+
 #: Default fade-in/out length at each end of a speaker signal, in milliseconds.
 FADE_MS = 5.0
 #: Default width of the soft knee below the ceiling, in dB.
@@ -55,11 +57,7 @@ def fade(signal: np.ndarray, sample_rate: int, fade_ms: float = FADE_MS) -> np.n
     """Raised-cosine fade-in and fade-out of ``fade_ms`` at each end (a copy, float32)."""
     y = np.array(signal, dtype=np.float32, copy=True)
     n = min(int(round(fade_ms * 1e-3 * sample_rate)), len(y) // 2)
-    if n > 0:
-        ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)).astype(np.float32)
-        y[:n] *= ramp
-        y[len(y) - n:] *= ramp[::-1]
-    return y
+    return fade_edges(y, n)
 
 
 def limit(

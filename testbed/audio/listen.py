@@ -116,6 +116,7 @@ def listen(
     out_dir: Path | str,
     utterance: np.ndarray,
     *,
+    calibration: object | None = None,
     placement: str | None = None,
     backend=None,
     seed: int = 0,
@@ -128,9 +129,11 @@ def listen(
     out_dir : folder for ``<mic>.flac`` (24-bit FLAC at the rig's sample rate); created if missing.
     utterance : float32 PCM, shape (n_samples,), at the rig's sample rate (any level: it is
         normalised to 3 dB under the user speaker's ``max_dbfs``).
+    calibration : the rig's calibration profile or None (the caller loads it, e.g. with
+        ``testbed.calibration.load_profile(rig)``); hardware captures are then latency-aligned.
+        Used only when this call opens the backend.
     placement : a named placement of the rig, or None.
-    backend : an open AudioBackend (default: ``testbed.audio.open_backend(rig, ...)`` with the
-        rig's calibration profile, when it has one, so hardware captures are latency-aligned).
+    backend : an open AudioBackend (default: ``testbed.audio.open_backend(rig, calibration, seed)``).
     seed : seed of the noise burst (and of the simulator's noise when opening the backend).
 
     Raises
@@ -146,11 +149,6 @@ def listen(
     own = backend is None
     if own:
         try:
-            calibration = None
-            if rig.is_physical:
-                from testbed.calibration import load_profile
-
-                calibration = load_profile(rig)
             backend = open_backend(rig, calibration=calibration, seed=seed)
         except ImportError as exc:
             raise DeviceError(f"{rig.source or rig.name}: backend {rig.backend!r} is not available "

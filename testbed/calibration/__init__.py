@@ -16,12 +16,12 @@ from testbed.calibration.profile import (
     read_profile,
     save_profile,
 )
-from testbed.calibration.run import MEASUREMENTS, MODES, CalibrationRun, calibrate, open_raw_backend, steps
+from testbed.calibration.run import MEASUREMENTS, MODES, CalibrationRun, calibrate, steps
 from testbed.calibration.signals import Sweep, exp_sweep, sync_click, tone
 
 __all__ = [
     "MEASUREMENTS", "MODES", "CalibrationProfile", "CalibrationRun", "Sweep", "SweepResponse",
     "calibrate", "calibration_root", "check_sync", "exp_sweep", "gcc_phat", "load_profile",
-    "measure_drift", "measure_latency", "measure_level", "measure_response", "open_raw_backend",
+    "measure_drift", "measure_latency", "measure_level", "measure_response",
     "profile_dir", "read_profile", "save_profile", "steps", "sweep_response", "sync_click", "tone",
 ]

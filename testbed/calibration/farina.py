@@ -8,6 +8,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from testbed.calibration.signals import Sweep
+from testbed.fade import fade_window
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,7 @@ def _window(h: np.ndarray, start: int, length: int, fade: int) -> np.ndarray:
     lo, hi = max(start, 0), min(start + length, len(h))
     if hi > lo:
         seg[lo - start:hi - start] = h[lo:hi]
-    w = np.ones(length)
-    f = min(fade, length // 4)
-    if f > 0:
-        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(f) / f)
-        w[:f] = ramp
-        w[length - f:] = ramp[::-1]
-    return seg * w
+    return seg * fade_window(length, min(fade, length // 4))
 
 
 def _smooth_db(freqs: np.ndarray, mag2: np.ndarray, grid: np.ndarray, octaves: float) -> np.ndarray:

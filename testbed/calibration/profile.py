@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testbed.errors import CalibrationError
+from testbed.fileio import atomic_write
 
 if TYPE_CHECKING:
     from testbed.rig import Rig
@@ -72,18 +73,14 @@ def profile_dir(rig: "Rig | str", root: Path | str | None = None) -> Path:
 
 
 def save_profile(profile: CalibrationProfile, directory: Path | str) -> Path:
-    """Write ``profile`` to ``directory/profile.toml`` (atomically) and return the path."""
+    """Write ``profile`` to ``directory/profile.toml`` (atomically, fsynced) and return the path."""
     import tomli_w
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in profile.as_dict().items() if v is not None}
-    path = directory / PROFILE_NAME
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text("# written by `testbed calibrate`; latencies in samples, levels in dBFS\n" + tomli_w.dumps(data),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    text = "# written by `testbed calibrate`; latencies in samples, levels in dBFS\n" + tomli_w.dumps(data)
+    return atomic_write(directory / PROFILE_NAME, text)
 
 
 def read_profile(path: Path | str) -> CalibrationProfile:

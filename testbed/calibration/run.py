@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from testbed.audio import open_backend
 from testbed.calibration.measure import (
     Progress,
     measure_drift,
@@ -42,21 +43,6 @@ def steps(rig: "Rig", what: tuple[str, ...] | list[str], repeats: int = 3) -> in
     n = len(rig.speakers)
     per = {"latency": n * repeats, "response": n, "level": n, "drift": 1}
     return sum(per[w] for w in what)
-
-
-def open_raw_backend(rig: "Rig", seed: int = 0):
-    """The rig's backend with no latency compensation (what calibration measures through)."""
-    if rig.backend == "sim":
-        from testbed.audio.sim import SimBackend
-
-        return SimBackend(rig, seed=seed)
-    if rig.backend == "sounddevice":
-        from testbed.audio.sounddevice_backend import SounddeviceBackend
-
-        return SounddeviceBackend(rig, latency_samples=0.0)
-    from testbed.audio.pyaudio_backend import PyAudioBackend
-
-    return PyAudioBackend(rig, latency_samples=0.0)
 
 
 def _acoustic_delays(rig: "Rig", mode: str) -> dict[str, float]:
@@ -120,7 +106,8 @@ def calibrate(
     ----------
     rig : the rig.
     what : any of "latency", "response", "level", "drift".
-    backend : an AudioBackend that does not compensate latency (default: :func:`open_raw_backend`).
+    backend : an AudioBackend that does not compensate latency (default:
+        ``testbed.audio.open_backend(rig, seed=seed, raw=True)``).
     out_dir : default ``calibration/<rig.name>/``; an existing profile there is updated, so
         ``--what level`` keeps the latency measured before.
     mode : "acoustic" (the rig's geometry gives each path's acoustic delay) or "loopback"
@@ -151,7 +138,7 @@ def calibrate(
     prof.backend = rig.backend
     prof.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     own = backend is None
-    be = open_raw_backend(rig, seed) if own else backend
+    be = open_backend(rig, seed=seed, raw=True) if own else backend
     results: dict = {"rig": rig.name, "backend": rig.backend, "mode": mode}
     failures: dict[str, str] = {}
     files: list[Path] = []

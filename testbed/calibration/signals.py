@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed.fade import fade_edges, fade_window
+
 
 @dataclass(frozen=True)
 class Sweep:
@@ -38,12 +40,7 @@ def exp_sweep(sample_rate: int, duration_s: float = 2.0, f1_hz: float = 50.0, f2
     t = np.arange(n) / sample_rate
     rate = duration_s / np.log(f2 / f1_hz)
     x = np.sin(2 * np.pi * f1_hz * rate * (np.exp(t / rate) - 1.0))
-    nf = int(0.01 * sample_rate)
-    w = np.ones(n)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(nf) / nf)
-    w[:nf] = ramp
-    w[n - nf:] = ramp[::-1]
-    x = x * w
+    x = x * fade_window(n, int(0.01 * sample_rate))
     inv = x[::-1] * np.exp(-t / rate)
     # normalise: the deconvolved impulse of the sweep itself has unit peak
     from scipy.signal import fftconvolve
@@ -66,8 +63,4 @@ def tone(sample_rate: int, freq_hz: float = 1000.0, duration_s: float = 1.0, amp
     """A sine of ``freq_hz`` with 10 ms fades, float32 shape (round(duration_s * rate),)."""
     n = int(round(duration_s * sample_rate))
     x = amplitude * np.sin(2 * np.pi * freq_hz * np.arange(n) / sample_rate)
-    nf = int(0.01 * sample_rate)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(nf) / nf)
-    x[:nf] *= ramp
-    x[n - nf:] *= ramp[::-1]
-    return x.astype(np.float32)
+    return fade_edges(x, int(0.01 * sample_rate)).astype(np.float32)

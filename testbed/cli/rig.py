@@ -85,6 +85,7 @@ def listen(
     from rich.table import Table
 
     from testbed.audio.listen import TEST_PHRASE, listen as listen_rig, spoken_phrase
+    from testbed.calibration import load_profile
     from testbed.cli.common import make_progress
     from testbed.errors import RigError
     from testbed.rig import load_rig
@@ -93,11 +94,13 @@ def listen(
     if placement is not None and placement not in rig.placements:
         raise RigError(f"{rig_path}: placements: no placement {placement!r} "
                        f"(have: {', '.join(rig.placements) or 'none'})")
+    # hardware captures are aligned with the rig's measured latency, when it has been calibrated
+    calibration = load_profile(rig) if rig.is_physical else None
     with make_progress(transient=True, disable=json_out) as progress:
         task = progress.add_task(f"listening on {rig.backend}", total=2)
         utterance = spoken_phrase(rig.sample_rate, seed=seed)
         progress.advance(task)
-        res = listen_rig(rig, out, utterance, placement=placement, seed=seed)
+        res = listen_rig(rig, out, utterance, calibration=calibration, placement=placement, seed=seed)
         progress.advance(task)
     if json_out:
         print_json(res.as_dict())

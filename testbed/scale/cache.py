@@ -12,12 +12,15 @@ Layout: ``<root>/perturbations/<key[:2]>/<key>.wav`` (float32 WAV, exact).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from testbed.fileio import atomic_write
 
 
 def default_cache_root() -> Path:
@@ -79,9 +82,9 @@ class PerturbationCache:
         p = self.path(key)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            sf.write(tmp, np.asarray(signal, dtype=np.float32), sample_rate, subtype="FLOAT", format="WAV")
-            os.replace(tmp, p)
+            buf = io.BytesIO()
+            sf.write(buf, np.asarray(signal, dtype=np.float32), sample_rate, subtype="FLOAT", format="WAV")
+            atomic_write(p, buf.getvalue(), durable=False)  # a torn entry only costs a re-craft
         except (OSError, RuntimeError):
             return   # the cache only saves time; the session keeps its own copy
 

@@ -15,12 +15,12 @@ The wire protocol is in docs/serial-protocol.md.
 """
 
 from testbed.serial.classifier import Classifier, TorchClassifier, load_zoo_classifier, loudest_window
-from testbed.serial.dut_client import DutClient, PendingTrial
+from testbed.serial.dut_client import DutClient
 from testbed.serial.dut_emulator import DutEmulator, SerialStream, make_mic_listener
 from testbed.serial.grbl_emulator import GrblEmulator
 from testbed.serial.ports import list_ports, open_serial
 from testbed.serial.positioner import Positioner, PositionerStatus
-from testbed.serial.protocol import PROTOCOL_VERSION, DutInfo, TrialResult, b64_to_pcm, pcm_to_b64
+from testbed.serial.protocol import PROTOCOL_VERSION, DutInfo, PendingTrial, TrialResult, b64_to_pcm, pcm_to_b64
 from testbed.serial.pty import PtyPort
 
 __all__ = [

@@ -18,19 +18,17 @@ talk to at all.
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
-from dataclasses import dataclass, field
 from math import gcd
 
 import numpy as np
 
 from testbed.errors import DeviceError, SerialProtocolError
-from testbed.serial.lines import LineBuffer, QueuedLines
-from testbed.serial.ports import io_errors, open_serial, read_burst
+from testbed.serial.link import SerialLink, exc_text, short_repr
 from testbed.serial.protocol import (
     DutInfo,
+    PendingTrial,
     TrialId,
     TrialResult,
     arm_msg,
@@ -52,37 +50,7 @@ class _Disconnected(Exception):
     """The port went away under us (read/write failed)."""
 
 
-@dataclass
-class PendingTrial:
-    """An armed trial waiting for its answer; made by :meth:`DutClient.begin`.
-
-    Attributes
-    ----------
-    trial : int or str
-        Trial id.
-    window_ms : float
-        How long the DUT listens after arming, milliseconds.
-    armed_at : float
-        ``time.monotonic()`` when the acknowledgement arrived (or arming failed).
-    failure : str or None
-        Why arming failed; :meth:`DutClient.finish` then returns a failed result at once.
-    notes : list of str
-        What happened on the line so far.
-    """
-
-    trial: TrialId
-    window_ms: float
-    armed_at: float
-    failure: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _short(line: bytes | str, n: int = 60) -> str:
-    text = line if isinstance(line, str) else line.decode("utf-8", "replace")
-    return repr(text if len(text) <= n else text[:n] + "...")
-
-
-class DutClient(QueuedLines):
+class DutClient(SerialLink):
     """A device under test that reports its own predictions over a serial port.
 
     Parameters
@@ -106,15 +74,10 @@ class DutClient(QueuedLines):
 
     def __init__(self, port: str, baud: int = 115200, timeout_s: float = 2.0, *,
                  reconnect_s: float = 5.0, field: str = "dut.serial.port") -> None:
-        self.port = port
-        self.baud = int(baud)
+        super().__init__(port, baud, field=field, label="DUT", logger=log)
         self.timeout_s = float(timeout_s)
         self.reconnect_s = float(reconnect_s)
-        self.field = field
         self.info: DutInfo | None = None
-        self._ser = None
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._buf = LineBuffer()
         self._answered: dict[TrialId, None] = {}
         self._early: dict[TrialId, dict] = {}  # answers that came before their arm acknowledgement
 
@@ -144,14 +107,7 @@ class DutClient(QueuedLines):
 
     def connect(self) -> DutInfo:
         """Open the port and do the handshake (see :meth:`open`)."""
-        self.close()
-        self._ser = open_serial(self.port, self.baud, field=self.field)
-        try:
-            self._ser.reset_input_buffer()
-        except io_errors():  # some drivers cannot; stale bytes are then read as noise
-            pass
-        self._buf.clear()
-        self._pending.clear()
+        self._open_port(flush_input=True)
         return self.hello()
 
     def hello(self) -> DutInfo:
@@ -173,26 +129,6 @@ class DutClient(QueuedLines):
             raise SerialProtocolError(f"{self.field}: {info}")
         self.info = info
         return info
-
-    def close(self) -> None:
-        """Close the port (idempotent)."""
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # noqa: BLE001 - closing a vanished device may fail; it is closed either way
-                pass
-
-    @property
-    def connected(self) -> bool:
-        """True while the port is open (it may still vanish on the next read)."""
-        return self._ser is not None
-
-    def __enter__(self) -> "DutClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- trials --------------------------------------------------------------------
     def begin(self, trial: TrialId, window_ms: float) -> PendingTrial:
@@ -306,7 +242,7 @@ class DutClient(QueuedLines):
         label, scores, lat = msg.get("label"), msg.get("scores", []), msg.get("latency_ms")
         labels = self.info.labels if self.info is not None else None
         if not isinstance(label, str):
-            return TrialResult.failed(trial, f"DUT answer has no 'label': {_short(str(msg))}", notes)
+            return TrialResult.failed(trial, f"DUT answer has no 'label': {short_repr(str(msg))}", notes)
         if labels is not None and label not in labels:
             return TrialResult.failed(trial, f"DUT answered label {label!r}, which is not one of "
                                              f"the labels it announced", notes)
@@ -339,29 +275,9 @@ class DutClient(QueuedLines):
     def _write(self, msg: dict) -> None:
         self._write_bytes(encode(msg))
 
-    def _write_bytes(self, data: bytes) -> None:
-        if self._ser is None:
-            raise _Disconnected("port is closed")
-        try:
-            self._ser.write(data)
-            self._ser.flush()
-        except io_errors() as exc:
-            self.close()
-            raise _Disconnected(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-    def _fill(self, wait_s: float) -> list[bytes]:
-        if self._ser is None:
-            raise _Disconnected("port is closed")
-        try:
-            data = read_burst(self._ser, wait_s)
-        except io_errors() as exc:
-            self.close()
-            raise _Disconnected(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        before = self._buf.dropped
-        lines = self._buf.feed(data)
-        if self._buf.dropped != before:
-            log.warning("DUT %s: dropped an over-long line", self.port)
-        return lines
+    def _port_error(self, action: str, exc: BaseException | None) -> Exception:
+        # device trouble never raises out of a trial: the caller turns this into a failed result
+        return _Disconnected("port is closed" if exc is None else exc_text(exc))
 
     def _handshake(self, timeout_s: float, notes: list[str]) -> DutInfo | str:
         """Send hello (up to three times) and wait; a DutInfo, or the reason there is none."""
@@ -369,17 +285,15 @@ class DutClient(QueuedLines):
         tries = 3
         for k in range(tries):
             self._write(hello_msg())
-            until = time.monotonic() + (deadline - time.monotonic()) / (tries - k)
-            while (left := until - time.monotonic()) > 0:
-                for line in self._read_lines(min(left, 0.1)):
-                    msg = decode(line)
-                    if msg is None or "hello" not in msg:
-                        log.info("DUT %s: ignored %s while waiting for hello", self.port, _short(line))
-                        continue
-                    try:
-                        return DutInfo.from_hello(msg["hello"], self.port)
-                    except ValueError as exc:
-                        return f"the DUT on {self.port} sent a malformed hello: {exc}"
+            for line in self._lines_until(time.monotonic() + (deadline - time.monotonic()) / (tries - k)):
+                msg = decode(line)
+                if msg is None or "hello" not in msg:
+                    log.info("DUT %s: ignored %s while waiting for hello", self.port, short_repr(line))
+                    continue
+                try:
+                    return DutInfo.from_hello(msg["hello"], self.port)
+                except ValueError as exc:
+                    return f"the DUT on {self.port} sent a malformed hello: {exc}"
         return (f"no answer to 'hello' from {self.port} within {timeout_s:g} s; is the DUT firmware "
                 f"running and the baud rate ({self.baud}) right?")
 
@@ -391,13 +305,11 @@ class DutClient(QueuedLines):
         last = "port missing"
         while time.monotonic() < deadline:
             try:
-                self._ser = open_serial(self.port, self.baud, field=self.field)
+                self._open_port()
             except DeviceError as exc:
                 last = str(exc)
                 time.sleep(0.05)
                 continue
-            self._buf.clear()
-            self._pending.clear()
             try:
                 info = self._handshake(max(0.2, min(self.timeout_s, deadline - time.monotonic())), notes)
             except _Disconnected as exc:
@@ -430,43 +342,41 @@ class DutClient(QueuedLines):
         """
         if want == "result" and trial in self._early:
             return self._early.pop(trial)
-        while (left := deadline - time.monotonic()) > 0:
-            for line in self._read_lines(min(left, 0.1)):
-                msg = decode(line)
-                if msg is None:
-                    log.warning("DUT %s: ignored a garbled line %s", self.port, _short(line))
-                    notes.append(f"ignored a garbled line {_short(line, 40)}")
-                    continue
-                if "log" in msg and len(msg) == 1:
-                    log.debug("DUT %s says: %s", self.port, msg["log"])
-                    continue
-                if "hello" in msg:
-                    notes.append("DUT sent an unsolicited hello (did it restart?)")
-                    continue
-                if "armed" in msg:
-                    if msg["armed"] == trial and want == "armed":
+        for line in self._lines_until(deadline):
+            msg = decode(line)
+            if msg is None:
+                self._garbled(line, notes)
+                continue
+            if "log" in msg and len(msg) == 1:
+                log.debug("DUT %s says: %s", self.port, msg["log"])
+                continue
+            if "hello" in msg:
+                notes.append("DUT sent an unsolicited hello (did it restart?)")
+                continue
+            if "armed" in msg:
+                if msg["armed"] == trial and want == "armed":
+                    return msg
+                notes.append(f"ignored a stale arm acknowledgement for trial {msg['armed']!r}")
+                continue
+            if "trial" in msg:
+                got = msg["trial"]
+                if got == trial and "error" in msg:
+                    return msg
+                if got == trial and "label" in msg:
+                    if want == "result":
                         return msg
-                    notes.append(f"ignored a stale arm acknowledgement for trial {msg['armed']!r}")
-                    continue
-                if "trial" in msg:
-                    got = msg["trial"]
-                    if got == trial and "error" in msg:
-                        return msg
-                    if got == trial and "label" in msg:
-                        if want == "result":
-                            return msg
-                        # answered before acknowledging: take it as armed and keep the answer
-                        self._early[trial] = msg
-                        return {"armed": trial}
-                    if got in self._answered:
-                        what = f"a second answer for trial {got!r}"
-                    else:
-                        what = f"an out-of-order answer for trial {got!r} (waiting for {trial!r})"
-                    log.warning("DUT %s: ignored %s", self.port, what)
-                    notes.append(f"ignored {what}")
-                    continue
-                if "error" in msg:
-                    notes.append(f"DUT reported an error: {msg['error']}")
-                    continue
-                notes.append(f"ignored an unexpected message {_short(str(msg), 40)}")
+                    # answered before acknowledging: take it as armed and keep the answer
+                    self._early[trial] = msg
+                    return {"armed": trial}
+                if got in self._answered:
+                    what = f"a second answer for trial {got!r}"
+                else:
+                    what = f"an out-of-order answer for trial {got!r} (waiting for {trial!r})"
+                log.warning("DUT %s: ignored %s", self.port, what)
+                notes.append(f"ignored {what}")
+                continue
+            if "error" in msg:
+                notes.append(f"DUT reported an error: {msg['error']}")
+                continue
+            notes.append(f"ignored an unexpected message {short_repr(str(msg), 40)}")
         return None

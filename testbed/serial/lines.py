@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-
 #: Longest line kept, bytes. An injected 10 s clip at 16 kHz is about 430 kB of base64.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 
@@ -51,25 +49,3 @@ class LineBuffer:
         self._buf.clear()
         self._overflowing = False
 
-
-class QueuedLines:
-    """Mixin for a serial client: ``_read_lines`` over a queue refilled by the client's ``_fill``.
-
-    The client sets ``self._pending`` (a deque of complete lines) and implements
-    ``_fill(wait_s) -> list[bytes]``, which reads the port for at most ``wait_s`` seconds.
-    """
-
-    _pending: "collections.deque[bytes]"
-
-    def _fill(self, wait_s: float) -> list[bytes]:  # pragma: no cover - provided by the client
-        raise NotImplementedError
-
-    def _read_lines(self, wait_s: float):
-        """Yield complete lines, waiting at most ``wait_s`` for new bytes when none are queued.
-
-        Lines a caller does not consume (it returned mid-batch) stay queued for the next call.
-        """
-        if not self._pending:
-            self._pending.extend(self._fill(wait_s))
-        while self._pending:
-            yield self._pending.popleft()

@@ -12,7 +12,6 @@ session runner must treat as "halt now": the trial in flight is not recorded and
 
 from __future__ import annotations
 
-import collections
 import logging
 import re
 import time
@@ -21,8 +20,7 @@ from dataclasses import asdict, dataclass
 
 from testbed.errors import DeviceError, PositionerAlarm, SerialProtocolError
 from testbed.serial.grbl_codes import alarm_text, error_text
-from testbed.serial.lines import LineBuffer, QueuedLines
-from testbed.serial.ports import io_errors, open_serial, read_burst
+from testbed.serial.link import POLL_S, SerialLink
 
 log = logging.getLogger("testbed.serial.positioner")
 
@@ -54,7 +52,7 @@ class PositionerStatus:
         return asdict(self)
 
 
-class Positioner(QueuedLines):
+class Positioner(SerialLink):
     """A GRBL controller on a serial port.
 
     Parameters
@@ -85,18 +83,13 @@ class Positioner(QueuedLines):
                  origin_m: Sequence[float] = (0.0, 0.0), timeout_s: float = 60.0,
                  feed_mm_min: float = 3000.0, speaker: str = "adversary", poll_s: float = 0.05,
                  field: str = "positioner.port") -> None:
-        self.port = port
-        self.baud = int(baud)
+        super().__init__(port, baud, field=field, max_line_bytes=4096, label="positioner", logger=log)
         self.room_size_m = tuple(float(v) for v in room_size_m)
         self.origin_m = (float(origin_m[0]), float(origin_m[1]))
         self.timeout_s = float(timeout_s)
         self.feed_mm_min = float(feed_mm_min)
         self.speaker = speaker
         self.poll_s = float(poll_s)
-        self.field = field
-        self._ser = None
-        self._pending: collections.deque[bytes] = collections.deque()
-        self._buf = LineBuffer(max_line_bytes=4096)
         self._wco = (0.0, 0.0)
         self.last_status: PositionerStatus | None = None
 
@@ -127,51 +120,29 @@ class Positioner(QueuedLines):
 
     def connect(self) -> PositionerStatus:
         """Open the port and wait for a status report (GRBL may reset and print its banner first)."""
-        self.close()
-        self._ser = open_serial(self.port, self.baud, field=self.field)
-        self._buf.clear()
-        self._pending.clear()
+        self._open_port()
         deadline = time.monotonic() + min(self.timeout_s, 5.0)
         while time.monotonic() < deadline:
-            self._write(b"?")
-            until = min(deadline, time.monotonic() + 0.5)
-            while (left := until - time.monotonic()) > 0:
-                for line in self._read_lines(min(left, 0.1)):
-                    st = self._parse_status(line)
-                    if st is not None:
-                        self.last_status = st
-                        if st.state != "Alarm":
-                            self._command(f"G21 G90 F{self.feed_mm_min:g}")
-                        return st
+            self._write_bytes(b"?")
+            for line in self._lines_until(min(deadline, time.monotonic() + 0.5)):
+                st = self._parse_status(line)
+                if st is not None:
+                    self.last_status = st
+                    if st.state != "Alarm":
+                        self._command(f"G21 G90 F{self.feed_mm_min:g}")
+                    return st
         self.close()
         raise SerialProtocolError(f"{self.field}: no GRBL status report from {self.port!r} within "
                                   f"{min(self.timeout_s, 5.0):g} s; is it a GRBL controller at {self.baud} baud?")
 
-    def close(self) -> None:
-        """Close the port (idempotent). The machine stays where it is."""
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # noqa: BLE001 - a vanished device is closed either way
-                pass
-
-    def __enter__(self) -> "Positioner":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- commands -----------------------------------------------------------------
     def status(self) -> PositionerStatus:
         """Ask for one status report (``?``)."""
-        self._write(b"?")
-        deadline = time.monotonic() + min(self.timeout_s, 2.0)
-        while (left := deadline - time.monotonic()) > 0:
-            for line in self._read_lines(min(left, 0.1)):
-                st = self._handle_async(line, "waiting for a status report")
-                if st is not None:
-                    return st
+        self._write_bytes(b"?")
+        for line in self._lines_until(time.monotonic() + min(self.timeout_s, 2.0)):
+            st = self._handle_async(line, "waiting for a status report")
+            if st is not None:
+                return st
         raise DeviceError(f"{self.field}: positioner on {self.port} sent no status report within "
                           f"{min(self.timeout_s, 2.0):g} s")
 
@@ -226,26 +197,13 @@ class Positioner(QueuedLines):
                                   f"{err_mm:.1f} mm from the target of {what}; check the gantry")
 
     # -- internals ------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        if self._ser is None:
-            raise DeviceError(f"{self.field}: positioner port {self.port} is not open")
-        try:
-            self._ser.write(data)
-            self._ser.flush()
-        except io_errors() as exc:
-            self.close()
-            raise DeviceError(f"{self.field}: positioner port {self.port} failed: {exc}") from None
-
-    def _fill(self, wait_s: float) -> list[bytes]:
-        if self._ser is None:
-            raise DeviceError(f"{self.field}: positioner port {self.port} is not open")
-        try:
-            data = read_burst(self._ser, wait_s)
-        except io_errors() as exc:
-            self.close()
-            raise DeviceError(f"{self.field}: positioner port {self.port} disappeared: {exc}; "
-                              "check the cable, then resume the session") from None
-        return self._buf.feed(data)
+    def _port_error(self, action: str, exc: BaseException | None) -> Exception:
+        if exc is None:
+            return DeviceError(f"{self.field}: positioner port {self.port} is not open")
+        if action == "writing":
+            return DeviceError(f"{self.field}: positioner port {self.port} failed: {exc}")
+        return DeviceError(f"{self.field}: positioner port {self.port} disappeared: {exc}; "
+                           "check the cable, then resume the session")
 
     def _parse_status(self, line: bytes) -> PositionerStatus | None:
         text = line.decode("ascii", "replace").strip()
@@ -303,19 +261,17 @@ class Positioner(QueuedLines):
     def _command(self, gcode: str, what: str | None = None) -> None:
         """Send one line and wait for ``ok``; ``error:n`` -> DeviceError, ``ALARM:n`` -> PositionerAlarm."""
         what = what or f"sending {gcode!r}"
-        self._write(gcode.encode("ascii") + b"\n")
-        deadline = time.monotonic() + self.timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            for line in self._read_lines(min(left, 0.1)):
-                text = line.decode("ascii", "replace").strip()
-                if text == "ok":
-                    return
-                if text.startswith("error:"):
-                    code = text[6:]
-                    meaning = error_text(int(code)) if code.isdigit() else "unknown error"
-                    raise DeviceError(f"{self.field}: positioner on {self.port} answered error:{code} "
-                                      f"({meaning}) to {gcode!r} while {what}")
-                self._handle_async(line, what)
+        self._write_bytes(gcode.encode("ascii") + b"\n")
+        for line in self._lines_until(time.monotonic() + self.timeout_s):
+            text = line.decode("ascii", "replace").strip()
+            if text == "ok":
+                return
+            if text.startswith("error:"):
+                code = text[6:]
+                meaning = error_text(int(code)) if code.isdigit() else "unknown error"
+                raise DeviceError(f"{self.field}: positioner on {self.port} answered error:{code} "
+                                  f"({meaning}) to {gcode!r} while {what}")
+            self._handle_async(line, what)
         raise DeviceError(f"{self.field}: positioner on {self.port} did not answer {gcode!r} "
                           f"within {self.timeout_s:g} s")
 
@@ -324,11 +280,11 @@ class Positioner(QueuedLines):
         deadline = time.monotonic() + self.timeout_s
         state = "no report"
         while time.monotonic() < deadline:
-            self._write(b"?")
+            self._write_bytes(b"?")
             reply_by = min(deadline, time.monotonic() + 1.0)
             got = None
             while got is None and (left := reply_by - time.monotonic()) > 0:
-                for line in self._read_lines(min(left, 0.1)):
+                for line in self._read_lines(min(left, POLL_S)):  # the whole batch: the last report wins
                     st = self._handle_async(line, what)
                     if st is not None:
                         got = st

@@ -166,3 +166,28 @@ class TrialResult:
     @classmethod
     def failed(cls, trial: TrialId, reason: str, notes: list[str] | None = None) -> "TrialResult":
         return cls(trial=trial, ok=False, reason=reason, notes=list(notes or []))
+
+
+@dataclass
+class PendingTrial:
+    """An armed trial waiting for its answer; made by :meth:`~testbed.serial.DutClient.begin`.
+
+    Attributes
+    ----------
+    trial : int or str
+        Trial id.
+    window_ms : float
+        How long the DUT listens after arming, milliseconds.
+    armed_at : float
+        ``time.monotonic()`` when the acknowledgement arrived (or arming failed).
+    failure : str or None
+        Why arming failed; :meth:`~testbed.serial.DutClient.finish` then returns a failed result at once.
+    notes : list of str
+        What happened on the line so far.
+    """
+
+    trial: TrialId
+    window_ms: float
+    armed_at: float
+    failure: str | None = None
+    notes: list[str] = field(default_factory=list)
