@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from testbed.errors import SessionError
+from testbed.rig.geometry import SPEED_OF_SOUND_M_S
 from testbed.session.deps import Models
 from testbed.session.runner import evaluate_captures
 from testbed.session.store import SessionStore
@@ -141,6 +142,6 @@ def _command_starts(store: SessionStore) -> dict[tuple[int, str], float]:
             facts.get("command_start_samples"), dict) else None
         if start is None:
             offs = facts.get("realised_offsets_samples") or facts.get("planned_offsets_samples") or {}
-            start = float(offs.get(user, 0.0)) + (dist or 0.0) / 343.0 * sr
+            start = float(offs.get(user, 0.0)) + (dist or 0.0) / SPEED_OF_SOUND_M_S * sr
         out[(tid, mic)] = float(start)
     return out

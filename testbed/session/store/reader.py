@@ -6,6 +6,7 @@ touches the writer's lock, so polling it can never make a writer's lock attempt 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,6 @@ class SessionReader:
         return cls(resolve_session(id_or_path, root))
 
     def close(self) -> None:
-        import sqlite3
-
         try:
             self.db.close()
         except sqlite3.Error:
