@@ -1,9 +1,10 @@
-"""Finding sessions and reading their evaluations through the session store's public API."""
+"""Finding sessions and reading their evaluations through the session store's public read API only.
+
+Imports nothing of ``testbed.session`` but ``testbed.session.store`` (no runner, audio or torch).
+"""
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,49 +12,25 @@ from pathlib import Path
 import pandas as pd
 
 from testbed.errors import AnalysisError, TestbedError
+from testbed.session import store
 
 #: Environment variable naming the sessions root (default ``./sessions``).
-SESSIONS_ENV = "TESTBED_SESSIONS_DIR"
-
-
-def sessions_root(root: Path | str | None = None) -> Path:
-    """The sessions root: ``root``, else ``$TESTBED_SESSIONS_DIR``, else ``./sessions``."""
-    if root is not None:
-        return Path(root)
-    return Path(os.environ.get(SESSIONS_ENV) or "sessions")
-
-
-def _is_session(path: Path) -> bool:
-    return path.is_dir() and (path / "session.sqlite").is_file()
-
-
-def known_sessions(root: Path | str | None = None) -> list[str]:
-    """IDs of the sessions under the sessions root, sorted."""
-    r = sessions_root(root)
-    if not r.is_dir():
-        return []
-    return sorted(p.name for p in r.iterdir() if _is_session(p))
+SESSIONS_ENV = store.SESSIONS_ENV
+sessions_root = store.sessions_root
+known_sessions = store.known_sessions
 
 
 def resolve_session(ident: str | Path, root: Path | str | None = None) -> Path:
     """The folder of session ``ident`` (an ID under the sessions root, or a path to the folder).
+
+    The store's one session lookup (:func:`testbed.session.store.resolve_session`).
 
     Raises
     ------
     AnalysisError
         When no such session exists, listing the ones that do.
     """
-    p = Path(ident)
-    if _is_session(p):
-        return p
-    cand = sessions_root(root) / str(ident)
-    if _is_session(cand):
-        return cand
-    have = known_sessions(root)
-    where = sessions_root(root)
-    hint = f"have: {', '.join(have[:10])}" + (" ..." if len(have) > 10 else "") if have else "none recorded yet"
-    raise AnalysisError(f"session {str(ident)!r}: not found under {where}/ ({hint}); "
-                        f"run 'testbed session list' or pass --sessions-dir")
+    return store.resolve_session(ident, root, error=AnalysisError)
 
 
 @dataclass
@@ -72,7 +49,7 @@ class Sessions:
 def load_sessions(idents: Sequence[str | Path], root: Path | str | None = None) -> Sessions:
     """Read the evaluations and metadata of every session in ``idents`` (pooled into one frame).
 
-    Uses only the session store's ``load_evaluations`` and ``load_session_meta``.
+    Uses only the session store's read API (``load_evaluations`` and ``load_session_meta``).
 
     Raises
     ------
@@ -81,8 +58,6 @@ def load_sessions(idents: Sequence[str | Path], root: Path | str | None = None) 
     """
     if not idents:
         raise AnalysisError("give at least one session ID (see 'testbed session list')")
-    from testbed.session import load_evaluations, load_session_meta
-
     frames, meta, paths = [], {}, {}
     for ident in idents:
         path = resolve_session(ident, root)
@@ -90,11 +65,11 @@ def load_sessions(idents: Sequence[str | Path], root: Path | str | None = None) 
         if sid in paths:
             continue
         try:
-            df = load_evaluations(path)
-            m = load_session_meta(path)
+            df = store.load_evaluations(path)
+            m = store.load_session_meta(path)
         except TestbedError:
             raise
-        except (OSError, ValueError, KeyError, sqlite3.Error) as exc:  # unreadable store: one line
+        except (OSError, ValueError, KeyError) as exc:  # unreadable store: one line
             raise AnalysisError(f"session {sid!r} ({path}): cannot read the store: {exc}") from None
         if df is None or len(df) == 0:
             raise AnalysisError(

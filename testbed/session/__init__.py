@@ -6,31 +6,39 @@ Typical use::
     rig, plan, models, cal = open_runner_parts(store)
     Runner(store, rig, plan, models, calibration=cal).run()
     df = load_evaluations(store.path)
+
+Names are loaded on first use, so ``import testbed.session.store`` (what analysis reads through)
+does not pull in the runner, the audio backends or torch.
 """
 
-from testbed.session.estimate import PlanEstimate, estimate_plan
-from testbed.session.export import COLUMNS, export_session, load_evaluations, load_session_meta
-from testbed.session.importer import import_folder
-from testbed.session.lifecycle import create_session, open_runner_parts, prepare, stored_rig_plan
-from testbed.session.plan import AttackSpec, Plan, check_plan, load_plan, parse_plan
-from testbed.session.replay import ReplayResult, replay_session
-from testbed.session.runner import MoveRequest, Runner, RunResult, RunStats, TrialEvent
-from testbed.session.store import (
-    CaptureRecord,
-    EvalRecord,
-    SessionStore,
-    TrialRecord,
-    list_session_dirs,
-    resolve_session,
-    sessions_root,
-)
-from testbed.session.trials import AttackConfig, TrialSpec, attack_configs, expand_trials, placement_changes
+from importlib import import_module
 
-__all__ = [
-    "COLUMNS", "AttackConfig", "AttackSpec", "CaptureRecord", "EvalRecord", "MoveRequest", "Plan",
-    "PlanEstimate", "ReplayResult", "RunResult", "RunStats", "Runner", "SessionStore", "TrialEvent",
-    "TrialRecord", "TrialSpec", "attack_configs", "check_plan", "create_session", "estimate_plan",
-    "expand_trials", "export_session", "import_folder", "list_session_dirs", "load_evaluations",
-    "load_plan", "load_session_meta", "open_runner_parts", "parse_plan", "placement_changes", "prepare",
-    "replay_session", "resolve_session", "sessions_root", "stored_rig_plan",
-]
+_WHERE = {
+    "PlanEstimate": "estimate", "estimate_plan": "estimate",
+    "COLUMNS": "export", "export_session": "export", "load_evaluations": "export", "load_session_meta": "export",
+    "import_folder": "importer",
+    "create_session": "lifecycle", "open_runner_parts": "lifecycle", "prepare": "lifecycle",
+    "stored_rig_plan": "lifecycle",
+    "AttackSpec": "plan", "Plan": "plan", "check_plan": "plan", "load_plan": "plan", "parse_plan": "plan",
+    "ReplayResult": "replay", "replay_session": "replay",
+    "MoveRequest": "runner", "Runner": "runner", "RunResult": "runner", "RunStats": "runner",
+    "TrialEvent": "runner",
+    "CaptureRecord": "store", "EvalRecord": "store", "SessionStore": "store", "TrialRecord": "store",
+    "list_session_dirs": "store", "resolve_session": "store", "sessions_root": "store",
+    "AttackConfig": "trials", "TrialSpec": "trials", "attack_configs": "trials", "expand_trials": "trials",
+    "placement_changes": "trials",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f"testbed.session.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'testbed.session' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

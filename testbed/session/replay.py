@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from testbed.errors import SessionError
 from testbed.rig.geometry import SPEED_OF_SOUND_M_S
@@ -33,22 +30,6 @@ class ReplayResult:
     def as_dict(self) -> dict:
         return {"evaluations": self.evaluations, "captures": self.captures, "audio_s": self.audio_s,
                 "skipped": self.skipped}
-
-
-def _read_capture(path: Path, sha256: str) -> tuple[np.ndarray | None, str | None]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"unreadable: {exc.strerror or exc}"
-    if hashlib.sha256(data).hexdigest() != sha256:
-        return None, "content changed since it was recorded (sha256 mismatch)"
-    try:
-        import io
-
-        sig, _ = sf.read(io.BytesIO(data), dtype="float32")
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        return None, f"not a readable FLAC: {exc}"
-    return (sig if sig.ndim == 1 else sig[:, 0]), None
 
 
 def replay_session(
@@ -105,7 +86,7 @@ def replay_session(
             windows: dict[str, tuple[np.ndarray, float]] = {}
             keys: dict[str, tuple[int, str]] = {}
             for c in chunk:
-                sig, problem = _read_capture(store.path / c["path"], c["sha256"])
+                sig, problem = store.read_capture(c)
                 if sig is None:
                     result.skipped.append({"trial_id": c["trial_id"], "mic": c["mic"],
                                            "path": str(store.path / c["path"]), "problem": problem})
@@ -141,8 +122,7 @@ def replay_session(
         result.evaluations = store.add_evaluations(rows)
         cards = dict(meta.get("replay_model_cards") or {})
         cards.update({m: {**models.card(m), "model_hash": models.model_hash(m)} for m in model_names})
-        store.db.execute("INSERT OR REPLACE INTO meta VALUES ('replay_model_cards', ?)",
-                         (json.dumps(cards, default=str),))
+        store.set_meta("replay_model_cards", cards)
         store.event("replay", f"{result.evaluations} evaluations by {', '.join(model_names)}"
                     + (f"; skipped {len(result.skipped)} unreadable capture(s)" if result.skipped else ""))
         return result
@@ -157,10 +137,7 @@ def _command_starts(store: SessionStore) -> dict[tuple[int, str], float]:
     rig = meta.get("rig") or {}
     user = next((k for k, v in (rig.get("speakers") or {}).items() if v.get("role") == "user"), None)
     sr = int(meta.get("sample_rate") or 16000)
-    rows = store.db.execute(
-        "SELECT c.trial_id, c.mic, c.dist_user_m, t.facts FROM captures c JOIN trials t USING (trial_id)")
-    for tid, mic, dist, facts_json in rows:
-        facts = json.loads(facts_json or "{}")
+    for tid, mic, dist, facts in store.capture_timing():
         start = facts.get("command_start_samples", {}).get(mic) if isinstance(
             facts.get("command_start_samples"), dict) else None
         if start is None:

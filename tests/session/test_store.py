@@ -5,14 +5,24 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from testbed.errors import SessionError
-from testbed.session.store import SessionStore
-from tests.session.conftest import SR, make_record, tree_hashes
+from testbed.session.store import (
+    SessionStore,
+    known_sessions,
+    list_session_dirs,
+    load_evaluations,
+    open_reader,
+    resolve_session,
+)
+from tests.session.conftest import REPO, SR, make_record, tree_hashes
 
 
 def test_commit_writes_flac_and_rows_that_read_back(hand_store):
@@ -121,3 +131,157 @@ def test_create_refuses_an_existing_session(hand_store):
     with pytest.raises(SessionError, match="already exists"):
         SessionStore.create(hand_store.path, meta={}, files={}, attacks=[], utterances=[], planned=[],
                             sample_rate=SR)
+
+
+# -- readers never take the writer's lock (issue #22 item 7) ------------------------------------
+
+_POLLER = """
+import sys
+from pathlib import Path
+from testbed.session.store import SessionStore, list_session_dirs
+root, rounds, states = Path(sys.argv[1]), int(sys.argv[2]), set()
+print("ready", flush=True)
+for _ in range(rounds):   # what 'session list' / 'status' and a live monitor do, as fast as they can
+    for d in list_session_dirs(root):
+        with SessionStore(d, readonly=True) as r:
+            states.add(r.status(verify=False)["state"])
+            for _ in range(20):
+                states.add(str(r.is_running()))
+print(",".join(sorted(states)), flush=True)
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                            text=True, cwd=REPO, env=env)
+
+
+def test_polling_status_and_list_never_refuses_a_writer_lock(hand_store):
+    # Before the fix a status poll tried the writer's own lock for a moment: with a poller in another
+    # process, about 1 writer lock attempt in 1,600 was refused as "in use by another testbed process".
+    poller = _python(_POLLER, str(hand_store.path.parent), "300")
+    assert poller.stdout.readline().strip() == "ready"
+    writer = SessionStore(hand_store.path)
+    attempts = refused = 0
+    try:
+        while poller.poll() is None:
+            attempts += 1
+            try:
+                writer.lock()
+            except SessionError:
+                refused += 1
+                continue
+            writer.unlock()
+    finally:
+        writer.close()
+    states = poller.stdout.read().strip()
+    assert poller.returncode == 0
+    assert attempts > 400 and refused == 0
+    assert {"created", "running", "True", "False"} >= set(states.split(",")) >= {"True", "False"}
+
+
+def test_a_reader_sees_a_writer_in_another_process_and_its_death(hand_store):
+    holder = _python("import sys\nfrom testbed.session.store import SessionStore\n"
+                     "s = SessionStore(sys.argv[1]); s.lock(); print('locked', flush=True); sys.stdin.read()",
+                     str(hand_store.path))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with SessionStore(hand_store.path, readonly=True) as reader:
+            assert reader.is_running() and reader.status(verify=False)["state"] == "running"
+            with pytest.raises(SessionError, match="in use by another"):
+                hand_store.lock()
+            holder.kill()   # kill -9: the OS drops the lock, nothing is left to clean up
+            holder.wait()
+            deadline = time.monotonic() + 30
+            while reader.is_running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not reader.is_running() and reader.status(verify=False)["state"] == "created"
+        hand_store.lock()   # and a new writer takes over
+        assert hand_store.is_running()
+    finally:
+        holder.kill()
+        hand_store.unlock()
+
+
+def test_readers_open_the_database_read_only_and_write_nothing(hand_store):
+    hand_store.commit_trial(make_record(0, np.random.default_rng(5)), SR)
+    hand_store.close()
+    before = sorted(p.name for p in hand_store.path.iterdir())
+    assert ".lock" not in before and ".running" not in before
+    with open_reader(hand_store.path) as reader:
+        assert reader.status()["done"] == 1 and not reader.is_running()
+        assert reader.read_capture(reader.captures()[0])[1] is None
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.db.execute("DELETE FROM trials")
+    after = sorted(p.name for p in hand_store.path.iterdir() if not p.name.startswith("session.sqlite"))
+    assert after == [n for n in before if not n.startswith("session.sqlite")]
+    assert load_evaluations(hand_store.path)["trial_id"].tolist() == [0, 0]
+
+
+def test_one_session_lookup_for_the_store_and_analysis(hand_store, tmp_path):
+    from testbed.analysis import known_sessions as analysis_known
+    from testbed.analysis import resolve_session as analysis_resolve
+    from testbed.errors import AnalysisError
+
+    root = hand_store.path.parent
+    assert resolve_session("hand", root) == analysis_resolve("hand", root) == hand_store.path
+    assert resolve_session(hand_store.path) == hand_store.path
+    assert known_sessions(root) == analysis_known(root) == ["hand"]
+    with pytest.raises(SessionError, match=r"no session 'nope'.*have: hand"):
+        resolve_session("nope", root)
+    with pytest.raises(AnalysisError, match=r"no session 'nope'.*have: hand"):
+        analysis_resolve("nope", root)
+    assert list_session_dirs(tmp_path / "absent") == []
+
+
+def test_importing_the_store_or_analysis_loads_no_runner_audio_or_torch():
+    probe = _python("import sys, testbed.session.store, testbed.analysis\n"
+                    "print(sorted(m for m in ('torch', 'testbed.audio', 'testbed.session.runner', "
+                    "'testbed.session.deps', 'testbed.models') if m in sys.modules))")
+    out, _ = probe.communicate(timeout=300)
+    assert probe.returncode == 0 and out.strip() == "[]"
+
+
+def test_status_list_and_is_running_take_no_lock_a_writer_could_trip_on(hand_store, monkeypatch):
+    # Deterministic half of the test above: spy on every flock a reader makes.
+    import fcntl
+
+    hand_store.lock()
+    hand_store.unlock()   # both lock files exist now, as after any run
+    calls: list[tuple[str, int]] = []
+    real = fcntl.flock
+
+    def spy(fh, op):
+        calls.append((os.path.basename(fh.name), op))
+        return real(fh, op)
+
+    monkeypatch.setattr(fcntl, "flock", spy)
+    for d in list_session_dirs(hand_store.path.parent):
+        with SessionStore(d, readonly=True) as r:
+            r.status()
+            r.is_running()
+    with open_reader("hand", hand_store.path.parent) as r:
+        r.status(verify=False)
+    assert calls, "the reader asked whether a writer runs"
+    assert all(name == ".running" for name, _ in calls)          # never the writers' .lock
+    assert not any(op & fcntl.LOCK_EX for _, op in calls)         # and never exclusively
+
+
+def test_a_writer_waits_out_a_slow_reader_probe_instead_of_being_refused(hand_store):
+    import fcntl
+    import threading
+
+    hand_store.lock()
+    hand_store.unlock()
+    probe = open(hand_store.path / ".running", "rb")
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)   # a reader caught mid-probe
+    release = threading.Timer(0.2, lambda: fcntl.flock(probe, fcntl.LOCK_UN))
+    release.start()
+    try:
+        hand_store.lock()   # must not raise "in use by another testbed process"
+        assert hand_store.is_running()
+    finally:
+        release.join()
+        probe.close()
+        hand_store.unlock()

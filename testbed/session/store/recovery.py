@@ -1,0 +1,25 @@
+"""Recovery after a crash: delete half-written trials and temp files (the writer holds the lock)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def half_written(folder: Path, committed: set[int]) -> list[str]:
+    """Delete trial folders under ``folder/audio`` with no committed row, and ``.tmp-*`` leftovers.
+
+    Returns the names removed, relative to ``folder``.
+    """
+    removed: list[str] = []
+    audio = folder / "audio"
+    for d in sorted(audio.iterdir()) if audio.is_dir() else []:
+        if d.name.startswith(".tmp-") or not d.name.isdigit() or int(d.name) not in committed:
+            shutil.rmtree(d) if d.is_dir() else d.unlink()
+            removed.append(f"audio/{d.name}")
+    for sub in ("perturbations", "utterances", "."):
+        for f in (folder / sub).glob(".tmp-*"):
+            if f.is_file():
+                f.unlink()
+                removed.append(f"{sub}/{f.name}")
+    return removed

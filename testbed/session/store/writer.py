@@ -1,0 +1,200 @@
+"""The writing side of a session folder: :class:`SessionStore` (create, lock, recover, commit).
+
+It reads through the same methods as :class:`~testbed.session.store.reader.SessionReader`; only
+one process at a time writes, under the writer lock of :mod:`~testbed.session.store.lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from testbed.errors import SessionError
+from testbed.fileio import atomic_write, fsync_dir
+from testbed.session.store import commit, recovery
+from testbed.session.store.audio import wav_float_bytes
+from testbed.session.store.lock import WriterLock
+from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
+from testbed.session.store.reader import SessionReader
+from testbed.session.store.records import EvalRecord, TrialRecord
+from testbed.session.store.schema import connect
+from testbed.session.trials import AttackConfig, TrialSpec
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+class SessionStore(SessionReader):
+    """One session folder, for its writer. Open with :meth:`create` or :meth:`open`.
+
+    ``readonly=True`` gives a reader (no writes; :meth:`lock` still works but should not be used).
+    """
+
+    def __init__(self, path: Path | str, readonly: bool = False):
+        super().__init__(path, _writable=not readonly)
+        self._lock = WriterLock(self.path)
+
+    # -- creation / opening -------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        meta: dict,
+        files: dict[str, bytes],
+        attacks: list[AttackConfig],
+        utterances: list[tuple[str, str, np.ndarray | None, dict]],
+        planned: list[TrialSpec],
+        sample_rate: int,
+    ) -> "SessionStore":
+        """Create a new session folder (fails if it exists), built under a temp name and renamed.
+
+        Parameters
+        ----------
+        meta : JSON-able values stored in the ``meta`` table (plan, rig, manifest, ...).
+        files : extra files to write at the top of the folder (name -> bytes).
+        utterances : ``(utterance_id, label, signal float32 (n_samples,) or None if unknown, meta)``.
+        planned : the expanded trials in execution order.
+        """
+        path = Path(path)
+        if path.exists():
+            raise SessionError(f"{path}: a session with this id already exists; pick another --id")
+        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "audio").mkdir(parents=True)
+            (tmp / "utterances").mkdir()
+            (tmp / "perturbations").mkdir()
+            for name, data in files.items():
+                atomic_write(tmp / name, data)
+            db = connect(tmp / DB_NAME, readonly=False)
+            try:
+                commit.populate_new(db, tmp, meta=meta, attacks=attacks, utterances=utterances,
+                                    planned=planned, sample_rate=sample_rate)
+            finally:
+                db.close()
+            os.rename(tmp, path)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SessionError(f"{path}: cannot create the session folder: {exc.strerror or exc}") from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, id_or_path: str | Path, root: Path | str | None = None,
+             readonly: bool = False) -> "SessionStore":
+        """Open an existing session by id (under the sessions root) or folder path."""
+        return cls(resolve_session(id_or_path, root), readonly=readonly)
+
+    def close(self) -> None:
+        self.unlock()
+        super().close()
+
+    # -- locking --------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the session's writer lock (released by the OS even on ``kill -9``)."""
+        self._lock.acquire(self.session_id)
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["SessionStore"]:
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    def is_running(self) -> bool:
+        """Whether this object or another process holds the session's writer lock right now."""
+        return self._lock.held or super().is_running()
+
+    # -- recovery ---------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Delete half-written trials (folders with no committed row) and temp files.
+
+        Returns the names removed. Needs the lock.
+        """
+        removed = recovery.half_written(self.path, self.done_ids())
+        if removed:
+            self.event("recovered", f"discarded half-written: {', '.join(removed)}")
+        return removed
+
+    # -- writing --------------------------------------------------------------------
+    def event(self, kind: str, message: str) -> None:
+        """Append a lifecycle record (started, stopped, interrupted, finished, error, ...)."""
+        try:
+            commit.rollback(self.db)   # an interrupted commit: its rows must not ride along
+            commit.insert_event(self.db, kind, message)
+        except sqlite3.Error:
+            pass  # the event log is best effort; the error itself is raised by the caller
+
+    def set_meta(self, key: str, value) -> None:
+        """Store (or replace) one JSON-able ``meta`` value, e.g. the model cards a replay used."""
+        try:
+            commit.set_meta(self.db, key, value)
+        except sqlite3.Error as exc:
+            raise SessionError(f"{self.path / DB_NAME}: cannot store meta {key!r}: {exc}") from None
+
+    def write_cached(self, rel: str, signal: np.ndarray, sample_rate: int) -> None:
+        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``."""
+        try:
+            atomic_write(self.path / rel, wav_float_bytes(signal, sample_rate))
+        except OSError as exc:
+            raise SessionError(f"{self.path / rel}: cannot write: {exc.strerror or exc}; "
+                               f"free space or fix permissions, then resume") from None
+
+    def commit_trial(self, rec: TrialRecord, sample_rate: int) -> None:
+        """Commit one trial: files (temp, fsync, rename), then one transaction.
+
+        Raises
+        ------
+        SessionError
+            The disk is full or read-only; the trial is not kept, nothing committed is touched.
+        """
+        name = trial_dir_name(rec.trial_id)
+        audio = self.path / "audio"
+        final = audio / name
+        if self.is_committed(rec.trial_id):
+            raise SessionError(f"{final}: trial {rec.trial_id} is already committed; a session never "
+                               f"rewrites a recorded trial")
+        try:
+            hashes = commit.place_trial_files(audio, name, commit.trial_blobs(rec, sample_rate))
+        except OSError as exc:
+            why = _WHY.get(exc.errno, exc.strerror or str(exc))
+            msg = (f"{audio}: cannot write trial {rec.trial_id}: {why}; the trial was not kept and "
+                   f"nothing committed was touched; fix it and run 'testbed session resume {self.session_id}'")
+            self.event("error", msg)
+            raise SessionError(msg) from None
+        try:
+            commit.insert_trial(self.db, rec, name, hashes)
+        except KeyboardInterrupt:
+            with contextlib.suppress(sqlite3.Error):
+                commit.rollback(self.db)
+                if not self.is_committed(rec.trial_id):
+                    shutil.rmtree(final, ignore_errors=True)
+            raise
+        except sqlite3.Error as exc:
+            commit.rollback(self.db)
+            shutil.rmtree(final, ignore_errors=True)
+            msg = (f"{self.path / DB_NAME}: cannot commit trial {rec.trial_id}: {exc}; the trial was not "
+                   f"kept; fix it and run 'testbed session resume {self.session_id}'")
+            self.event("error", msg)
+            raise SessionError(msg) from None
+
+    def add_evaluations(self, rows: list[tuple[int, EvalRecord]]) -> int:
+        """Append evaluations (e.g. a replay) in one transaction; returns how many."""
+        try:
+            commit.insert_evaluations(self.db, rows)
+        except sqlite3.Error as exc:
+            commit.rollback(self.db)
+            raise SessionError(f"{self.path / DB_NAME}: cannot add evaluations: {exc}") from None
+        return len(rows)
