@@ -124,7 +124,7 @@ def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, s
     import torch
 
     from testbed.analysis import build_report, load_sessions
-    from testbed.session import Runner, TrialEvent, create_session, open_runner_parts, replay_session
+    from testbed.session import RunEvent, Runner, create_session, open_runner_parts, replay_session
     from testbed.workspace import assets_dir
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -149,12 +149,11 @@ def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, s
     with store:
         rig, plan, models, calibration = open_runner_parts(store, models_root)
 
-        def on_event(ev) -> None:
-            if isinstance(ev, TrialEvent):
-                report_progress("trials", ev.stats.done, ev.stats.total)
-            elif isinstance(ev, tuple):
-                _, done, total = ev
-                report_progress("craft", done, max(total, 1))
+        def on_event(ev: RunEvent) -> None:
+            if ev.kind == "trial":
+                report_progress("trials", ev.done, ev.total)
+            elif ev.kind == "craft":
+                report_progress("craft", ev.done, max(ev.total, 1))
 
         result = Runner(store, rig, plan, models, calibration=calibration, on_event=on_event).run()
         sid, spath = store.session_id, store.path

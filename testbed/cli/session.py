@@ -111,7 +111,7 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
     from rich.table import Table
     from rich.text import Text
 
-    from testbed.session import Runner, TrialEvent, open_runner_parts
+    from testbed.session import RunEvent, Runner, open_runner_parts
 
     rig, plan, models, calibration = open_runner_parts(store, models_dir)
     progress = make_progress(disable=quiet)
@@ -122,30 +122,33 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
     def render() -> Group:
         return Group(progress, state["table"], state["line"])
 
-    def on_event(ev) -> None:
+    def on_event(ev: RunEvent) -> None:
         nonlocal craft_task
-        if isinstance(ev, tuple):
-            _, done, total = ev
-            if total and craft_task is None:
-                craft_task = progress.add_task("crafting", total=total)
+        if ev.kind == "craft":
+            if ev.total and craft_task is None:
+                craft_task = progress.add_task("crafting", total=ev.total)
             if craft_task is not None:
-                progress.update(craft_task, completed=done)
+                progress.update(craft_task, completed=ev.done)
             return
-        assert isinstance(ev, TrialEvent)
-        s = ev.stats
-        progress.update(task, total=s.total, completed=s.done)
+        if ev.kind == "retry":
+            state["line"] = Text(f"trial {ev.trial_id}: attempt {ev.attempt} again ({ev.message})",
+                                 no_wrap=True, overflow="ellipsis")
+            live.update(render())
+            return
+        if ev.kind != "trial":
+            return   # start / pause / failure / stop: the store's log and the final summary say it
+        progress.update(task, total=ev.total, completed=ev.done)
         t = Table(box=None, show_header=True, pad_edge=False)
         t.add_column("model")
         t.add_column(f"error rate on {rig.dut.mic}", justify="right")
         for m in plan.eval_models(rig):
-            r = s.error_rate(m)
+            r = ev.error_rate(m)
             t.add_row(m, "-" if r is None else f"{100 * r:.1f}%")
         state["table"] = t
-        sp = ev.spec
-        state["line"] = Text(f"trial {sp.trial_id}: {sp.label} / {ev.attack.attack_id} / {sp.delay_ms:g} ms / "
-                         f"{sp.placement or 'default'}  ->  "
-                         + ", ".join(f"{m}={p}" for m, p in ev.predictions.items())
-                         + f"   xruns {s.xruns}  clipped {s.clipped_trials}  failed {s.failed}",
+        state["line"] = Text(f"trial {ev.trial_id}: {ev.label} / {ev.attack} / {ev.delay_ms:g} ms / "
+                             f"{ev.placement or 'default'}  ->  "
+                             + ", ".join(f"{m}={p}" for m, p in ev.predictions.items())
+                             + f"   xruns {ev.xruns}  clipped {ev.clipped_trials}  failed {ev.failed_trials}",
                              no_wrap=True, overflow="ellipsis")
         live.update(render())
 

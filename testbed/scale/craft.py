@@ -1,8 +1,8 @@
 """``testbed attack craft``: make every perturbation a plan needs, ahead of a session.
 
 The plan is expanded exactly as a session would expand it (same utterances, same fixed
-crafting batches and seeds), and the session runner's own crafting code runs on a store
-stand-in, so the perturbations land in the content-addressed cache under the keys a later
+crafting batches and seeds), and the session's own crafting code
+(:class:`~testbed.session.perturbations.Perturbations`) runs on a store stand-in, so the perturbations land in the content-addressed cache under the keys a later
 ``testbed session run`` of the same plan, rig and zoo looks up.
 """
 
@@ -33,7 +33,7 @@ class CraftResult:
 
 
 class _PlanStore:
-    """The parts of a session store the runner's crafting reads, for a plan not yet run."""
+    """The parts of a session store crafting reads, for a plan not yet run."""
 
     def __init__(self, folder: Path, attacks: dict, planned: list, utterances: dict[str, np.ndarray]) -> None:
         self.path = folder
@@ -92,7 +92,8 @@ def craft_plan(
     from testbed.errors import DataError, PlanError, SessionError
     from testbed.session.deps import command_utterances
     from testbed.session.lifecycle import prepare
-    from testbed.session.runner import Runner
+    from testbed.session.events import RunEvent
+    from testbed.session.perturbations import Perturbations
     from testbed.session.trials import attack_configs, expand_trials
 
     plan, rig, models = prepare(plan_path, rig_path, models_root)
@@ -110,15 +111,15 @@ def craft_plan(
     counting = _CountingCache(cache)
     result = CraftResult(cache_root=str(cache.root), attacks=[a for a in attacks if not attacks[a].is_none])
 
-    def on_event(ev) -> None:
-        if isinstance(ev, tuple) and progress is not None:
-            progress(ev[1], ev[2])
+    def on_event(ev: RunEvent) -> None:
+        if ev.kind == "craft" and progress is not None:
+            progress(ev.done, ev.total)
 
     with tempfile.TemporaryDirectory(prefix="testbed-craft-") as tmp:
         store = _PlanStore(Path(tmp), attacks, planned, {uid: sig for uid, _, sig, _ in utts})
-        runner = Runner(store, rig, plan, models, on_event=on_event, executor=executor, craft_cache=counting)
+        crafter = Perturbations(store, rig, plan, models, executor=executor, cache=counting, emit=on_event)
         result.needed = len({(t.utterance_id, t.attack_id) for t in planned if not attacks[t.attack_id].is_none})
-        runner.craft_all(planned)
+        crafter.craft_all(planned)
     result.crafted = counting.puts
     result.cached = result.needed - counting.puts
     return result

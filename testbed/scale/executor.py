@@ -68,19 +68,19 @@ class DaskExecutor:
                 self.client.cancel(pending)
 
     # -- crafting -----------------------------------------------------------------------
-    def craft(self, runner, jobs: list) -> Iterator[tuple[object, list[np.ndarray]]]:
-        """``(CraftJob, deltas)`` per crafting batch of ``runner`` (a Runner), as batches finish."""
+    def craft(self, perturbations, jobs: list) -> Iterator[tuple[object, list[np.ndarray]]]:
+        """``(CraftJob, deltas)`` per crafting batch, as batches finish (``perturbations`` is the
+        session's :class:`~testbed.session.perturbations.Perturbations`)."""
         futures = {}
         for job in jobs:
-            cfg = runner.attacks[job.attack_id]
-            ref = self._scatter(model_ref(runner.models, cfg.source_model))
-            req = runner.craft_request(cfg, job)
+            req = perturbations.request(job)
+            ref = self._scatter(model_ref(perturbations.models, req.source_model))
             futures[self.client.submit(tasks.craft_task, ref, req, pure=False)] = job
         for job, deltas in self._as_completed(futures):
             yield job, list(deltas)
 
     def craft_requests(self, models, requests: list) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, deltas float32 (B, n))`` per :class:`~testbed.session.runner.CraftRequest`."""
+        """``(index, deltas float32 (B, n))`` per :class:`~testbed.session.crafting.CraftRequest`."""
         futures = {}
         for i, req in enumerate(requests):
             ref = self._scatter(model_ref(models, req.source_model))
@@ -93,22 +93,15 @@ class DaskExecutor:
         if runner.rig.dut.transport == "serial":
             raise ClusterError(f"--cluster: rig {runner.rig.name!r} evaluates on a serial DUT attached to "
                                f"this machine; run it with --cluster none")
-        setup = tasks.TrialSetup(runner.rig, runner.plan, runner.attacks,
-                                 [model_ref(runner.models, m) for m in runner.eval_models],
-                                 runner.store.session_id)
+        setup = tasks.TrialSetup(runner.trial_context(),
+                                 [model_ref(runner.models, m) for m in runner.eval_models])
         setup_f = self.client.scatter(setup, broadcast=True, hash=False)
         size = self.trials_per_task or max(1, min(MAX_TRIALS_PER_TASK, math.ceil(
             len(specs) / (CHUNKS_PER_SLOT * n_slots(self.client)))))
         futures = {}
         for i in range(0, len(specs), size):
-            chunk = specs[i:i + size]
-            utts = {s.utterance_id: runner.utterance(s.utterance_id) for s in chunk}
-            perts = {}
-            for s in chunk:
-                d = runner.perturbation(s.utterance_id, s.attack_id)
-                if d is not None:
-                    perts[runner.perturbation_path(s.utterance_id, s.attack_id)] = d
-            futures[self.client.submit(tasks.trials_task, setup_f, chunk, utts, perts, pure=False)] = i
+            chunk = [runner.trial_input(s) for s in specs[i:i + size]]
+            futures[self.client.submit(tasks.trials_task, setup_f, chunk, runner.plan.seed, pure=False)] = i
         for _, records in self._as_completed(futures):
             yield from records
 

@@ -2,15 +2,14 @@
 
 Each takes :class:`~testbed.scale.worker.ModelRef` s (resolved through the worker's model
 cache) and returns arrays or records; nothing here touches a session store. The session's
-own functions do the work (:func:`testbed.session.runner.craft_batch`,
-:meth:`testbed.session.runner.Runner._run_one`, :func:`testbed.session.runner.evaluate_captures`),
+own public functions do the work (:func:`testbed.session.crafting.craft_batch`,
+:func:`testbed.session.trial.run_trial`, :func:`testbed.session.evaluation.evaluate_captures`),
 so a task computes exactly what the in-process run computes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,9 +26,9 @@ class _Predictor:
 
 
 def craft_task(ref: ModelRef, req) -> np.ndarray:
-    """Craft one batch (a :class:`~testbed.session.runner.CraftRequest`) on ``ref``;
+    """Craft one batch (a :class:`~testbed.session.crafting.CraftRequest`) on ``ref``;
     returns float32 (B, n_delta_samples)."""
-    from testbed.session.runner import craft_batch
+    from testbed.session.crafting import craft_batch
 
     setup_torch()
     return craft_batch(worker_model(ref).module, req)
@@ -41,7 +40,7 @@ def evaluate_task(ref: ModelRef, windows: dict[str, tuple[np.ndarray, float]], s
 
     ``windows`` maps a key -> (capture float32 (n_samples,), command start in samples).
     """
-    from testbed.session.runner import evaluate_captures
+    from testbed.session.evaluation import evaluate_captures
 
     setup_torch()
     loaded = {ref.name: worker_model(ref)}
@@ -50,52 +49,26 @@ def evaluate_task(ref: ModelRef, windows: dict[str, tuple[np.ndarray, float]], s
 
 @dataclass
 class TrialSetup:
-    """What every trial task of one session shares (scattered to the workers once)."""
+    """What every trial task of one session shares (scattered to the workers once): the
+    session's :class:`~testbed.session.trial.TrialContext` without its evaluator, and the
+    models that evaluate."""
 
-    rig: object
-    plan: object
-    attacks: dict            # attack_id -> AttackConfig
+    context: object
     eval_refs: list[ModelRef]
-    session_id: str
 
 
-class _ArrayStore:
-    """The read side of a session store, served from arrays sent with the task."""
-
-    def __init__(self, setup: TrialSetup, utterances: dict[str, np.ndarray],
-                 perturbations: dict[str, np.ndarray]) -> None:
-        self.path = Path(f"<worker copy of {setup.session_id}>")
-        self.session_id = setup.session_id
-        self._attacks = setup.attacks
-        self._utts = utterances
-        self._perts = perturbations
-
-    def attacks(self) -> dict:
-        return self._attacks
-
-    def read_utterance(self, utterance_id: str) -> np.ndarray:
-        return self._utts[utterance_id]
-
-    def read_cached(self, rel: str) -> np.ndarray | None:
-        return self._perts.get(rel)
-
-
-def trials_task(setup: TrialSetup, specs: list, utterances: dict[str, np.ndarray],
-                perturbations: dict[str, np.ndarray]) -> list:
-    """Play, record (simulated rig) and evaluate ``specs``; returns their
-    :class:`~testbed.session.store.TrialRecord` s, uncommitted.
-
-    ``utterances`` maps utterance_id -> clean signal; ``perturbations`` maps the session's
-    perturbation path -> perturbation, for the (utterance, attack) pairs of ``specs``.
-    """
-    from testbed.session.runner import Runner
+def trials_task(setup: TrialSetup, trials: list, seed: int) -> list:
+    """Play, record (simulated rig, opened with ``seed``) and evaluate ``trials``
+    (:class:`~testbed.session.trial.TrialInput` s); returns their
+    :class:`~testbed.session.store.TrialRecord` s, uncommitted."""
+    from testbed.session.trial import Evaluator, run_trial
 
     setup_torch()
-    store = _ArrayStore(setup, utterances, perturbations)
-    backend = worker_backend(setup.rig, setup.plan.seed)
-    runner = Runner(store, setup.rig, setup.plan, _Predictor(), backend=backend)
+    ctx = setup.context
+    backend = worker_backend(ctx.rig, seed)
     loaded = {r.name: worker_model(r) for r in setup.eval_refs}
-    return [runner._run_one(spec, backend, loaded) for spec in specs]
+    ctx = replace(ctx, evaluator=Evaluator(_Predictor(), loaded, ctx.rig.sample_rate))
+    return [run_trial(t, ctx, backend) for t in trials]
 
 
 def noop_task(x: np.ndarray) -> np.ndarray:
@@ -111,7 +84,7 @@ def warm_task(ref: ModelRef, req=None) -> int:
     setup_torch()
     model = worker_model(ref)
     if req is not None:
-        from testbed.session.runner import craft_batch
+        from testbed.session.crafting import craft_batch
 
         craft_batch(model.module, req)
     return os.getpid()

@@ -1,7 +1,10 @@
 """Thin adapters to the parts a session integrates (data, models, attacks, calibration).
 
-Each function imports its part lazily, so the session package loads without torch,
-and turns a missing part into one :class:`~testbed.errors.SessionError` line.
+Every part is always installed, so each is imported directly (no loader by name, no
+"not available" guard). The imports sit inside the functions that use them only because of
+their cost: ``testbed.data``, ``testbed.models`` and ``testbed.attacks`` pull in torch (about
+2 s) and ``testbed.calibration`` the measurement stack (about 0.6 s), which ``testbed session
+list`` / ``status`` and the store's readers should not pay for.
 """
 
 from __future__ import annotations
@@ -12,28 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from testbed.errors import SessionError, TestbedError
-
-
-def _need(module: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise SessionError(f"{what} is not available in this build ({module}: {exc})") from None
-
 
 # -- data ------------------------------------------------------------------------
 def command_utterances(source: str, labels: list[str], per_label: int, seed: int
                        ) -> list[tuple[str, str, np.ndarray, dict]]:
     """Held-out commands as ``(utterance_id, label, signal float32 (n_samples,), meta)``."""
-    data = _need("testbed.data", "the data package (command utterances)")
-    fn = getattr(data, "command_utterances", None)
-    if fn is None:
-        raise SessionError("testbed.data.command_utterances is not available in this build; "
-                           "sessions cannot draw their commands from a plan's [utterances] source yet")
-    utts = fn(source, labels, per_label, seed)
+    from testbed.data import command_utterances as draw   # lazy: imports torch
+
+    utts = draw(source, labels, per_label, seed)
     return [(u.id, u.label, np.asarray(u.signal, dtype=np.float32), dict(u.meta or {})) for u in utts]
 
 
@@ -56,9 +45,10 @@ class Models:
     """Loads zoo models once and predicts with them."""
 
     def __init__(self, root: Path | None = None):
-        models = _need("testbed.models", "the model zoo")
-        self._zoo = models.Zoo(root)
-        self._predict = models.predict
+        from testbed.models import Zoo, predict   # lazy: imports torch
+
+        self._zoo = Zoo(root)
+        self._predict = predict
         self._cache: dict[str, LoadedModel] = {}
 
     def names(self) -> list[str]:
@@ -98,44 +88,36 @@ class Models:
 
 
 # -- attacks ---------------------------------------------------------------------
-def attack_kinds() -> list[str] | None:
-    """Kinds of the attack registry, or None when the attacks package is not there."""
-    try:
-        from testbed.attacks import ATTACKS
-    except ImportError:
-        return None
+def attack_kinds() -> list[str]:
+    """Kinds of the attack registry."""
+    from testbed.attacks import ATTACKS   # lazy: imports torch
+
     return list(ATTACKS)
 
 
-def attack_param_names() -> dict[str, list[str]] | None:
-    """``{kind: accepted hyper-parameter names}`` from the attack registry, or None."""
-    try:
-        from testbed.attacks import ATTACKS, attack_params
-    except ImportError:
-        return None
+def attack_param_names() -> dict[str, list[str]]:
+    """``{kind: accepted hyper-parameter names}`` from the attack registry."""
+    from testbed.attacks import ATTACKS, attack_params   # lazy: imports torch
+
     return {k: list(attack_params(k)) for k in ATTACKS}
 
 
 def make_attack(kind: str, model: Any, eps: float, **params: Any) -> Any:
-    attacks = _need("testbed.attacks", "the attacks package")
-    return attacks.make_attack(kind, model, eps, **params)
+    """An attack of the registry's ``kind`` on ``model`` with bound ``eps`` (PCM full scale)."""
+    from testbed.attacks import make_attack as make   # lazy: imports torch
+
+    return make(kind, model, eps, **params)
 
 
 # -- calibration -----------------------------------------------------------------
 def load_calibration(rig: Any) -> tuple[Any | None, Path | None]:
     """The rig's calibration profile and its file, or ``(None, None)`` when there is none."""
-    try:
-        from testbed.calibration import load_profile
-    except ImportError:
-        return None, None
-    try:
-        prof = load_profile(rig)
-    except TestbedError:
-        raise
-    if prof is None:
-        return None, None
+    from testbed.calibration import load_profile   # lazy: the measurement stack
     from testbed.calibration.profile import PROFILE_NAME, profile_dir
 
+    prof = load_profile(rig)
+    if prof is None:
+        return None, None
     cands = [profile_dir(rig) / PROFILE_NAME]
     if rig.source is not None:
         cands.append(Path(rig.source).resolve().parent.parent / "calibration" / rig.name / PROFILE_NAME)

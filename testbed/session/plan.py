@@ -16,6 +16,19 @@ from testbed.rig.schema import Rig
 
 #: Attack kinds a plan may name before the attack registry is consulted ("none" = clean playback).
 NO_ATTACK = "none"
+#: Registry kinds that attack through the rig's channel start with this prefix ("ota-pgd").
+OTA_PREFIX = "ota-"
+
+
+def registry_kind(kind: str, over_the_air: bool) -> str:
+    """The attack registry's kind for a plan's ``kind`` and ``over_the_air`` flag
+    (``pgd`` over the air -> ``ota-pgd``); the one place this mapping is written."""
+    return f"{OTA_PREFIX}{kind}" if over_the_air and not kind.startswith(OTA_PREFIX) else kind
+
+
+def through_channel(kind: str) -> bool:
+    """True when a registry ``kind`` crafts through the rig's channel (needs rig, mics, delays)."""
+    return kind.startswith(OTA_PREFIX)
 
 
 class _Strict(BaseModel):
@@ -45,6 +58,11 @@ class AttackSpec(_Strict):
     @classmethod
     def _listify(cls, v: Any) -> Any:
         return [v] if isinstance(v, (int, float)) else v
+
+    @property
+    def registry_kind(self) -> str:
+        """The attack registry's kind this entry uses (see :func:`registry_kind`)."""
+        return registry_kind(self.kind, self.over_the_air)
 
     @field_validator("eps")
     @classmethod
@@ -178,7 +196,7 @@ def check_plan(
         raise PlanError(f"{src}: evaluate.models: no models to evaluate (and rig dut.models is empty)")
     for i, a in enumerate(plan.attacks):
         if attack_kinds is not None and a.kind != NO_ATTACK:
-            kind = f"ota-{a.kind}" if a.over_the_air and not a.kind.startswith("ota-") else a.kind
+            kind = a.registry_kind
             if kind not in attack_kinds:
                 what = "over-the-air attack" if a.over_the_air else "attack kind"
                 raise PlanError(f"{src}: attacks[{i}].kind: unknown {what} {kind!r} "

@@ -64,7 +64,7 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
                 seen.add(cfg.attack_id)
                 out.append(cfg)
             continue
-        kind = f"ota-{spec.kind}" if spec.over_the_air and not spec.kind.startswith("ota-") else spec.kind
+        kind = spec.registry_kind
         params = dict(spec.params)
         if spec.steps is not None:
             params["steps"] = spec.steps

@@ -165,8 +165,8 @@ def test_session_survives_a_killed_worker_with_every_trial_once(tmp_path, tiny_z
     killed_at = []
 
     def on_event(ev) -> None:
-        if not isinstance(ev, tuple) and not killed_at:
-            killed_at.append(ev.stats.done)
+        if ev.kind == "trial" and not killed_at:
+            killed_at.append(ev.done)
             os.kill(victim.pid, signal.SIGKILL)
 
     ex = DaskExecutor(client, trials_per_task=1)

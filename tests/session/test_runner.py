@@ -57,7 +57,7 @@ def test_sim_session_produces_exactly_the_planned_trials(tmp_path, office_rig_pa
         assert sr == 16000 and len(sig) > 16000
     # the perturbation was crafted once per (utterance, attack), not per trial
     assert len(list(store.path.glob("perturbations/*.wav"))) == 2
-    assert len([e for e in events if not isinstance(e, tuple)]) == 16
+    assert len([e for e in events if e.kind == "trial"]) == 16
     meta = load_session_meta(store.path)
     assert meta["seed"] == 1 and meta["stop_reason"] == "finished"
     assert set(meta["model_hashes"]) == {"lm-fp32", "lm-lowrank", "lm-int8"}
@@ -91,8 +91,8 @@ def test_stop_request_ends_cleanly_and_resume_finishes(tmp_path, office_rig_path
     seen = []
 
     def on_event(e):
-        if not isinstance(e, tuple):
-            seen.append(e.spec.trial_id)
+        if e.kind == "trial":
+            seen.append(e.trial_id)
 
     res = _run(store, on_event=on_event, should_stop=lambda: len(seen) >= 3)
     assert res.reason == "stopped"
@@ -112,7 +112,7 @@ def test_resumed_session_records_the_same_audio_as_an_uninterrupted_one(tmp_path
     b = create_session(quick_plan(tmp_path), office_rig_path, root=tmp_path / "b", models_root=tiny_zoo,
                        utterances=utts)
     n = [0]
-    _run(b, on_event=lambda e: n.__setitem__(0, n[0] + (not isinstance(e, tuple))), should_stop=lambda: n[0] >= 5)
+    _run(b, on_event=lambda e: n.__setitem__(0, n[0] + (e.kind == "trial")), should_stop=lambda: n[0] >= 5)
     _run(b)
     for p in sorted(a.path.glob("audio/*/*.flac")):
         q = b.path / p.relative_to(a.path)
