@@ -113,6 +113,34 @@ class Zoo:
         """The sha256 of ``name``'s weights as recorded in its card."""
         return str(self.card(name)["weights_sha256"])
 
+    def stored_files(self, name: str) -> tuple[str, dict, bytes]:
+        """What another process needs to load ``name`` from its own zoo (see :meth:`add_files`).
+
+        Returns
+        -------
+        (stored, card, weights)
+            The stored model's name (for a view ``NAME@kN``: NAME), its card as stored and the
+            bytes of its weights file. Raises ModelError for an unknown model or unreadable weights.
+        """
+        stored, _ = split_view(name)
+        self._resolve(name)     # unknown names and views of deterministic models raise here
+        path = self.root / stored / WEIGHTS_FILE
+        try:
+            weights = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc}); rebuild the model") from None
+        return stored, self._read_card(stored), weights
+
+    def add_files(self, stored: str, card: dict, weights: bytes, *, durable: bool = True) -> None:
+        """Write a stored model's ``card`` and ``weights`` as :meth:`stored_files` returned them
+        (:meth:`load` then checks the weights against the card's sha256)."""
+        if split_view(stored)[1] is not None or not stored or "/" in stored:
+            raise ModelError(f"model {stored!r}: not a stored model's name")
+        folder = self.root / stored
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / WEIGHTS_FILE, weights, durable=durable)
+        atomic_write(folder / CARD_FILE, json.dumps(card, indent=2) + "\n", durable=durable)
+
     def load(self, name: str) -> nn.Module:
         """Load ``name`` in eval mode with its card attached as ``.card``.
 

@@ -61,6 +61,11 @@ class Models:
         self._predict = models.predict
         self._cache: dict[str, LoadedModel] = {}
 
+    @property
+    def zoo(self):
+        """The :class:`testbed.models.Zoo` these models come from (the scale layer ships its files)."""
+        return self._zoo
+
     def names(self) -> list[str]:
         return list(self._zoo.names())
 
