@@ -13,12 +13,20 @@ import torch
 from testbed.errors import ModelError
 from testbed.models import Zoo, build_model
 from testbed.models.robust import make_slr
+from testbed.models.threads import torch_threads
 from testbed.scale import worker
 from testbed.scale.worker import model_ref, worker_model
 from testbed.session.deps import Models
 
 KWS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "unknown", "silence"]
 SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """The worker's setup pins one thread: keep that out of the tests after these."""
+    with torch_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
