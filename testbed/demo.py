@@ -119,15 +119,26 @@ def ensure_demo_zoo(models_root: Path, fast: bool, progress: DemoProgress | None
 
 def run_demo(out: Path, *, fast: bool = False, models_dir: Path | None = None, seed: int = 1,
              progress: DemoProgress | None = None) -> DemoResult:
-    """Zoo, session, replay, analysis on the simulated office rig, all under ``out``."""
-    import tomli_w
+    """Zoo, session, replay, analysis on the simulated office rig, all under ``out``.
+
+    Runs on at most 2 torch threads and puts the caller's thread count back afterwards.
+    """
     import torch
+
+    from testbed.models.threads import torch_threads
+
+    with torch_threads(min(2, torch.get_num_threads())):
+        return _run_demo(out, fast=fast, models_dir=models_dir, seed=seed, progress=progress)
+
+
+def _run_demo(out: Path, *, fast: bool, models_dir: Path | None, seed: int,
+              progress: DemoProgress | None) -> DemoResult:
+    import tomli_w
 
     from testbed.analysis import build_report, load_sessions
     from testbed.session import RunEvent, Runner, create_session, open_runner_parts, replay_session
     from testbed.workspace import assets_dir
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     report_progress = progress or (lambda stage, done, total: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

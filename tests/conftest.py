@@ -33,10 +33,17 @@ def office_rig_path() -> Path:
 
 @pytest.fixture
 def cli():
-    """Invoke the testbed CLI in-process: ``cli(["rig", "check", path])`` -> click Result."""
+    """Invoke the testbed CLI in-process: ``cli(["rig", "check", path])`` -> click Result.
+
+    The process's allocator is set as the ``testbed`` command sets it (:func:`testbed.cli.app.main`),
+    so CLI tests run the production allocator.
+    """
     from typer.testing import CliRunner
 
     from testbed.cli.app import app
+    from testbed.models.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
     runner = CliRunner()
 

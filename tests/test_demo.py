@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
+import torch
 
 from testbed.session import load_evaluations
 
 
 def test_demo_fast_runs_end_to_end(cli, tmp_path, quick_zoo):
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     r = cli(["demo", "--fast", "--out", out, "--models-dir", quick_zoo, "--json"])
     assert r.exit_code == 0, r.output
+    assert torch.get_num_threads() == threads                # the demo puts torch's thread count back
     res = json.loads(r.stdout)
     assert res["run"] == "finished"
     df = load_evaluations(res["session_dir"])
@@ -43,3 +47,29 @@ def test_demo_fast_runs_end_to_end(cli, tmp_path, quick_zoo):
     # the ensemble-size finding reads the members from the view names (1, 2) and the live model (8)
     sizes = next(f for f in res["findings"] if f["id"] == "ensemble_size")["values"]
     assert set(sizes) == {"1", "2", "8"}
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_demo_runs_on_at_most_two_threads_and_restores_the_callers_count(tmp_path, monkeypatch, fails):
+    import testbed.demo as demo
+
+    seen = []
+
+    def fake_run(out, **kw):
+        seen.append(torch.get_num_threads())
+        if fails:
+            raise RuntimeError("stage failed")
+        return "result"
+
+    monkeypatch.setattr(demo, "_run_demo", fake_run)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="stage failed"):
+                demo.run_demo(tmp_path)
+        else:
+            assert demo.run_demo(tmp_path) == "result"
+        assert seen == [2] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

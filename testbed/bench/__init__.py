@@ -2,7 +2,9 @@
 
 Each area has a module here exposing ``run(quick: bool = False) -> dict``; the
 ``testbed bench`` command runs the ones asked for and prints one JSON object
-``{area: {key: value, ...}, ...}``. Targets are never asserted in tests.
+``{"allocator": {...}, area: {key: value, ...}, ...}`` (``allocator``: whether this process
+keeps freed memory, :func:`testbed.models.allocator.allocator_state`, as the ``testbed``
+command sets it). Targets are never asserted in tests.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ def available() -> list[str]:
 
 
 def run(only: list[str] | None = None, quick: bool = False) -> dict[str, dict]:
-    """Run the benchmarks of ``only`` (default: all available) and return their figures."""
+    """Run the benchmarks of ``only`` (default: all available) and return their figures, after
+    an ``allocator`` entry saying how this process's allocator was set while they ran."""
     from testbed.errors import TestbedError
+    from testbed.models.allocator import allocator_state
 
     areas = only or available()
     unknown = [a for a in areas if a not in AREAS]
@@ -45,16 +49,14 @@ def run(only: list[str] | None = None, quick: bool = False) -> dict[str, dict]:
     missing = [a for a in areas if a not in available()]
     if missing:
         raise TestbedError(f"--only: benchmark {', '.join(missing)} is not in this build yet")
-    return {a: _isolated(importlib.import_module(AREAS[a]).run, quick) for a in areas}
+    figures = {a: _isolated(importlib.import_module(AREAS[a]).run, quick) for a in areas}
+    return {"allocator": allocator_state(), **figures}
 
 
 def _isolated(run_area, quick: bool) -> dict:
     """Run one area, then restore torch's thread count (some areas pin one thread, which would
     otherwise carry over into the areas after them)."""
-    import torch
+    from testbed.models.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads():
         return run_area(quick=quick)
-    finally:
-        torch.set_num_threads(threads)

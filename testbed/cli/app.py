@@ -77,8 +77,11 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point (the process's allocator is tuned first, see
-    :mod:`testbed.models.allocator`)."""
+    """Console-script entry point. The process's allocator is tuned first
+    (:func:`testbed.models.allocator.keep_freed_memory`, the setting Dask workers and the tests'
+    ``cli`` fixture apply too, and sessions record in their manifest)."""
+    # function-level for start-up cost only (testbed.models loads torch; ``--help`` need not):
+    # models never imports the CLI, so this is no cycle
     from testbed.models.allocator import keep_freed_memory
 
     keep_freed_memory()

@@ -270,7 +270,7 @@ def ablate(
     """
     import torch
 
-    from testbed.data.ablation import run_ablation
+    from testbed.models.ablation import run_ablation
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with make_progress(transient=json_out) as bar:

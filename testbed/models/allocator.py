@@ -9,8 +9,14 @@ what ran before. Fixing both thresholds high makes those pages stay mapped and r
 caching allocators of jemalloc / tcmalloc do (what PyTorch's CPU tuning guide recommends).
 
 The cost is that the process keeps up to its peak heap resident until it exits, which is what
-a CLI run wants. Only glibc is tuned; elsewhere :func:`keep_freed_memory` changes nothing and
-says so.
+a CLI run and a Dask worker want. Only glibc is tuned; elsewhere :func:`keep_freed_memory`
+changes nothing and says so.
+
+Nothing happens on import: :func:`keep_freed_memory` is the one opt-in switch, called by the
+``testbed`` command (:func:`testbed.cli.app.main`), by every Dask worker before its first task
+(:func:`testbed.scale.worker.setup_torch`, where it also overrides a nanny's
+``MALLOC_TRIM_THRESHOLD_``) and by the tests' ``cli`` fixture, all with the same thresholds.
+:func:`allocator_state` is recorded in each session's manifest and in ``testbed bench --json``.
 """
 
 from __future__ import annotations

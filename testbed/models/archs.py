@@ -14,6 +14,8 @@ from torch import nn
 
 from testbed.errors import ModelError
 from testbed.models.frontend import ClipNorm, LogMel
+from testbed.models.lowrank import LowRankConv, LowRankLinear
+from testbed.models.quantize import QuantConv, QuantLinear
 
 ARCHS: tuple[str, ...] = ("ete", "lm", "lms")
 
@@ -241,9 +243,6 @@ def layer_counts(model: nn.Module) -> dict[str, int]:
     Compressed layers count as the layer they replace; a batch-norm folded into a
     fixed-point convolution still counts.
     """
-    from testbed.models.lowrank import LowRankConv, LowRankLinear
-    from testbed.models.quantize import QuantConv, QuantLinear
-
     counts = {"conv": 0, "pool": 0, "bn": 0, "fc": 0}
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, LowRankConv, QuantConv)) and not _inside_wrapper(model, m):
@@ -259,9 +258,6 @@ def layer_counts(model: nn.Module) -> dict[str, int]:
 
 
 def _inside_wrapper(model: nn.Module, module: nn.Module) -> bool:
-    from testbed.models.lowrank import LowRankConv, LowRankLinear
-    from testbed.models.quantize import QuantConv, QuantLinear
-
     for m in model.modules():
         if isinstance(m, (LowRankConv, LowRankLinear, QuantConv, QuantLinear)) and m is not module:
             if any(sub is module for sub in m.modules()):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import platform
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from testbed.data import load_dataset
 from testbed.errors import ModelError
-from testbed.models.archs import ARCHS, PAPER_TABLE, build_model, layer_counts, param_count
-from testbed.models.frontend import CLIP_NORM, LOGMEL_DEFAULTS
+from testbed.models.archs import ARCHS, build_model
+from testbed.models.cards import make_card, split_metrics
 from testbed.models.lowrank import DEFAULT_RANK_FRACTION
-from testbed.models.predict import evaluate
+from testbed.models.robust import build_robust_variant
 from testbed.models.train import train, waveform_augment
 from testbed.models.variants import VARIANTS, check_variant, compress
 from testbed.models.zoo import Zoo
@@ -36,63 +35,6 @@ FINETUNE_LR = 3e-4
 AUGMENT = "time shift +-0.1 s, gain +-6 dB, white noise -70..-40 dBFS"
 
 BuildProgress = Callable[[str, int, int], None]
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages a stored model depends on."""
-    import importlib.metadata as md
-
-    import torch
-    import torchaudio
-
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "torchaudio": torchaudio.__version__, "numpy": np.__version__}
-    for pkg in ("safetensors", "ota-testbed"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
-def preprocessing(arch: str, sample_rate: int) -> dict:
-    """The card's ``preprocessing`` entry for ``arch``."""
-    if arch == "ete":
-        return {"kind": "raw PCM", "sample_rate": sample_rate, "range": "[-1, 1]", "normalisation": CLIP_NORM}
-    return dict(LOGMEL_DEFAULTS, sample_rate=sample_rate, spec_augment="training only")
-
-
-def make_card(model: nn.Module, arch: str, variant: str, dataset: Any, *, quick: bool, seed: int,
-              data_seed: int, training: dict, metrics: dict, compression: dict) -> dict:
-    """Assemble a model card (size and hash are added by :meth:`Zoo.save`)."""
-    return {
-        "arch": arch, "variant": variant, "labels": list(model.labels),
-        "sample_rate": int(model.sample_rate), "clip_samples": int(model.clip_samples),
-        "stochastic": bool(getattr(model, "stochastic", False)),
-        "preprocessing": preprocessing(arch, model.sample_rate),
-        "data": {"spec": dataset.spec, "split_hash": dataset.split_hash, "quick": quick,
-                 "seed": data_seed, "n_train": int(len(dataset.train.y)),
-                 "n_val": int(len(dataset.val.y)), "n_test": int(len(dataset.test.y))},
-        "metrics": metrics, "param_count": param_count(model), "layers": layer_counts(model),
-        "paper": PAPER_TABLE[arch], "training": dict(training, seed=seed),
-        "compression": compression, "versions": package_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _metrics(model: nn.Module, dataset: Any) -> dict:
-    out = {}
-    for split in ("train", "val", "test"):
-        s = getattr(dataset, split)
-        if split == "train" and len(s.y) > 2000:    # a fixed subset keeps this quick
-            idx = np.random.default_rng(0).choice(len(s.y), 2000, replace=False)
-            r = evaluate(model, s.x[idx], np.asarray(s.y)[idx], dataset.labels)
-        else:
-            r = evaluate(model, s.x, s.y, dataset.labels) if len(s.y) else {"accuracy": None}
-        out[f"{split}_accuracy"] = r["accuracy"]
-        if split == "test":
-            out["test_per_class"] = {k: v["accuracy"] for k, v in r.get("per_class", {}).items()}
-    return out
 
 
 def train_fp32(model: nn.Module, dataset: Any, *, steps: int | None = None, quick: bool = False, seed: int = 0,
@@ -198,8 +140,6 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
     zoo = Zoo(root)
     data_seed = 0
     if dataset is None:
-        from testbed.data import load_dataset
-
         def data_progress(done: int, total: int) -> None:
             if progress:
                 progress(f"data {data}", done, total)
@@ -230,14 +170,12 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
             training = {"optimizer": "adam", "lr": LR, "lr_schedule": LR_SCHEDULE, "batch_size": batch_size,
                         "steps": n_steps, "eval_every": eval_every, "steps_run": hist["steps_run"],
                         "best_step": hist["best_step"], "seconds": hist["seconds"], "augment": AUGMENT}
-            fp32_metrics = _metrics(base, dataset)
+            fp32_metrics = split_metrics(base, dataset)
         for variant in variants:
             if variant == "fp32" and reused:
                 written.append(f"{arch}-fp32")
                 continue
             if variant not in VARIANTS:     # robust variants are fine-tuned from base (testbed.models.robust)
-                from testbed.models.robust import build_robust_variant
-
                 written.append(build_robust_variant(
                     base, arch, variant, dataset, zoo=zoo, quick=quick, seed=seed, data_seed=data_seed,
                     training=training, fp32_metrics=fp32_metrics, batch_size=batch_size, augment=augment,
@@ -249,7 +187,7 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
             comp = compress(model, variant, calib_x=calib_x, rank_fraction=rank_fraction)
             train_info = dict(training)
             if variant == "lowrank":
-                comp["before_finetune"] = _metrics(model, dataset)
+                comp["before_finetune"] = split_metrics(model, dataset)
                 if n_ft > 0:
                     ft = train(model, dataset, steps=n_ft, batch_size=batch_size, seed=seed + 1,
                                lr=FINETUNE_LR, lr_schedule=LR_SCHEDULE, eval_every=eval_every, augment=augment,
@@ -258,7 +196,7 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
                                               "steps_run": ft["steps_run"],
                                               "best_step": ft["best_step"], "seconds": ft["seconds"]}
                 comp["finetuned"] = n_ft > 0
-            metrics = fp32_metrics if variant == "fp32" else _metrics(model, dataset)
+            metrics = fp32_metrics if variant == "fp32" else split_metrics(model, dataset)
             if variant != "fp32":
                 metrics["fp32_test_accuracy"] = fp32_metrics["test_accuracy"]
             card = make_card(model, arch, variant, dataset, quick=quick, seed=seed, data_seed=data_seed,

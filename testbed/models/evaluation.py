@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.data import load_dataset
 from testbed.errors import DataError
 from testbed.models.predict import evaluate
 from testbed.models.zoo import Zoo
@@ -43,8 +44,6 @@ def evaluate_on(name: str, data: str | None = None, *, root: Path | str | None =
     own = data is None or data == card["data"]["spec"]
     spec = card["data"]["spec"] if own else data
     if dataset is None:
-        from testbed.data import load_dataset
-
         dataset = (load_dataset(spec, quick=bool(card["data"].get("quick")), seed=int(card["data"].get("seed", 0)),
                                 progress=progress) if own else load_dataset(spec, progress=progress))
     if dataset.sample_rate != model.sample_rate or dataset.clip_samples != model.clip_samples:

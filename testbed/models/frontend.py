@@ -87,3 +87,11 @@ class ClipNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + 1e-8)
+
+
+def preprocessing(arch: str, sample_rate: int) -> dict:
+    """The model card's ``preprocessing`` entry for ``arch`` at ``sample_rate`` Hz: what this
+    version's front end does to the raw PCM (the zoo refuses a card that differs)."""
+    if arch == "ete":
+        return {"kind": "raw PCM", "sample_rate": sample_rate, "range": "[-1, 1]", "normalisation": CLIP_NORM}
+    return dict(LOGMEL_DEFAULTS, sample_rate=sample_rate, spec_augment="training only")

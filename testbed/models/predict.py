@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from testbed.errors import ModelError
+
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +65,6 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, labels: Sequence[st
         labels present, rows of the matrix), ``predicted_labels`` (columns), ``confusion``
         (list of rows, counts).
     """
-    from testbed.errors import ModelError
-
     model_labels = list(model.labels)
     labels = model_labels if labels is None else list(labels)
     missing = [lab for lab in labels if lab not in model_labels]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from testbed.errors import ModelError
+from testbed.models.frontend import LogMel
 
 BITS: tuple[int, ...] = (16, 8, 4)
 
@@ -265,8 +266,6 @@ def quantize_model(model: nn.Module, bits: int, calib_x: torch.Tensor | None = N
 
 def _reads_raw_pcm(model: nn.Module) -> bool:
     """Whether the first conv/linear layer sees the raw PCM input (no feature front end)."""
-    from testbed.models.frontend import LogMel
-
     frontend = getattr(model, "frontend", None)
     return frontend is not None and not any(isinstance(m, LogMel) for m in frontend.modules())
 

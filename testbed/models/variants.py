@@ -1,4 +1,8 @@
-"""Model variants: the float model and its compressed forms, made and rebuilt from a card."""
+"""Model variants: the float model and its compressed forms, made and rebuilt from a card.
+
+The trained robust variants (``slr4``, ``rse``, ...) live in :mod:`testbed.models.robust`, which
+this module imports; robust never imports this module or :mod:`testbed.models.build`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from testbed.models.lowrank import (
     factorize,
 )
 from testbed.models.quantize import quantize_model
+from testbed.models.robust import ROBUST_VARIANTS, restructure_robust
 
 VARIANTS: tuple[str, ...] = ("fp32", "lowrank", "int16", "int8", "int4")
 
@@ -28,8 +33,6 @@ def variant_bits(variant: str) -> int | None:
 
 def check_variant(variant: str) -> str:
     """Lower-case ``variant`` or raise ModelError listing the known variants."""
-    from testbed.models.robust.variants import ROBUST_VARIANTS   # trained variants: slr4, slr8, ...
-
     v = variant.lower()
     if v not in VARIANTS and v not in ROBUST_VARIANTS:
         raise ModelError(f"unknown variant {variant!r} (have: {', '.join(VARIANTS + tuple(ROBUST_VARIANTS))})")
@@ -88,7 +91,5 @@ def restructure(model: nn.Module, compression: dict) -> nn.Module:
         quantize_model(model, int(compression["bits"]), None)
         return model
     if kind in ("slr", "rse"):      # stochastic ensembles wrap the model: use the return value
-        from testbed.models.robust import restructure_robust
-
         return restructure_robust(model, compression)
     raise ModelError(f"model card: unknown compression kind {kind!r}")

@@ -10,12 +10,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from safetensors.torch import load_file, save
 from torch import nn
 
 from testbed.errors import ModelError
+from testbed.fileio import atomic_write
+from testbed.models.archs import build_model
+from testbed.models.frontend import preprocessing
+from testbed.models.variants import restructure
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
@@ -33,19 +37,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _VIEW_RE = re.compile(r"^(?P<stored>.+)@k(?P<members>\d+)$")
@@ -122,16 +113,39 @@ class Zoo:
         """The sha256 of ``name``'s weights as recorded in its card."""
         return str(self.card(name)["weights_sha256"])
 
+    def stored_files(self, name: str) -> tuple[str, dict, bytes]:
+        """What another process needs to load ``name`` from its own zoo (see :meth:`add_files`).
+
+        Returns
+        -------
+        (stored, card, weights)
+            The stored model's name (for a view ``NAME@kN``: NAME), its card as stored and the
+            bytes of its weights file. Raises ModelError for an unknown model or unreadable weights.
+        """
+        stored, _ = split_view(name)
+        self._resolve(name)     # unknown names and views of deterministic models raise here
+        path = self.root / stored / WEIGHTS_FILE
+        try:
+            weights = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc}); rebuild the model") from None
+        return stored, self._read_card(stored), weights
+
+    def add_files(self, stored: str, card: dict, weights: bytes, *, durable: bool = True) -> None:
+        """Write a stored model's ``card`` and ``weights`` as :meth:`stored_files` returned them
+        (:meth:`load` then checks the weights against the card's sha256)."""
+        if split_view(stored)[1] is not None or not stored or "/" in stored:
+            raise ModelError(f"model {stored!r}: not a stored model's name")
+        folder = self.root / stored
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / WEIGHTS_FILE, weights, durable=durable)
+        atomic_write(folder / CARD_FILE, json.dumps(card, indent=2) + "\n", durable=durable)
+
     def load(self, name: str) -> nn.Module:
         """Load ``name`` in eval mode with its card attached as ``.card``.
 
         Raises ModelError when the weights file is missing or its sha256 differs from the card.
         """
-        from safetensors.torch import load_file
-
-        from testbed.models.archs import build_model
-        from testbed.models.variants import restructure
-
         folder, card, members = self._resolve(name)
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
@@ -165,29 +179,23 @@ class Zoo:
 
         Returns the completed card.
         """
-        from safetensors.torch import save
-
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         blob = save(state, metadata={"name": name, "arch": str(card.get("arch")),
                                      "variant": str(card.get("variant"))})
-        _atomic_write(folder / WEIGHTS_FILE, blob)
+        atomic_write(folder / WEIGHTS_FILE, blob)
         card = dict(card, name=name, size_bytes=len(blob),
                     weights_sha256=hashlib.sha256(blob).hexdigest())
         if "preprocessing" not in card and "arch" in card:     # a hand-made card: this version's front end
-            from testbed.models.build import preprocessing
-
             card["preprocessing"] = preprocessing(card["arch"], int(card.get("sample_rate", model.sample_rate)))
-        _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
+        atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
         return card
 
 
 def _check_preprocessing(card_path: Path, card: dict) -> None:
     """Refuse a model trained with another front end than this version builds for its
     architecture: its weights would load (front ends hold no weights) and silently misread."""
-    from testbed.models.build import preprocessing
-
     want = preprocessing(card["arch"], card["sample_rate"])
     have = card.get("preprocessing") or {}
     if have != want:

@@ -1,21 +1,23 @@
 """What a Dask worker keeps between tasks: models (by weights hash) and simulated backends.
 
 A task never receives a model object. It receives a :class:`ModelRef`: the model's card and
-its safetensors bytes, scattered to the workers once per job. The first task on a worker
-that needs a model writes the two files into a private folder and loads them with the zoo
-(which checks the weights' sha256 against the card); later tasks reuse the loaded model.
+its safetensors bytes (from :meth:`testbed.models.Zoo.stored_files`), scattered to the workers
+once per job. The first task on a worker that needs a model adds the two files to a private
+zoo (:meth:`~testbed.models.Zoo.add_files`) and loads the name through it, views such as
+``lm-slr8@k4`` included (the zoo checks the weights' sha256 against the card); later tasks
+reuse the loaded model. Workers tune the allocator as the ``testbed`` command does
+(:func:`testbed.models.allocator.keep_freed_memory`).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 _LOCK = threading.Lock()
-_MODELS: dict[tuple[str, int], object] = {}     # (model hash, thread) -> LoadedModel
+_MODELS: dict[tuple[str, str, int], object] = {}    # (model hash, name, thread) -> LoadedModel
 _BACKENDS: dict[tuple[str, int], object] = {}   # (rig + seed digest, thread) -> backend
 _STATE: dict[str, object] = {}
 #: How many times this process loaded a model (tests check "once per worker").
@@ -24,25 +26,35 @@ LOADS: dict[str, int] = {}
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A zoo model as plain data: name, weights sha256, card (dict) and safetensors bytes."""
+    """A zoo model as plain data.
+
+    Attributes
+    ----------
+    name : the name to load, a stored model or a view ``NAME@kN`` of one.
+    model_hash : sha256 of the weights (for a view: of NAME's).
+    card : the stored model's card as stored (for a view: NAME's).
+    weights : the stored model's safetensors bytes.
+    """
 
     name: str
     model_hash: str
     card: dict
     weights: bytes
 
+    @property
+    def key(self) -> str:
+        """What tells two refs apart: a view and its stored model share weights but not a name."""
+        return f"{self.model_hash}:{self.name}"
+
 
 def model_ref(models, name: str) -> ModelRef:
-    """The :class:`ModelRef` of ``name`` from a :class:`testbed.session.deps.Models` zoo adapter."""
-    from testbed.errors import ModelError
+    """The :class:`ModelRef` of ``name`` (a stored model or a view ``NAME@kN``).
 
-    zoo = models._zoo
-    card = dict(zoo.card(name))
-    path = Path(zoo.root) / name / "weights.safetensors"
-    try:
-        weights = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read weights ({exc.strerror or exc}); rebuild the model") from None
+    ``models`` is a :class:`testbed.models.Zoo` or an adapter exposing one as ``.zoo``
+    (:class:`testbed.session.deps.Models`).
+    """
+    zoo = getattr(models, "zoo", models)
+    _, card, weights = zoo.stored_files(name)
     return ModelRef(name, str(card.get("weights_sha256")), card, weights)
 
 
@@ -52,52 +64,34 @@ def _scratch() -> Path:
     return Path(_STATE["scratch"].name)
 
 
-def _undo_malloc_trim() -> None:
-    """Give glibc back its dynamic mmap threshold where a Dask nanny set ``MALLOC_TRIM_THRESHOLD_``.
-
-    With that variable set, every large tensor allocation is a fresh mmap (page faults on each
-    PGD step): measured 2.5x slower crafting. Values as glibc's defaults grow to (32 MiB).
-    """
-    import ctypes
-    import os
-    import sys
-
-    if not os.environ.get("MALLOC_TRIM_THRESHOLD_") or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)
-    libc.mallopt(m_trim_threshold, 64 << 20)
-
-
 def setup_torch() -> None:
-    """One intra-op thread per task slot (Dask runs one task per thread already), and a fast allocator."""
+    """One intra-op thread per task slot (Dask runs one task per thread already), and the
+    allocator setting of the ``testbed`` command (:func:`testbed.models.allocator.keep_freed_memory`,
+    which also overrides a Dask nanny's ``MALLOC_TRIM_THRESHOLD_``)."""
     if not _STATE.get("torch"):
         import torch
 
-        _undo_malloc_trim()
+        from testbed.models.allocator import keep_freed_memory
+
+        keep_freed_memory()
         torch.set_num_threads(1)
         _STATE["torch"] = True
 
 
 def worker_model(ref: ModelRef):
-    """The :class:`~testbed.session.deps.LoadedModel` for ``ref``, loaded once per worker thread
-    (attacks toggle a model's gradient flags, so two threads never share one module)."""
-    key = (ref.model_hash, threading.get_ident())
+    """The :class:`~testbed.session.deps.LoadedModel` for ``ref``, loaded through a private
+    :class:`~testbed.models.Zoo` once per worker thread and name (attacks toggle a model's
+    gradient flags, so two threads never share one module; a view has its own member count)."""
+    key = (ref.model_hash, ref.name, threading.get_ident())
     with _LOCK:
         if key in _MODELS:
             return _MODELS[key]
+        from testbed.models import Zoo, split_view
         from testbed.session.deps import Models
 
         setup_torch()
         root = _scratch() / f"{ref.model_hash[:16]}-{threading.get_ident()}"
-        folder = root / ref.name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "weights.safetensors").write_bytes(ref.weights)
-        (folder / "card.json").write_text(json.dumps(ref.card))
+        Zoo(root).add_files(split_view(ref.name)[0], ref.card, ref.weights, durable=False)
         loaded = Models(root).load(ref.name)
         _MODELS[key] = loaded
         LOADS[ref.model_hash] = LOADS.get(ref.model_hash, 0) + 1

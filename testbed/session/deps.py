@@ -51,6 +51,11 @@ class Models:
         self._predict = predict
         self._cache: dict[str, LoadedModel] = {}
 
+    @property
+    def zoo(self):
+        """The :class:`testbed.models.Zoo` these models come from (the scale layer ships its files)."""
+        return self._zoo
+
     def names(self) -> list[str]:
         return list(self._zoo.names())
 

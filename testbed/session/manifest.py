@@ -51,7 +51,12 @@ def sha256_file(path: Path) -> str | None:
 
 def build_manifest(*, seed: int, model_hashes: dict[str, str | None], plan_sha256: str | None,
                    rig_sha256: str | None, calibration_sha256: str | None) -> dict:
-    """The manifest stored with every session (JSON-able)."""
+    """The manifest stored with every session (JSON-able); ``allocator`` says whether this
+    process keeps freed memory (:mod:`testbed.models.allocator`), as the ``testbed`` command sets it."""
+    # function-level for start-up cost only (testbed.models loads torch; the session package
+    # must not): models never imports session, so this is no cycle
+    from testbed.models.allocator import allocator_state
+
     return {
         "created_at": time.time(),
         "seed": seed,
@@ -62,6 +67,7 @@ def build_manifest(*, seed: int, model_hashes: dict[str, str | None], plan_sha25
         "versions": package_versions(),
         "python": sys.version.split()[0],
         "git_revision": git_revision(),
+        "allocator": allocator_state(),
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(),
                  "machine": platform.machine()},
     }

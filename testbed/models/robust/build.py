@@ -9,6 +9,7 @@ robust early steps).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from testbed.errors import ModelError
+from testbed.models.cards import make_card, split_metrics
 from testbed.models.robust.losses import (
     AdversarialExamples,
     adversarial_training_loss,
@@ -139,8 +141,6 @@ def _train_subset(dataset: Any, n_max: int, seed: int) -> Any:
     An ensemble answers with all its members, so measuring it on thousands of training clips
     would cost more than its fine-tuning; val and test are kept whole.
     """
-    import dataclasses
-
     tr = dataset.train
     if len(tr.y) <= n_max or not dataclasses.is_dataclass(dataset):
         return dataset
@@ -174,8 +174,6 @@ def build_robust_variant(base: nn.Module, arch: str, variant: str, dataset: Any,
     -------
     str : the name written.
     """
-    from testbed.models.build import _metrics, make_card
-
     name = f"{arch}-{variant}"
     config = config or RobustConfig()
     if steps is not None:
@@ -188,7 +186,7 @@ def build_robust_variant(base: nn.Module, arch: str, variant: str, dataset: Any,
     model, compression, robust = train_robust(base, variant, dataset, config=config, quick=quick, seed=seed,
                                               batch_size=batch_size, augment=augment, calib_x=calib_x,
                                               progress=tprogress)
-    metrics = _metrics(model, _train_subset(dataset, 500, seed))
+    metrics = split_metrics(model, _train_subset(dataset, 500, seed))
     metrics["fp32_test_accuracy"] = fp32_metrics["test_accuracy"]
     if getattr(model, "stochastic", False):
         model.reseed(int(compression["seed"]))

@@ -45,6 +45,8 @@ def ensemble_curve(model: nn.Module, x: np.ndarray, y: np.ndarray, *, members: S
     -------
     DataFrame with :data:`CURVE_COLUMNS`, one row per ensemble size; rates are fractions.
     """
+    # function-level: testbed.attacks is a sibling package that never imports testbed.models
+    # (no cycle); importing it here keeps it out of every zoo load
     from testbed.attacks import craft, predictions
 
     if not hasattr(model, "n_members") or not getattr(model, "stochastic", False):

@@ -77,6 +77,8 @@ class AdversarialExamples:
         self.seed, self.eot_samples, self.calls = int(seed), int(eot_samples), 0
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # function-level: testbed.attacks is a sibling package that never imports testbed.models
+        # (no cycle); only adversarial fine-tuning needs it
         from testbed.attacks import make_attack
 
         self.calls += 1

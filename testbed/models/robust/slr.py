@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from testbed.errors import ModelError
-from testbed.models.lowrank import LowRankConv, LowRankLinear, factorize, lowrank_layers
+from testbed.models.lowrank import (
+    PAPER_CONV_RANK,
+    PAPER_FC_RANK,
+    SLR_RANK_CAP,
+    SLR_RANK_FRACTION,
+    LowRankConv,
+    LowRankLinear,
+    factorize,
+    lowrank_layers,
+)
 from testbed.models.robust.ensemble import StochasticEnsemble, check_members
 
 #: default noise on singular values, as fractions of the layer's mean singular value
@@ -273,8 +282,6 @@ def make_slr(model: nn.Module, n_members: int = 8, *, sigma_rel: float = DEFAULT
     (SLREnsemble, compression) where ``compression`` is the card entry
     (``kind: "slr"``, the factorisation's ranks, the noise per layer, members, seed).
     """
-    from testbed.models.lowrank import PAPER_CONV_RANK, PAPER_FC_RANK, SLR_RANK_CAP, SLR_RANK_FRACTION
-
     n_members = check_members(n_members)
     fc_rank = PAPER_FC_RANK if fc_rank is None else fc_rank
     conv_rank = PAPER_CONV_RANK if conv_rank is None else conv_rank

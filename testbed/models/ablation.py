@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from testbed.data.corpus import CorpusConfig
+from testbed.data.dataset import load_dataset
 from testbed.data.labels import KEYWORDS
 from testbed.data.transforms import TRANSFORM_ORDER
 from testbed.errors import DataError
+from testbed.models.archs import build_model
+from testbed.models.build import train_fp32
+from testbed.models.predict import predict
 
 #: clips per class and training steps of ``quick`` ablations (smoke runs and tests)
 QUICK_PER_CLASS = 40
@@ -75,12 +80,6 @@ def run_ablation(real: str, *, arch: str = "lm", steps: int | None = None, quick
     ------
     DataError : unknown variant, or a real class that is not a model label.
     """
-    import torch
-
-    from testbed.data.dataset import load_dataset
-    from testbed.models import build_model, predict
-    from testbed.models.build import train_fp32
-
     base = CorpusConfig(seed=seed)
     if quick or per_class:
         base = base.model_copy(update={"per_class": per_class or QUICK_PER_CLASS})

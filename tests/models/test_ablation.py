@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from testbed.data import TRANSFORM_ORDER, CorpusConfig, build_corpus, read_index, synthesize
-from testbed.data.ablation import ablation_variants, run_ablation
+from testbed.models.ablation import ablation_variants, run_ablation
 from testbed.errors import DataError
 
 VARIANTS = ["multi-engine", "espeak-only", "no-noise"]
