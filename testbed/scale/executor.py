@@ -45,9 +45,10 @@ class DaskExecutor:
 
     # -- plumbing -------------------------------------------------------------------
     def _scatter(self, ref: ModelRef):
-        if ref.model_hash not in self._scattered:
-            self._scattered[ref.model_hash] = self.client.scatter(ref, broadcast=True, hash=False)
-        return self._scattered[ref.model_hash]
+        # keyed by hash and name: two views of one ensemble (lm-slr8@k1, @k2) share weights
+        if ref.key not in self._scattered:
+            self._scattered[ref.key] = self.client.scatter(ref, broadcast=True, hash=False)
+        return self._scattered[ref.key]
 
     def _as_completed(self, futures: dict) -> Iterator[tuple[object, object]]:
         """``(tag, result)`` per future as each completes; the rest are cancelled if the caller stops."""
