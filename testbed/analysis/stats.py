@@ -1,43 +1,20 @@
-"""Small-sample statistics: Wilson score intervals and McNemar's paired test."""
+"""Paired tests on session rows; the pure statistics live in :mod:`testbed.stats`.
+
+``wilson_interval``, ``mcnemar_exact``, ``holm`` and ``cluster_bootstrap_ci`` are re-exported
+here so analysis code keeps one import site.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-#: Two-sided 95% normal quantile, ``scipy.stats.norm.ppf(0.975)``.
-Z95 = 1.959963984540054
+from testbed.stats import Z95, cluster_bootstrap_ci, holm, mcnemar_exact, rate_interval, wilson_interval
 
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``k / n``.
-
-    Parameters
-    ----------
-    k : number of successes (0 <= k <= n).
-    n : number of trials.
-    z : normal quantile; the default gives a two-sided 95% interval.
-
-    Returns
-    -------
-    (low, high) : bounds in [0, 1]; ``(nan, nan)`` when ``n == 0``.
-    """
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"wilson_interval: need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    # exact bounds at the edges (floating point leaves ~1e-17 otherwise)
-    if k == 0:
-        lo = 0.0
-    if k == n:
-        hi = 1.0
-    return (lo, hi)
+__all__ = [
+    "Z95", "McNemarResult", "cluster_bootstrap_ci", "holm", "mcnemar", "mcnemar_exact",
+    "rate_interval", "wilson_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -74,7 +51,6 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
     (1.0 when there are no discordant pairs).
     """
     import numpy as np
-    from scipy.stats import binomtest
 
     a = np.asarray(a_wrong, dtype=bool)
     b = np.asarray(b_wrong, dtype=bool)
@@ -83,8 +59,6 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
     n = int(a.size)
     a_only = int(np.sum(a & ~b))
     b_only = int(np.sum(~a & b))
-    disc = a_only + b_only
-    p = 1.0 if disc == 0 else float(binomtest(min(a_only, b_only), disc, 0.5).pvalue)
     return McNemarResult(
         n_pairs=n,
         both_wrong=int(np.sum(a & b)),
@@ -93,5 +67,5 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
         both_right=int(np.sum(~a & ~b)),
         error_a=float(a.mean()) if n else math.nan,
         error_b=float(b.mean()) if n else math.nan,
-        p_value=min(1.0, p),
+        p_value=mcnemar_exact(a_only, b_only),
     )
