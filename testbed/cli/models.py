@@ -227,6 +227,7 @@ def eval_(
             bar.update(task, completed=done, total=total)
 
         result = evaluate_on(name, data, root=root, progress=progress)
+    _add_intervals(result)
     if out is not None:
         path = out / f"{name}-confusion.png" if out.is_dir() or out.suffix == "" else out
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,12 +237,35 @@ def eval_(
     if json_out:
         print_json(result)
         return
+    lo, hi = result["accuracy_ci"]
+    elo, ehi = result["error_ci"]
     console.print(f"[bold]{name}[/bold] on {result['data']} ({result['split']}, n={result['n']}): "
-                  f"accuracy {result['accuracy']:.4f}")
+                  f"accuracy {result['accuracy']:.4f} [{lo:.4f}, {hi:.4f}], "
+                  f"error {result['error']:.4f} [{elo:.4f}, {ehi:.4f}] (Wilson 95 %)")
     for label, pc in result["per_class"].items():
-        console.print(f"  {label:>8}: {pc['accuracy']:.3f} (n={pc['n']})")
+        plo, phi = pc["accuracy_ci"]
+        console.print(f"  {label:>8}: {pc['accuracy']:.3f} [{plo:.3f}, {phi:.3f}] (n={pc['n']})")
     if out is not None:
         console.print(f"wrote {result['confusion_png']}")
+
+
+def _add_intervals(result: dict) -> None:
+    """Add Wilson 95 % intervals to an evaluation result, in place.
+
+    Adds ``correct``, ``accuracy_ci``, ``error``, ``error_ci`` and ``conf`` at the top level and
+    ``correct`` + ``accuracy_ci`` per class; counts come from the confusion matrix.
+    """
+    from testbed.stats import wilson_interval
+
+    cols = result["predicted_labels"]
+    diag = {cls: int(row[cols.index(cls)]) for cls, row in zip(result["classes"], result["confusion"])}
+    n, k = int(result["n"]), sum(diag.values())
+    lo, hi = wilson_interval(k, n)
+    result.update(correct=k, accuracy_ci=[lo, hi], error=round(1.0 - k / n, 5), error_ci=[1.0 - hi, 1.0 - lo],
+                  conf=0.95)
+    for cls, pc in result["per_class"].items():
+        pc["correct"] = diag[cls]
+        pc["accuracy_ci"] = list(wilson_interval(diag[cls], int(pc["n"])))
 
 
 @app.command("ablate")
