@@ -19,7 +19,7 @@ import numpy as np
 Z95 = 1.959963984540054
 
 __all__ = [
-    "Z95", "cluster_bootstrap_ci", "holm", "mcnemar_exact", "rate_interval", "wilson_interval",
+    "Z95", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar_exact", "rate_interval", "wilson_interval",
 ]
 
 
@@ -193,6 +193,54 @@ def cluster_bootstrap_ci(
     if np.all(np.isnan(stats)):
         return (math.nan, math.nan)
     lo, hi = np.nanquantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return (float(lo), float(hi))
+
+
+def cluster_bootstrap_rate(
+    k_per_cluster: Sequence[int] | np.ndarray,
+    n_per_cluster: Sequence[int] | np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    conf: float = 0.95,
+) -> tuple[float, float]:
+    """Cluster bootstrap interval of a pooled rate (or row mean) ``sum(k) / sum(n)``, vectorised.
+
+    The same resamples as :func:`cluster_bootstrap_ci` with ``stat_fn`` the mean of a
+    column (same seed, same clusters drawn), computed from per-cluster sums in one pass.
+
+    Parameters
+    ----------
+    k_per_cluster : per-cluster sum of the per-row value, shape (n_clusters,): events (e.g.
+        wrong predictions) for a rate, any real values for a mean (e.g. a paired difference).
+    n_per_cluster : rows per cluster, shape (n_clusters,), each >= 1.
+    n_boot, seed, conf : as in :func:`cluster_bootstrap_ci`.
+
+    Returns
+    -------
+    (low, high) : percentile bounds of the rate; ``(nan, nan)`` without clusters.
+    """
+    k = np.asarray(k_per_cluster, dtype=float)
+    n = np.asarray(n_per_cluster, dtype=float)
+    if k.shape != n.shape or k.ndim != 1:
+        raise ValueError(f"cluster_bootstrap_rate: need two 1-D arrays of equal length, got {k.shape}, {n.shape}")
+    if np.any(n < 1):
+        raise ValueError("cluster_bootstrap_rate: every cluster needs n >= 1 rows")
+    if n_boot < 1:
+        raise ValueError(f"cluster_bootstrap_rate: n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence level must lie in (0, 1), got conf={conf}")
+    m = k.size
+    if m == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    rates = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // m)          # bound the (chunk, m) index array to ~16 MB
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        pick = rng.integers(0, m, size=(b, m))
+        rates[start:start + b] = k[pick].sum(axis=1) / n[pick].sum(axis=1)
+    alpha = 1.0 - conf
+    lo, hi = np.quantile(rates, [alpha / 2.0, 1.0 - alpha / 2.0])
     return (float(lo), float(hi))
 
 

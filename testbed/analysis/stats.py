@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from testbed.stats import Z95, cluster_bootstrap_ci, holm, mcnemar_exact, rate_interval, wilson_interval
+from testbed.stats import (
+    Z95, cluster_bootstrap_ci, cluster_bootstrap_rate, holm, mcnemar_exact, rate_interval, wilson_interval,
+)
 
 __all__ = [
-    "Z95", "McNemarResult", "cluster_bootstrap_ci", "holm", "mcnemar", "mcnemar_exact",
-    "rate_interval", "wilson_interval",
+    "Z95", "McNemarResult", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar", "mcnemar_exact",
+    "BOOT_SEED", "N_BOOT", "TRIAL_KEYS", "rate_interval", "trial_codes", "trial_interval", "wilson_interval",
 ]
 
 
@@ -69,3 +71,52 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
         error_b=float(b.mean()) if n else math.nan,
         p_value=mcnemar_exact(a_only, b_only),
     )
+
+
+#: Columns naming one trial (one played clip) across the mics and models that judged it.
+TRIAL_KEYS = ("session_id", "trial_id")
+
+#: Bootstrap resamples and seed of every trial-level interval in the analysis.
+N_BOOT = 2000
+BOOT_SEED = 0
+
+
+def trial_codes(df):
+    """Integer trial (cluster) code of each row, from :data:`TRIAL_KEYS`; None without ``trial_id``."""
+    import numpy as np
+    import pandas as pd
+
+    keys = [k for k in TRIAL_KEYS if k in df.columns]
+    if "trial_id" not in keys:
+        return None
+    codes = pd.MultiIndex.from_frame(df[keys].astype(str)).factorize()[0] if len(keys) > 1 else \
+        pd.factorize(df["trial_id"].astype(str))[0]
+    return np.asarray(codes, dtype=np.int64)
+
+
+def trial_interval(events, df, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict | None:
+    """Trial-level (cluster) bootstrap 95 % interval of the rate of ``events`` over ``df``'s rows.
+
+    Parameters
+    ----------
+    events : boolean array-like, shape (len(df),): the event per row (e.g. a wrong prediction).
+    df : the rows, with ``trial_id`` (and ``session_id``) columns.
+
+    Returns
+    -------
+    ``{"lo", "hi", "n_trials", "ci": "trial bootstrap"}`` when some trial holds several rows
+    (several mics or models judged it), None when every row is its own trial or no
+    ``trial_id`` exists (then a per-row Wilson interval is the right one).
+    """
+    import numpy as np
+
+    codes = trial_codes(df)
+    ev = np.asarray(events, dtype=bool)
+    if codes is None or ev.size == 0:
+        return None
+    n_c = np.bincount(codes)
+    if n_c.size == ev.size:
+        return None
+    k_c = np.bincount(codes, weights=ev.astype(float))
+    lo, hi = cluster_bootstrap_rate(k_c, n_c, n_boot=n_boot, seed=seed)
+    return {"lo": lo, "hi": hi, "n_trials": int(n_c.size), "ci": "trial bootstrap"}

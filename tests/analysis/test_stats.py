@@ -190,3 +190,71 @@ def test_stats_module_imports_nothing_from_testbed():
     mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in mods if m and m.startswith("testbed")]
+
+
+# --- clustered findings: trial bootstrap and Holm in analysis/findings.py and compare.py ----
+
+
+def test_cluster_bootstrap_rate_equals_the_generic_bootstrap_of_a_mean():
+    df = _clustered_frame(n_trials=30, rows_per_trial=5, seed=4)
+    df.loc[df.index[::7], "error"] = 1 - df.loc[df.index[::7], "error"]   # rows of a trial now differ
+    generic = tstats.cluster_bootstrap_ci(df, "trial_id", lambda d: d["error"].mean(), n_boot=400, seed=11)
+    g = df.groupby("trial_id")["error"]
+    fast = tstats.cluster_bootstrap_rate(g.sum().to_numpy(), g.size().to_numpy(), n_boot=400, seed=11)
+    assert fast == pytest.approx(generic, abs=1e-12)
+
+
+def _agreeing_models(evals):
+    """The synthetic store with every model giving the first model's verdict on each (trial, mic)."""
+    df = evals.copy()
+    first = df.groupby(["trial_id", "mic"])["correct"].transform("first")
+    df["correct"] = first.astype(bool)
+    return df
+
+
+def test_pooled_findings_use_trial_bootstrap_wider_than_wilson(evals):
+    from testbed.analysis.findings import clean_vs_attack, strongest_per_model
+    from testbed.analysis.metrics import rate_table as wilson_table
+
+    df = _agreeing_models(evals)
+    f = clean_vs_attack(df)
+    att = f["values"]["attacked"]
+    assert att["ci"] == "trial bootstrap"
+    dut = df[df["is_dut_mic"] & (df["attack"] != "none")]
+    assert att["n"] == len(dut) and att["n_trials"] == dut["trial_id"].nunique() == len(dut) // 3
+    w = wilson_table(dut).iloc[0]
+    # three identical verdicts per trial: the honest interval is about sqrt(3) times wider
+    assert (att["hi"] - att["lo"]) > 1.4 * (w["error_hi"] - w["error_lo"])
+    assert att["lo"] < att["rate"] < att["hi"]
+    assert f == clean_vs_attack(df)                                   # seeded: the same twice
+    # one model at one mic: one row per trial, so the Wilson interval stays
+    for s in strongest_per_model(df):
+        assert {v["ci"] for v in s["values"]["per_mic"].values()} == {"wilson"}
+
+
+def test_mic_pairs_are_holm_adjusted_with_a_trial_interval_of_the_difference(evals):
+    from testbed.analysis import all_mic_pairs
+    from testbed.analysis.findings import mic_difference
+
+    df = evals.copy()
+    mid = df[df["mic"] == "ref"].copy()
+    mid["mic"], mid["mic_tier"] = "mid", "mems"
+    rng = np.random.default_rng(5)
+    mid["correct"] = np.where(rng.random(len(mid)) < 0.2, ~mid["correct"].astype(bool), mid["correct"])
+    df = pd_concat([df, mid])
+    pairs = all_mic_pairs(df)
+    assert len(pairs) == 3 and all(p["n_comparisons"] == 3 for p in pairs)
+    want = multipletests([p["p_value"] for p in pairs], method="holm")[1]
+    np.testing.assert_allclose([p["p_holm"] for p in pairs], want)
+    for p in pairs:
+        assert p["ci"] == "trial bootstrap" and p["n_trials"] == p["n_pairs"] // 3
+        assert p["diff"] == pytest.approx(p["error_a"] - p["error_b"])
+        assert p["diff_lo"] <= p["diff"] <= p["diff_hi"]
+    text = mic_difference(df)["text"]
+    assert "Holm-adjusted over 3 mic pairs" in text and "trial bootstrap" in text
+
+
+def pd_concat(frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
