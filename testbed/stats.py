@@ -19,7 +19,8 @@ import numpy as np
 Z95 = 1.959963984540054
 
 __all__ = [
-    "Z95", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar_exact", "rate_interval", "wilson_interval",
+    "Z95", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar_exact", "rate_interval",
+    "wilson_interval",
 ]
 
 

@@ -24,7 +24,7 @@ def build(
     arch: str = typer.Option("lm,ete,lms", "--arch", help="comma-separated architectures: ete, lm, lms"),
     variants: str = typer.Option("fp32,lowrank,int16,int8,int4", "--variants",
                                  help="comma-separated variants: fp32, lowrank, int16, int8, int4; robust "
-                                      "(fine-tuned from fp32): slr4, slr8, distill, advtrain, rse"),
+                                      "(fine-tuned from fp32): slr4, slr8, distill, advtrain, rse, smooth"),
     data: str = typer.Option("synthetic", "--data",
                              help="data set: synthetic | speech-commands:PATH | folder:PATH"),
     quick: bool = typer.Option(False, "--quick", help="small corpus and short training (tests, demo)"),
@@ -44,7 +44,7 @@ def build(
                                           "sigma_rel=0.3 --robust adv_eps=0.005. Names: sigma_rel, mu_rel, "
                                           "alpha, beta, gamma (SLR's loss weights, sum 1), adv_kind, adv_eps, "
                                           "adv_steps, train_members, lr, temperature, adv_weight, "
-                                          "rse_sigma_init_rel, rse_sigma_inner_rel"),
+                                          "rse_sigma_init_rel, rse_sigma_inner_rel, smooth_sigma"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -207,19 +207,46 @@ def eval_(
     root: Path = RootOpt,
     out: Path = typer.Option(None, "--out", "-o", help="write the confusion matrix PNG here (file or folder)"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    certify: bool = typer.Option(False, "--certify",
+                                 help="randomised-smoothing certification (Cohen et al.): certified accuracy at "
+                                      "L2 radii and their L-inf eps for the clip length"),
+    sigma: float = typer.Option(None, "--sigma", help="--certify: noise std, PCM scale (default: the smooth "
+                                                      "model's own; required for other models)"),
+    n_votes: int = typer.Option(1000, "--n", help="--certify: estimation votes per clip"),
+    n0: int = typer.Option(100, "--n0", help="--certify: selection votes per clip"),
+    alpha: float = typer.Option(0.001, "--alpha", help="--certify: failure probability of each certificate"),
+    clips: int = typer.Option(100, "--clips", help="--certify: test clips (seeded choice)"),
+    eps: str = typer.Option("0.0001,0.0002,0.0005,0.001,0.002,0.005", "--eps",
+                            help="--certify: L-inf bounds to report (each as the L2 radius eps * sqrt(samples))"),
+    seed: int = typer.Option(0, "--seed", help="--certify: seed of the clip choice and the noise"),
 ) -> None:
-    """Evaluate a model: accuracy, per-class accuracy, confusion matrix.
+    """Evaluate a model: accuracy, per-class accuracy, confusion matrix, each rate with its
+    Wilson 95 % interval.
 
     A folder: data set whose classes are a subset of the model's labels is evaluated on
     those classes (every clip, since it was not used for training).
 
+    --certify certifies the smoothed classifier instead (lm-smooth, or any model smoothed
+    with --sigma): n0 votes choose the class, n votes bound its probability from below
+    (Clopper-Pearson, 1 - alpha), radius R = sigma * Phi^-1(pA_lower), abstain when
+    pA_lower <= 0.5. An L-inf ball of radius eps lies inside the L2 ball of radius
+    eps * sqrt(N), so a certified L2 radius R covers L-inf eps = R / sqrt(N) (N = 16000: R / 126.5).
+
     Example: testbed models eval lm-fp32 --data folder:/work/shared/data/real-dev --json
+
+    Example: testbed models eval lm-smooth --certify --clips 100 --n 1000
     """
     import torch
 
     from testbed.models import evaluate_on, save_confusion_png
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if certify:
+        from testbed.cli.certify import certify_command
+
+        certify_command(name, data, root, sigma=sigma, n=n_votes, n0=n0, alpha=alpha, clips=clips, eps=eps,
+                        seed=seed, json_out=json_out)
+        return
     with make_progress(transient=True) as bar:
         task = bar.add_task(f"eval {name}", total=None)
 

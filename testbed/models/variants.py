@@ -87,7 +87,7 @@ def restructure(model: nn.Module, compression: dict) -> nn.Module:
     if kind == "fixed-point":
         quantize_model(model, int(compression["bits"]), None)
         return model
-    if kind in ("slr", "rse"):      # stochastic ensembles wrap the model: use the return value
+    if kind in ("slr", "rse", "smooth"):      # stochastic ensembles wrap the model: use the return value
         from testbed.models.robust import restructure_robust
 
         return restructure_robust(model, compression)
