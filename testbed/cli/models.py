@@ -99,12 +99,16 @@ def build(
 
 
 def _summary(name: str, card: dict) -> dict:
+    from testbed.stats import wilson_interval
+
     m = card.get("metrics", {})
+    acc, n_test = m.get("test_accuracy"), card.get("data", {}).get("n_test")
+    ci = list(wilson_interval(round(acc * n_test), n_test)) if acc is not None and n_test else None
     return {"name": name, "arch": card.get("arch"), "variant": card.get("variant"),
             "param_count": card.get("param_count"), "size_bytes": card.get("size_bytes"),
             "size_mb": round(card.get("size_bytes", 0) / 1e6, 4),
             "paper_size_mb": card.get("paper", {}).get("size_mb"),
-            "test_accuracy": m.get("test_accuracy"), "val_accuracy": m.get("val_accuracy"),
+            "test_accuracy": acc, "test_accuracy_ci": ci, "n_test": n_test, "val_accuracy": m.get("val_accuracy"),
             "data": card.get("data", {}).get("spec"), "hash": card.get("weights_sha256")}
 
 
@@ -112,12 +116,14 @@ def _print_table(rows: list[dict], title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("name", "params", "MB", "paper MB", "test acc", "data", "sha256"):
-        t.add_column(col, justify="right" if col in ("params", "MB", "paper MB", "test acc") else "left")
+    for col in ("name", "params", "MB", "paper MB", "test acc [Wilson 95 %] (n)", "data", "sha256"):
+        t.add_column(col, justify="left" if col in ("name", "data", "sha256") else "right")
     for r in rows:
-        acc = r["test_accuracy"]
+        acc, ci = r["test_accuracy"], r["test_accuracy_ci"]
+        shown = "-" if acc is None else f"{acc:.3f}" + ("" if ci is None else
+                                                        f" [{ci[0]:.3f}, {ci[1]:.3f}] ({r['n_test']})")
         t.add_row(r["name"], f"{r['param_count']:,}", _mb(r["size_bytes"] or 0), str(r["paper_size_mb"]),
-                  "-" if acc is None else f"{acc:.3f}", str(r["data"]), str(r["hash"])[:12])
+                  shown, str(r["data"]), str(r["hash"])[:12])
     console.print(t)
 
 
@@ -341,11 +347,15 @@ def ablate(
 
     t = Table(title=f"{result['arch']} x corpus variants: {result['per_class']} clips/class, {result['steps']} steps, "
                     f"real = {result['real']} (n={result['n_real']})")
-    for col in ("variant", "synthetic test", "real", "real keywords", "real unknown"):
+    for col in ("variant", "synthetic test", "real [Wilson 95 %]", "real keywords", "real unknown"):
         t.add_column(col, justify="left" if col == "variant" else "right")
+    from testbed.stats import wilson_interval
+
+    n_real = int(result["n_real"])
     for r in result["rows"]:
         unk = r["real_per_class"].get("unknown")
-        t.add_row(r["variant"], f"{r['synthetic_test_acc']:.3f}", f"{r['real_acc']:.3f}",
+        lo, hi = wilson_interval(round(r["real_acc"] * n_real), n_real)
+        t.add_row(r["variant"], f"{r['synthetic_test_acc']:.3f}", f"{r['real_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
                   "-" if r["real_keyword_acc"] is None else f"{r['real_keyword_acc']:.3f}",
                   "-" if unk is None else f"{unk:.3f}")
     console.print(t)

@@ -166,3 +166,15 @@ def test_models_eval_certify_reports_radii_with_intervals(cli, smooth_zoo, tone_
                "--sigma", "0.03", "--clips", "2", "--n0", "10", "--n", "30", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["sigma"] == pytest.approx(0.03)
+
+
+def test_models_list_gives_the_test_accuracy_an_interval(cli, smooth_zoo):
+    from testbed.stats import wilson_interval
+
+    root, _ = smooth_zoo
+    res = cli(["models", "list", "--root", root, "--json"])
+    assert res.exit_code == 0, res.output
+    for r in json.loads(res.stdout)["models"]:
+        k = round(r["test_accuracy"] * r["n_test"])
+        assert r["test_accuracy_ci"] == pytest.approx(list(wilson_interval(k, r["n_test"])))
+    assert "Wilson 95 %" in cli(["models", "list", "--root", root]).output
