@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
@@ -129,8 +130,6 @@ def test_holm_keeps_nan_out_of_the_family():
 
 def _clustered_frame(n_trials: int = 40, rows_per_trial: int = 12, seed: int = 3):
     """Trials whose rows all agree (one error indicator per trial, copied to every mic/model)."""
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     trial_err = rng.random(n_trials) < 0.3
     return pd.DataFrame({
@@ -164,8 +163,6 @@ def test_cluster_bootstrap_wider_than_row_wilson_on_clustered_data():
 
 
 def test_cluster_bootstrap_matches_row_wilson_when_rows_are_independent():
-    import pandas as pd
-
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"trial_id": np.arange(400), "error": (rng.random(400) < 0.3).astype(float)})
     lo, hi = tstats.cluster_bootstrap_ci(df, "trial_id", lambda d: d["error"].mean(), n_boot=1000, seed=0)
@@ -174,8 +171,6 @@ def test_cluster_bootstrap_matches_row_wilson_when_rows_are_independent():
 
 
 def test_cluster_bootstrap_rejects_missing_column_and_empty_frame():
-    import pandas as pd
-
     with pytest.raises(ValueError, match="trial"):
         tstats.cluster_bootstrap_ci(pd.DataFrame({"x": [1]}), "trial", lambda d: 0.0)
     empty = pd.DataFrame({"trial": [], "error": []})
@@ -241,7 +236,7 @@ def test_mic_pairs_are_holm_adjusted_with_a_trial_interval_of_the_difference(eva
     mid["mic"], mid["mic_tier"] = "mid", "mems"
     rng = np.random.default_rng(5)
     mid["correct"] = np.where(rng.random(len(mid)) < 0.2, ~mid["correct"].astype(bool), mid["correct"])
-    df = pd_concat([df, mid])
+    df = pd.concat([df, mid], ignore_index=True)
     pairs = all_mic_pairs(df)
     assert len(pairs) == 3 and all(p["n_comparisons"] == 3 for p in pairs)
     want = multipletests([p["p_value"] for p in pairs], method="holm")[1]
@@ -252,9 +247,3 @@ def test_mic_pairs_are_holm_adjusted_with_a_trial_interval_of_the_difference(eva
         assert p["diff_lo"] <= p["diff"] <= p["diff_hi"]
     text = mic_difference(df)["text"]
     assert "Holm-adjusted over 3 mic pairs" in text and "trial bootstrap" in text
-
-
-def pd_concat(frames):
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
