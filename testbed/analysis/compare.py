@@ -1,13 +1,20 @@
-"""Paired comparisons: microphone A vs microphone B judged on the very same trials (McNemar)."""
+"""Paired comparisons: microphone A vs microphone B judged on the very same trials (McNemar).
+
+Several models judge each trial, so the pairs of one trial are not independent: the
+difference of the error rates gets a trial-level bootstrap interval, and the p-values of
+all mic pairs are Holm-adjusted together (:func:`all_mic_pairs`).
+"""
 
 from __future__ import annotations
 
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
 
 from testbed.analysis.metrics import usable
-from testbed.analysis.stats import McNemarResult, mcnemar
+from testbed.analysis.stats import BOOT_SEED, N_BOOT, McNemarResult, cluster_bootstrap_rate, holm, mcnemar, \
+    trial_codes
 from testbed.errors import AnalysisError
 
 #: Columns that identify "the same trial heard by the same model" across microphones.
@@ -68,15 +75,51 @@ def compare_mics(df: pd.DataFrame, mic_a: str, mic_b: str, attacked_only: bool =
     return mcnemar(pairs[mic_a].to_numpy(), pairs[mic_b].to_numpy())
 
 
+def difference_interval(pairs: pd.DataFrame, mic_a: str, mic_b: str, n_boot: int = N_BOOT,
+                        seed: int = BOOT_SEED) -> dict:
+    """95 % interval of ``error(mic_a) - error(mic_b)`` on paired evaluations, by trial.
+
+    Parameters
+    ----------
+    pairs : :func:`paired_errors`' table (its index holds ``trial_id``).
+
+    Returns
+    -------
+    ``{"diff", "diff_lo", "diff_hi", "n_trials", "ci"}``: a trial-level (cluster) bootstrap
+    interval when trials hold several pairs, else the same bootstrap over single pairs
+    (``ci`` says "trial bootstrap" or "pair bootstrap").
+    """
+    d = pairs[mic_a].to_numpy(dtype=float) - pairs[mic_b].to_numpy(dtype=float)
+    codes = trial_codes(pairs.index.to_frame(index=False))
+    if codes is None:
+        codes = np.arange(d.size)
+    n_c = np.bincount(codes)
+    lo, hi = cluster_bootstrap_rate(np.bincount(codes, weights=d), n_c, n_boot=n_boot, seed=seed)
+    return {"diff": float(d.mean()), "diff_lo": lo, "diff_hi": hi, "n_trials": int(n_c.size),
+            "ci": "trial bootstrap" if n_c.size < d.size else "pair bootstrap"}
+
+
 def all_mic_pairs(df: pd.DataFrame, attacked_only: bool = True) -> list[dict]:
-    """McNemar results for every pair of mics in ``df`` (dicts with mic names and tiers)."""
+    """McNemar results for every pair of mics in ``df`` (dicts with mic names and tiers).
+
+    Each dict also holds ``p_holm`` (the p-value Holm-adjusted over all pairs returned),
+    ``n_comparisons`` and :func:`difference_interval`'s trial-level interval of the
+    difference in error (``diff``, ``diff_lo``, ``diff_hi``, ``n_trials``, ``ci``).
+    """
     mics = sorted(set(df["mic"].astype(str)))
     tiers = mic_tiers(df)
+    src = attacked(df) if attacked_only else df
     out = []
     for a, b in combinations(mics, 2):
         try:
             res = compare_mics(df, a, b, attacked_only=attacked_only)
         except AnalysisError:
             continue
-        out.append({"mic_a": a, "mic_b": b, "tier_a": tiers.get(a), "tier_b": tiers.get(b), **res.as_dict()})
+        diff = difference_interval(paired_errors(src, a, b), a, b)
+        out.append({"mic_a": a, "mic_b": b, "tier_a": tiers.get(a), "tier_b": tiers.get(b), **res.as_dict(),
+                    **diff})
+    adjusted = holm([r["p_value"] for r in out]) if out else []
+    for r, p in zip(out, adjusted):
+        r["p_holm"] = float(p)
+        r["n_comparisons"] = len(out)
     return out

@@ -3,6 +3,11 @@
 Every finding is a dict ``{"id": str, "text": str, "values": dict}``; the report prints the
 text and ``summary.json`` keeps the values. Nothing here is hard-coded: a sentence appears
 only when the data hold what it talks about.
+
+Intervals: a rate pooled over rows that share a trial (several models or mics judged the
+same played clip) gets a trial-level (cluster) bootstrap 95 % interval, seeded; a rate with
+one row per trial keeps its Wilson interval. Each value says which (``ci``). A finding that
+picks one pair among several (the mic pairs) reports Holm-adjusted p-values.
 """
 
 from __future__ import annotations
@@ -11,17 +16,49 @@ import numpy as np
 import pandas as pd
 
 from testbed.analysis.compare import all_mic_pairs, mic_tiers
-from testbed.analysis.metrics import fmt_rate, rate_table, usable
+from testbed.analysis.dimensions import resolve_dimensions, with_dimensions
+from testbed.analysis.metrics import fmt_rate, is_targeted, usable
+from testbed.analysis.metrics import rate_table as _wilson_table
 from testbed.analysis.plots import dut_view
+from testbed.analysis.stats import trial_interval
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def rate_table(df: pd.DataFrame, by=()) -> pd.DataFrame:
+    """:func:`~testbed.analysis.metrics.rate_table` with honest intervals for clustered groups.
+
+    Where a group's rows share trials, ``error_lo/hi`` (and ``success_lo/hi``) are replaced
+    by a trial-level bootstrap interval (:func:`~testbed.analysis.stats.trial_interval`);
+    the added columns ``ci`` ("wilson" or "trial bootstrap") and ``n_trials`` say which.
+    """
+    t = _wilson_table(df, by).copy()
+    dims = resolve_dimensions(by, df.columns)
+    data = with_dimensions(df, dims)
+    groups = ([data] if not dims else
+              [g for _, g in data.groupby(dims, sort=True, observed=True, dropna=False)])
+    ci, n_trials = [], []
+    for i, sub in enumerate(groups):
+        ok = usable(sub)
+        err = trial_interval(~ok["correct"].astype(bool).to_numpy(), ok)
+        if err is not None:
+            t.loc[t.index[i], ["error_lo", "error_hi"]] = [err["lo"], err["hi"]]
+        tgt = ok[is_targeted(ok)]
+        hit = trial_interval(tgt["target_hit"].fillna(False).astype(bool).to_numpy(), tgt) if len(tgt) else None
+        if hit is not None:
+            t.loc[t.index[i], ["success_lo", "success_hi"]] = [hit["lo"], hit["hi"]]
+        ci.append("trial bootstrap" if err is not None else "wilson")
+        n_trials.append(err["n_trials"] if err is not None else int(len(ok)))
+    t["ci"] = ci
+    t["n_trials"] = n_trials
+    return t
+
+
 def _row_values(r: pd.Series) -> dict:
     return {"rate": float(r["error_rate"]), "lo": float(r["error_lo"]), "hi": float(r["error_hi"]),
-            "n": int(r["n"])}
+            "n": int(r["n"]), "n_trials": int(r["n_trials"]), "ci": str(r["ci"])}
 
 
 def _attack_name(attack: str) -> str:
@@ -50,7 +87,8 @@ def clean_vs_attack(df: pd.DataFrame) -> dict | None:
                "above" if a["error_rate"] > c["error_rate"] else "not above")
     text = (f"At the DUT mic the models err on {fmt_rate(c['error_rate'], c['error_lo'], c['error_hi'])} "
             f"of clean captures and on {fmt_rate(a['error_rate'], a['error_lo'], a['error_hi'])} of attacked "
-            f"ones ({parts}): attacks are {verdict} the clean error.")
+            f"ones ({parts}): attacks are {verdict} the clean error. Intervals are 95 %: trial-level "
+            f"bootstrap where several models or mics judged one trial, Wilson otherwise.")
     return {"id": "clean_vs_attack", "text": text,
             "values": {"clean": _row_values(c), "attacked": _row_values(a),
                        "per_attack": {r["attack"]: _row_values(r) for _, r in per.iterrows()}}}
@@ -111,10 +149,17 @@ def mic_difference(df: pd.DataFrame) -> dict | None:
     p = max(pairs, key=lambda q: (abs(q["error_a"] - q["error_b"]), -q["p_value"]))
     tiers = mic_tiers(df)
     hi, lo = ("a", "b") if p["error_a"] >= p["error_b"] else ("b", "a")
-    sig = "a significant" if p["p_value"] < 0.05 else "no significant"
+    sig = "a significant" if p["p_holm"] < 0.05 else "no significant"
+    sign = 1.0 if hi == "a" else -1.0
+    d_lo, d_hi = sorted((sign * p["diff_lo"], sign * p["diff_hi"]))
+    p_txt = f"McNemar exact p = {p['p_value']:.2g}"
+    if p["n_comparisons"] > 1:
+        p_txt += f", Holm-adjusted over {p['n_comparisons']} mic pairs p = {p['p_holm']:.2g}"
     text = (f"On the same attacked trials, {_mic_desc(p['mic_' + hi], tiers)} is fooled in "
-            f"{_pct(p['error_' + hi])} and {_mic_desc(p['mic_' + lo], tiers)} in {_pct(p['error_' + lo])} "
-            f"({p['n_pairs']} paired evaluations, McNemar exact p = {p['p_value']:.2g}: {sig} difference).")
+            f"{_pct(p['error_' + hi])} and {_mic_desc(p['mic_' + lo], tiers)} in {_pct(p['error_' + lo])}, "
+            f"{100 * abs(p['error_a'] - p['error_b']):.0f} points more [{100 * d_lo:.0f}, {100 * d_hi:.0f}] "
+            f"({p['ci']} 95 %; {p['n_pairs']} paired evaluations on {p['n_trials']} trials, {p_txt}: "
+            f"{sig} difference).")
     return {"id": "mic_difference", "text": text, "values": p}
 
 
@@ -191,8 +236,6 @@ def replay(df: pd.DataFrame) -> dict | None:
 def ensemble_size(df: pd.DataFrame) -> dict | None:
     """Attacked (and clean) error of a stochastic ensemble vs the members drawn at inference
     (replays of ``NAME@kN`` views), the paper's Fig. 8 in one sentence."""
-    from testbed.analysis.dimensions import with_dimensions
-
     data = with_dimensions(usable(dut_view(df)), ["ensemble_size"])
     data = data[np.isfinite(data["ensemble_size"].astype(float))]
     if data.empty or data["ensemble_size"].nunique() < 2:
@@ -214,8 +257,6 @@ def ensemble_size(df: pd.DataFrame) -> dict | None:
 
 def targeted(df: pd.DataFrame) -> dict | None:
     """Success rate of targeted attacks (prediction == target)."""
-    from testbed.analysis.metrics import is_targeted
-
     data = usable(dut_view(df))
     tgt = data[is_targeted(data)]
     if tgt.empty:
@@ -225,7 +266,7 @@ def targeted(df: pd.DataFrame) -> dict | None:
             f"{fmt_rate(r['success_rate'], r['success_lo'], r['success_hi'])} of {int(r['n_targeted'])} trials.")
     return {"id": "targeted", "text": text,
             "values": {"rate": float(r["success_rate"]), "lo": float(r["success_lo"]),
-                       "hi": float(r["success_hi"]), "n": int(r["n_targeted"])}}
+                       "hi": float(r["success_hi"]), "n": int(r["n_targeted"]), "ci": str(r["ci"])}}
 
 
 def findings(df: pd.DataFrame) -> list[dict]:

@@ -1,43 +1,22 @@
-"""Small-sample statistics: Wilson score intervals and McNemar's paired test."""
+"""Paired tests on session rows; the pure statistics live in :mod:`testbed.stats`.
+
+``wilson_interval``, ``mcnemar_exact``, ``holm`` and ``cluster_bootstrap_ci`` are re-exported
+here so analysis code keeps one import site.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-#: Two-sided 95% normal quantile, ``scipy.stats.norm.ppf(0.975)``.
-Z95 = 1.959963984540054
+from testbed.stats import (
+    Z95, cluster_bootstrap_ci, cluster_bootstrap_rate, holm, mcnemar_exact, rate_interval, wilson_interval,
+)
 
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``k / n``.
-
-    Parameters
-    ----------
-    k : number of successes (0 <= k <= n).
-    n : number of trials.
-    z : normal quantile; the default gives a two-sided 95% interval.
-
-    Returns
-    -------
-    (low, high) : bounds in [0, 1]; ``(nan, nan)`` when ``n == 0``.
-    """
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"wilson_interval: need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    # exact bounds at the edges (floating point leaves ~1e-17 otherwise)
-    if k == 0:
-        lo = 0.0
-    if k == n:
-        hi = 1.0
-    return (lo, hi)
+__all__ = [
+    "Z95", "McNemarResult", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar", "mcnemar_exact",
+    "BOOT_SEED", "N_BOOT", "TRIAL_KEYS", "rate_interval", "trial_codes", "trial_interval", "wilson_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -74,7 +53,6 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
     (1.0 when there are no discordant pairs).
     """
     import numpy as np
-    from scipy.stats import binomtest
 
     a = np.asarray(a_wrong, dtype=bool)
     b = np.asarray(b_wrong, dtype=bool)
@@ -83,8 +61,6 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
     n = int(a.size)
     a_only = int(np.sum(a & ~b))
     b_only = int(np.sum(~a & b))
-    disc = a_only + b_only
-    p = 1.0 if disc == 0 else float(binomtest(min(a_only, b_only), disc, 0.5).pvalue)
     return McNemarResult(
         n_pairs=n,
         both_wrong=int(np.sum(a & b)),
@@ -93,5 +69,54 @@ def mcnemar(a_wrong, b_wrong) -> McNemarResult:
         both_right=int(np.sum(~a & ~b)),
         error_a=float(a.mean()) if n else math.nan,
         error_b=float(b.mean()) if n else math.nan,
-        p_value=min(1.0, p),
+        p_value=mcnemar_exact(a_only, b_only),
     )
+
+
+#: Columns naming one trial (one played clip) across the mics and models that judged it.
+TRIAL_KEYS = ("session_id", "trial_id")
+
+#: Bootstrap resamples and seed of every trial-level interval in the analysis.
+N_BOOT = 2000
+BOOT_SEED = 0
+
+
+def trial_codes(df):
+    """Integer trial (cluster) code of each row, from :data:`TRIAL_KEYS`; None without ``trial_id``."""
+    import numpy as np
+    import pandas as pd
+
+    keys = [k for k in TRIAL_KEYS if k in df.columns]
+    if "trial_id" not in keys:
+        return None
+    codes = pd.MultiIndex.from_frame(df[keys].astype(str)).factorize()[0] if len(keys) > 1 else \
+        pd.factorize(df["trial_id"].astype(str))[0]
+    return np.asarray(codes, dtype=np.int64)
+
+
+def trial_interval(events, df, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict | None:
+    """Trial-level (cluster) bootstrap 95 % interval of the rate of ``events`` over ``df``'s rows.
+
+    Parameters
+    ----------
+    events : boolean array-like, shape (len(df),): the event per row (e.g. a wrong prediction).
+    df : the rows, with ``trial_id`` (and ``session_id``) columns.
+
+    Returns
+    -------
+    ``{"lo", "hi", "n_trials", "ci": "trial bootstrap"}`` when some trial holds several rows
+    (several mics or models judged it), None when every row is its own trial or no
+    ``trial_id`` exists (then a per-row Wilson interval is the right one).
+    """
+    import numpy as np
+
+    codes = trial_codes(df)
+    ev = np.asarray(events, dtype=bool)
+    if codes is None or ev.size == 0:
+        return None
+    n_c = np.bincount(codes)
+    if n_c.size == ev.size:
+        return None
+    k_c = np.bincount(codes, weights=ev.astype(float))
+    lo, hi = cluster_bootstrap_rate(k_c, n_c, n_boot=n_boot, seed=seed)
+    return {"lo": lo, "hi": hi, "n_trials": int(n_c.size), "ci": "trial bootstrap"}

@@ -78,13 +78,19 @@ def ensemble_curve(
     png = plot_ensemble_curve(table, out / "ensemble_curve.png",
                               title=f"{name}: error vs ensemble size ({spec}, n={len(x)})")
     result = {"model": name, "data": spec, "csv": str(csv_path), "png": str(png),
-              "rows": table.to_dict(orient="records")}
+              "rows": [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+                       for r in table.to_dict(orient="records")]}
     if json_out:
         print_json(result)
         return
     how = f"adaptive EOT ({eot_samples} draws per gradient)" if adaptive else "non-adaptive (1 draw per gradient)"
     console.print(f"[bold]{name}[/bold]: {attack} eps {eps:g}, {how}, {len(x)} clips of {spec}")
+    console.print("  rates are % with Wilson 95 % intervals; p: exact McNemar of the attacked errors "
+                  f"against n = {sizes[0]} on the same clips")
     for r in table.itertuples():
-        console.print(f"  n = {r.n_members:>2}: clean error {100 * r.clean_error:5.1f} %, "
-                      f"attacked error {100 * r.error_rate:5.1f} %")
+        p = "" if r.mcnemar_p != r.mcnemar_p else f", p = {r.mcnemar_p:.3g}"
+        console.print(f"  n = {r.n_members:>2}: clean error {100 * r.clean_error:5.1f} % "
+                      f"[{100 * r.clean_error_ci_low:.1f}, {100 * r.clean_error_ci_high:.1f}], "
+                      f"attacked error {100 * r.error_rate:5.1f} % "
+                      f"[{100 * r.error_ci_low:.1f}, {100 * r.error_ci_high:.1f}] (n={r.n}){p}")
     console.print(f"wrote {csv_path} and {png}")

@@ -24,7 +24,7 @@ def build(
     arch: str = typer.Option("lm,ete,lms", "--arch", help="comma-separated architectures: ete, lm, lms"),
     variants: str = typer.Option("fp32,lowrank,int16,int8,int4", "--variants",
                                  help="comma-separated variants: fp32, lowrank, int16, int8, int4; robust "
-                                      "(fine-tuned from fp32): slr4, slr8, distill, advtrain, rse"),
+                                      "(fine-tuned from fp32): slr4, slr8, distill, advtrain, rse, smooth"),
     data: str = typer.Option("synthetic", "--data",
                              help="data set: synthetic | speech-commands:PATH | folder:PATH"),
     quick: bool = typer.Option(False, "--quick", help="small corpus and short training (tests, demo)"),
@@ -44,7 +44,7 @@ def build(
                                           "sigma_rel=0.3 --robust adv_eps=0.005. Names: sigma_rel, mu_rel, "
                                           "alpha, beta, gamma (SLR's loss weights, sum 1), adv_kind, adv_eps, "
                                           "adv_steps, train_members, lr, temperature, adv_weight, "
-                                          "rse_sigma_init_rel, rse_sigma_inner_rel"),
+                                          "rse_sigma_init_rel, rse_sigma_inner_rel, smooth_sigma"),
     reuse_fp32: bool = typer.Option(False, "--reuse-fp32",
                                     help="start from the zoo's stored <arch>-fp32 (same data split) "
                                          "instead of training it again"),
@@ -99,12 +99,16 @@ def build(
 
 
 def _summary(name: str, card: dict) -> dict:
+    from testbed.stats import wilson_interval
+
     m = card.get("metrics", {})
+    acc, n_test = m.get("test_accuracy"), card.get("data", {}).get("n_test")
+    ci = list(wilson_interval(round(acc * n_test), n_test)) if acc is not None and n_test else None
     return {"name": name, "arch": card.get("arch"), "variant": card.get("variant"),
             "param_count": card.get("param_count"), "size_bytes": card.get("size_bytes"),
             "size_mb": round(card.get("size_bytes", 0) / 1e6, 4),
             "paper_size_mb": card.get("paper", {}).get("size_mb"),
-            "test_accuracy": m.get("test_accuracy"), "val_accuracy": m.get("val_accuracy"),
+            "test_accuracy": acc, "test_accuracy_ci": ci, "n_test": n_test, "val_accuracy": m.get("val_accuracy"),
             "data": card.get("data", {}).get("spec"), "hash": card.get("weights_sha256")}
 
 
@@ -112,12 +116,14 @@ def _print_table(rows: list[dict], title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("name", "params", "MB", "paper MB", "test acc", "data", "sha256"):
-        t.add_column(col, justify="right" if col in ("params", "MB", "paper MB", "test acc") else "left")
+    for col in ("name", "params", "MB", "paper MB", "test acc [Wilson 95 %] (n)", "data", "sha256"):
+        t.add_column(col, justify="left" if col in ("name", "data", "sha256") else "right")
     for r in rows:
-        acc = r["test_accuracy"]
+        acc, ci = r["test_accuracy"], r["test_accuracy_ci"]
+        shown = "-" if acc is None else f"{acc:.3f}" + ("" if ci is None else
+                                                        f" [{ci[0]:.3f}, {ci[1]:.3f}] ({r['n_test']})")
         t.add_row(r["name"], f"{r['param_count']:,}", _mb(r["size_bytes"] or 0), str(r["paper_size_mb"]),
-                  "-" if acc is None else f"{acc:.3f}", str(r["data"]), str(r["hash"])[:12])
+                  shown, str(r["data"]), str(r["hash"])[:12])
     console.print(t)
 
 
@@ -207,19 +213,46 @@ def eval_(
     root: Path = RootOpt,
     out: Path = typer.Option(None, "--out", "-o", help="write the confusion matrix PNG here (file or folder)"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    certify: bool = typer.Option(False, "--certify",
+                                 help="randomised-smoothing certification (Cohen et al.): certified accuracy at "
+                                      "L2 radii and their L-inf eps for the clip length"),
+    sigma: float = typer.Option(None, "--sigma", help="--certify: noise std, PCM scale (default: the smooth "
+                                                      "model's own; required for other models)"),
+    n_votes: int = typer.Option(1000, "--n", help="--certify: estimation votes per clip"),
+    n0: int = typer.Option(100, "--n0", help="--certify: selection votes per clip"),
+    alpha: float = typer.Option(0.001, "--alpha", help="--certify: failure probability of each certificate"),
+    clips: int = typer.Option(100, "--clips", help="--certify: test clips (seeded choice)"),
+    eps: str = typer.Option("0.0001,0.0002,0.0005,0.001,0.002,0.005", "--eps",
+                            help="--certify: L-inf bounds to report (each as the L2 radius eps * sqrt(samples))"),
+    seed: int = typer.Option(0, "--seed", help="--certify: seed of the clip choice and the noise"),
 ) -> None:
-    """Evaluate a model: accuracy, per-class accuracy, confusion matrix.
+    """Evaluate a model: accuracy, per-class accuracy, confusion matrix, each rate with its
+    Wilson 95 % interval.
 
     A folder: data set whose classes are a subset of the model's labels is evaluated on
     those classes (every clip, since it was not used for training).
 
+    --certify certifies the smoothed classifier instead (lm-smooth, or any model smoothed
+    with --sigma): n0 votes choose the class, n votes bound its probability from below
+    (Clopper-Pearson, 1 - alpha), radius R = sigma * Phi^-1(pA_lower), abstain when
+    pA_lower <= 0.5. An L-inf ball of radius eps lies inside the L2 ball of radius
+    eps * sqrt(N), so a certified L2 radius R covers L-inf eps = R / sqrt(N) (N = 16000: R / 126.5).
+
     Example: testbed models eval lm-fp32 --data folder:/work/shared/data/real-dev --json
+
+    Example: testbed models eval lm-smooth --certify --clips 100 --n 1000
     """
     import torch
 
     from testbed.models import evaluate_on, save_confusion_png
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if certify:
+        from testbed.cli.certify import certify_command
+
+        certify_command(name, data, root, sigma=sigma, n=n_votes, n0=n0, alpha=alpha, clips=clips, eps=eps,
+                        seed=seed, json_out=json_out)
+        return
     with make_progress(transient=True) as bar:
         task = bar.add_task(f"eval {name}", total=None)
 
@@ -227,6 +260,7 @@ def eval_(
             bar.update(task, completed=done, total=total)
 
         result = evaluate_on(name, data, root=root, progress=progress)
+    _add_intervals(result)
     if out is not None:
         path = out / f"{name}-confusion.png" if out.is_dir() or out.suffix == "" else out
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,12 +270,35 @@ def eval_(
     if json_out:
         print_json(result)
         return
+    lo, hi = result["accuracy_ci"]
+    elo, ehi = result["error_ci"]
     console.print(f"[bold]{name}[/bold] on {result['data']} ({result['split']}, n={result['n']}): "
-                  f"accuracy {result['accuracy']:.4f}")
+                  f"accuracy {result['accuracy']:.4f} [{lo:.4f}, {hi:.4f}], "
+                  f"error {result['error']:.4f} [{elo:.4f}, {ehi:.4f}] (Wilson 95 %)")
     for label, pc in result["per_class"].items():
-        console.print(f"  {label:>8}: {pc['accuracy']:.3f} (n={pc['n']})")
+        plo, phi = pc["accuracy_ci"]
+        console.print(f"  {label:>8}: {pc['accuracy']:.3f} [{plo:.3f}, {phi:.3f}] (n={pc['n']})")
     if out is not None:
         console.print(f"wrote {result['confusion_png']}")
+
+
+def _add_intervals(result: dict) -> None:
+    """Add Wilson 95 % intervals to an evaluation result, in place.
+
+    Adds ``correct``, ``accuracy_ci``, ``error``, ``error_ci`` and ``conf`` at the top level and
+    ``correct`` + ``accuracy_ci`` per class; counts come from the confusion matrix.
+    """
+    from testbed.stats import wilson_interval
+
+    cols = result["predicted_labels"]
+    diag = {cls: int(row[cols.index(cls)]) for cls, row in zip(result["classes"], result["confusion"])}
+    n, k = int(result["n"]), sum(diag.values())
+    lo, hi = wilson_interval(k, n)
+    result.update(correct=k, accuracy_ci=[lo, hi], error=round(1.0 - k / n, 5), error_ci=[1.0 - hi, 1.0 - lo],
+                  conf=0.95)
+    for cls, pc in result["per_class"].items():
+        pc["correct"] = diag[cls]
+        pc["accuracy_ci"] = list(wilson_interval(diag[cls], int(pc["n"])))
 
 
 @app.command("ablate")
@@ -290,11 +347,15 @@ def ablate(
 
     t = Table(title=f"{result['arch']} x corpus variants: {result['per_class']} clips/class, {result['steps']} steps, "
                     f"real = {result['real']} (n={result['n_real']})")
-    for col in ("variant", "synthetic test", "real", "real keywords", "real unknown"):
+    for col in ("variant", "synthetic test", "real [Wilson 95 %]", "real keywords", "real unknown"):
         t.add_column(col, justify="left" if col == "variant" else "right")
+    from testbed.stats import wilson_interval
+
+    n_real = int(result["n_real"])
     for r in result["rows"]:
         unk = r["real_per_class"].get("unknown")
-        t.add_row(r["variant"], f"{r['synthetic_test_acc']:.3f}", f"{r['real_acc']:.3f}",
+        lo, hi = wilson_interval(round(r["real_acc"] * n_real), n_real)
+        t.add_row(r["variant"], f"{r['synthetic_test_acc']:.3f}", f"{r['real_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
                   "-" if r["real_keyword_acc"] is None else f"{r['real_keyword_acc']:.3f}",
                   "-" if unk is None else f"{unk:.3f}")
     console.print(t)

@@ -2,7 +2,13 @@
 
 A corpus is fully described by :class:`CorpusConfig`; its cache folder
 ``<cache_dir>/corpus/<hash>/`` holds ``config.json``, ``index.csv`` (one row per clip: id,
-label, file, engine, voice, text, transform values) and ``clips/<label>/<id>.flac``. The hash
+label, file, engine, voice, speaker, split, text, transform values) and
+``clips/<label>/<id>.flac``.
+
+The split is speaker-disjoint: every speaker (a TTS voice, or the voices of several engines
+built from one recorded speaker, :func:`~testbed.data.splits.speaker_of`) says words of
+exactly one of train / val / test (:func:`~testbed.data.splits.assign_voice_splits`), and the
+index records each clip's speaker and split. The hash
 covers the config, the resolved transform parameters, the voices used and a format version, so a
 change to any of them builds a new corpus and an unchanged one is read back from disk.
 """
@@ -27,12 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from testbed.data.audio_io import trim_silence, write_flac
 from testbed.data.labels import KWS_LABELS, SILENCE, SPEECH_COMMANDS_AUX_WORDS, UNKNOWN, UNKNOWN_WORDS
+from testbed.data.splits import SPLIT_NAMES, assign_voice_splits, speaker_of, split_counts
 from testbed.data.synth import ENGINES, EngineUnavailable, SynthRequest, get_synthesizer
 from testbed.data.transforms import TRANSFORM_ORDER, TRANSFORMS, Onset, Reverb
 from testbed.errors import DataError
 
 #: bump when the build procedure changes in a way the config does not show
-CORPUS_FORMAT = 3
+#: (4: speaker-disjoint splits recorded in the index)
+CORPUS_FORMAT = 4
 DEFAULT_ENGINES: dict[str, float] = {"espeak": 0.4, "flite": 0.35, "festival": 0.25}
 #: the default corpus's transform strengths (tuned for transfer to real speech, docs/sim-to-real.md):
 #: every randomisation acts on about half the clips, with moderate ranges; heavy noise, reverb
@@ -192,31 +200,77 @@ def _word_sequence(config: CorpusConfig, rng: np.random.Generator) -> list[str]:
     return [out[k] for k in rng.permutation(len(out))]
 
 
+def voice_splits(config: CorpusConfig, engines: dict[str, tuple[float, list[str]]]) -> dict[tuple[str, str], int]:
+    """Split (0 train, 1 val, 2 test) of every voice of the corpus's engines, plus espeak-ng's
+    (the fallback engine), from :func:`~testbed.data.splits.assign_voice_splits`."""
+    voices = {e: v for e, (_, v) in engines.items()}
+    if "espeak" not in voices:
+        synth = get_synthesizer("espeak")
+        if synth.available():
+            voices["espeak"] = synth.voices()
+    return assign_voice_splits(voices, config.seed)
+
+
+def _clip_splits(engines_of_clips: list[str], has_split: dict[str, set[int]], per_class: int,
+                 rng: np.random.Generator) -> list[int]:
+    """Split of each clip of one label: 80/10/10 of the label's clips, a clip only going to a
+    split where its engine has voices (the rest to train)."""
+    _, n_val, n_test = split_counts(per_class)
+    out = [0] * len(engines_of_clips)
+    order = rng.permutation(len(engines_of_clips)).tolist()
+    for part, n in ((2, n_test), (1, n_val)):
+        for i in order:
+            if n == 0:
+                break
+            if out[i] == 0 and part in has_split[engines_of_clips[i]]:
+                out[i], n = part, n - 1
+    return out
+
+
 def plan_clips(config: CorpusConfig, engines: dict[str, tuple[float, list[str]]]) -> list[dict]:
-    """One plan row per clip (label, text, engine, voice, engine rate/pitch, clip seed), seeded."""
+    """One plan row per clip (label, text, engine, voice, speaker, split, engine rate/pitch, clip
+    seed), seeded; a voice says clips of one split only."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0]))
+    split_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5B]))
+    assigned = voice_splits(config, engines)
+    in_split = {(e, part): [v for v in voices if assigned[(e, v)] == part]
+                for e, (_, voices) in engines.items() for part in range(3)}
+    has_split = {e: {part for part in range(3) if in_split[(e, part)]} for e in engines}
+    has_split["none"] = {0, 1, 2}
+    fallback = {part: sorted(v for (e, v), p in assigned.items() if e == "espeak" and p == part)
+                for part in range(3)}
     rows = []
     shares = {k: s for k, (s, _) in engines.items()}
     for li, label in enumerate(KWS_LABELS):
         if label == SILENCE:
+            parts = _clip_splits(["none"] * config.per_class, has_split, config.per_class, split_rng)
             for i in range(config.per_class):
                 rows.append({"id": f"{label}-{i:05d}", "label": label, "engine": "none", "voice": "",
+                             "speaker": "", "split": SPLIT_NAMES[parts[i]],
                              "text": "", "rate": 1.0, "pitch": 1.0, "seed": [config.seed, li, i]})
             continue
+        counts = _shares(config.per_class, shares)
+        engine_of = [e for e, c in counts.items() for _ in range(c)]
+        parts = _clip_splits(engine_of, has_split, config.per_class, split_rng)
         i = 0
         words = _word_sequence(config, rng) if label == UNKNOWN else [label] * config.per_class
-        for engine, count in _shares(config.per_class, shares).items():
-            voices = engines[engine][1]
-            vorder = rng.permutation(len(voices))
-            for k in range(count):
+        for engine, count in counts.items():
+            vorder = {part: rng.permutation(len(in_split[(engine, part)])) for part in has_split[engine]}
+            used = {part: 0 for part in range(3)}
+            for _ in range(count):
+                part = parts[i]
+                voices = in_split[(engine, part)]
+                voice = voices[vorder[part][used[part] % len(voices)]]
+                used[part] += 1
                 word = words[i]
                 text = word.capitalize() if rng.random() < 0.3 else word
                 text += _PUNCT[int(rng.integers(len(_PUNCT)))]
-                rows.append({"id": f"{label}-{i:05d}", "label": label, "engine": engine,
-                             "voice": voices[vorder[k % len(voices)]], "text": text,
+                fb = fallback[part] or fallback[0] or ["en-us+m3"]
+                rows.append({"id": f"{label}-{i:05d}", "label": label, "engine": engine, "voice": voice,
+                             "speaker": speaker_of(engine, voice), "split": SPLIT_NAMES[part], "text": text,
                              "rate": round(float(rng.uniform(*config.engine_rate)), 3),
                              "pitch": round(float(rng.uniform(*config.engine_pitch)), 3),
-                             "seed": [config.seed, li, i]})
+                             "fallback": fb[(li * 7 + i) % len(fb)], "seed": [config.seed, li, i]})
                 i += 1
     return rows
 
@@ -305,21 +359,24 @@ def _render_job(config_json: str, rows: list[dict], out_dir: str) -> list[dict]:
             clip, facts = render_silence(config, transforms, rng)
         else:
             if pcm is None or len(pcm) < config.sample_rate // 20 or np.max(np.abs(pcm)) < 1e-4:
-                # engine failed on this item: say it with espeak instead, and record that
-                row["engine"], row["voice"] = "espeak", "en-us+m3"
+                # engine failed on this item: say it with an espeak voice of the same split instead,
+                # and record that
+                row["engine"], row["voice"] = "espeak", row["fallback"]
+                row["speaker"] = speaker_of("espeak", row["voice"])
                 pcm = get_synthesizer("espeak").synth(SynthRequest(row["text"], row["voice"]), config.sample_rate)
             clip, facts = render_speech(pcm, config, transforms, rng)
         rel = f"clips/{row['label']}/{row['id']}.flac"
         (Path(out_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
         write_flac(Path(out_dir) / rel, clip, config.sample_rate)
         row.pop("seed")
+        row.pop("fallback", None)
         row["file"] = rel
         row["transforms"] = json.dumps(facts, sort_keys=True)
         out.append(row)
     return out
 
 
-INDEX_FIELDS = ("id", "label", "file", "engine", "voice", "text", "rate", "pitch", "transforms")
+INDEX_FIELDS = ("id", "label", "file", "engine", "voice", "speaker", "split", "text", "rate", "pitch", "transforms")
 
 
 def build_corpus(config: CorpusConfig, cache_dir: Path | None = None, *, workers: int | None = None,
@@ -412,4 +469,4 @@ def read_index(corpus_dir: Path) -> list[dict]:
 
 
 __all__ = ["CORPUS_FORMAT", "DEFAULT_ENGINES", "DEFAULT_TRANSFORM_PARAMS", "CorpusConfig", "build_corpus", "corpus_hash", "default_cache_dir",
-           "plan_clips", "read_index", "render_silence", "render_speech", "resolve_engines"]
+           "plan_clips", "read_index", "render_silence", "render_speech", "resolve_engines", "voice_splits"]

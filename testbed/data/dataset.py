@@ -11,7 +11,7 @@ from testbed.data.audio_io import read_audio
 from testbed.data.corpus import CorpusConfig, build_corpus, read_index
 from testbed.data.folders import load_ambient, load_folder, load_speech_commands
 from testbed.data.labels import KWS_LABELS
-from testbed.data.splits import split_hash, stratified_split
+from testbed.data.splits import index_splits, split_hash, stratified_split
 from testbed.data.types import Dataset, Split
 from testbed.errors import DataError
 
@@ -27,8 +27,9 @@ def _split_of(xs: list[np.ndarray], ys: list[int], meta: list[dict], idx: np.nda
 
 
 def _assemble(spec: str, labels: list[str], xs: list[np.ndarray], ys: list[int], meta: list[dict], seed: int,
-              sample_rate: int, clip_samples: int, groups: list[str] | None = None) -> Dataset:
-    tr, va, te = stratified_split(np.asarray(ys), seed, groups)
+              sample_rate: int, clip_samples: int, groups: list[str] | None = None,
+              parts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Dataset:
+    tr, va, te = parts if parts is not None else stratified_split(np.asarray(ys), seed, groups)
     splits = [_split_of(xs, ys, meta, i, clip_samples) for i in (tr, va, te)]
     return Dataset(spec=spec, labels=list(labels), sample_rate=sample_rate, clip_samples=clip_samples,
                    train=splits[0], val=splits[1], test=splits[2],
@@ -37,7 +38,8 @@ def _assemble(spec: str, labels: list[str], xs: list[np.ndarray], ys: list[int],
 
 def load_synthetic(config: CorpusConfig, cache_dir: Path | None = None,
                    progress: Callable[[int, int], None] | None = None, spec: str = "synthetic") -> Dataset:
-    """Build (or read from cache) the synthetic corpus of ``config`` and split it 80/10/10."""
+    """Build (or read from cache) the synthetic corpus of ``config``, split 80/10/10 by speaker as
+    its index records (no TTS voice in two splits)."""
     folder = build_corpus(config, cache_dir, progress=progress)
     rows = read_index(folder)
     xs = []
@@ -49,7 +51,8 @@ def load_synthetic(config: CorpusConfig, cache_dir: Path | None = None,
                             "and run again to rebuild it") from None
     ys = [KWS_LABELS.index(r["label"]) for r in rows]
     meta = [dict(r, source="synthetic") for r in rows]
-    return _assemble(spec, list(KWS_LABELS), xs, ys, meta, config.seed, config.sample_rate, config.clip_samples)
+    return _assemble(spec, list(KWS_LABELS), xs, ys, meta, config.seed, config.sample_rate, config.clip_samples,
+                     parts=index_splits([r["split"] for r in rows]))
 
 
 def load_dataset(spec: str = "synthetic", *, quick: bool = False, seed: int = 0, cache_dir: Path | None = None,

@@ -90,6 +90,6 @@ def restructure(model: nn.Module, compression: dict) -> nn.Module:
     if kind == "fixed-point":
         quantize_model(model, int(compression["bits"]), None)
         return model
-    if kind in ("slr", "rse"):      # stochastic ensembles wrap the model: use the return value
+    if kind in ("slr", "rse", "smooth"):      # stochastic ensembles wrap the model: use the return value
         return restructure_robust(model, compression)
     raise ModelError(f"model card: unknown compression kind {kind!r}")

@@ -127,6 +127,15 @@ def train_robust(base: nn.Module, variant: str, dataset: Any, *, config: RobustC
                       loss="teacher: CE(softmax(z / T)); student: soft CE against softmax(teacher / T) at T; "
                            "predicts at T = 1", initialisation="teacher and student from the fp32 model")
         compression = {"kind": "none"}
+    elif kind == "smooth":
+        from functools import partial
+
+        from testbed.models.robust.smooth import train_smooth
+
+        model, compression, smooth = train_smooth(
+            base, dataset, sigma=config.smooth_sigma, n_members=int(members), steps=steps, seed=seed, augment=augment,
+            loss_fn=None, fit=partial(_fit, config=config, batch_size=batch_size, progress=progress))
+        robust.update(smooth)
     else:   # pragma: no cover - ROBUST_VARIANTS and this dispatch are kept together
         raise ModelError(f"robust variant {variant}: no recipe for kind {kind!r}")
     model.eval()
@@ -156,6 +165,10 @@ def restructure_robust(model: nn.Module, compression: dict) -> nn.Module:
         return restructure_slr(model, compression)
     if kind == "rse":
         return restructure_rse(model, compression)
+    if kind == "smooth":
+        from testbed.models.robust.smooth import restructure_smooth
+
+        return restructure_smooth(model, compression)
     raise ModelError(f"model card: unknown robust compression kind {kind!r}")
 
 

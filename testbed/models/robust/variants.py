@@ -20,6 +20,7 @@ ROBUST_VARIANTS: dict[str, tuple[str, int | None, str]] = {
     "distill": ("distill", None, "defensive distillation (Papernot et al.; temperature T)"),
     "advtrain": ("advtrain", None, "adversarial training: PGD examples mixed into every batch"),
     "rse": ("rse", 8, "random self-ensemble (Liu et al.): noise before every layer, 8 passes"),
+    "smooth": ("smooth", 16, "randomised smoothing (Cohen et al.): Gaussian waveform noise, certified radius"),
 }
 
 #: fine-tuning steps from the fp32 model (full / quick). SLR after its warm-up: 400 steps of
@@ -70,6 +71,9 @@ class RobustConfig:
         Distillation temperature.
     rse_sigma_init_rel, rse_sigma_inner_rel : float
         RSE noise before the first / other layers, fractions of the input std.
+    smooth_sigma : float
+        Randomised smoothing's noise std on the PCM samples (full scale 1.0), for its
+        noise-augmented fine-tuning and its predictions.
     """
 
     steps: int | None = None
@@ -90,6 +94,7 @@ class RobustConfig:
     temperature: float = 10.0
     rse_sigma_init_rel: float = 0.2
     rse_sigma_inner_rel: float = 0.1
+    smooth_sigma: float = 0.02
 
     def __post_init__(self) -> None:
         for name, field in self.__dataclass_fields__.items():
@@ -108,7 +113,7 @@ class RobustConfig:
         check_weights(self.alpha, self.beta, self.gamma)
         if not 0.0 <= self.adv_weight <= 1.0:
             raise ModelError(f"robust settings: adv_weight must be in [0, 1], got {self.adv_weight!r}")
-        for name in ("lr", "adv_steps", "temperature", "train_members"):
+        for name in ("lr", "adv_steps", "temperature", "train_members", "smooth_sigma"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ModelError(f"robust settings: {name} must be > 0, got {getattr(self, name)!r}")
 

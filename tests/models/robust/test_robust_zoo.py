@@ -120,6 +120,16 @@ def test_models_eval_and_list_work_on_robust_models(cli, robust_zoo, tone_folder
     again = json.loads(cli(["models", "eval", "lms-slr4", "--root", root, "--data", f"folder:{tone_folder}",
                             "--json"]).stdout)
     assert again["accuracy"] == out["accuracy"]          # seeded noise: the same answer twice
+    from testbed.stats import wilson_interval
+
+    assert out["correct"] == round(out["accuracy"] * out["n"])
+    assert out["accuracy_ci"] == pytest.approx(list(wilson_interval(out["correct"], out["n"])))
+    assert out["error_ci"] == pytest.approx([1 - out["accuracy_ci"][1], 1 - out["accuracy_ci"][0]])
+    assert out["accuracy_ci"][0] <= out["accuracy"] <= out["accuracy_ci"][1]
+    for pc in out["per_class"].values():
+        assert pc["accuracy_ci"] == pytest.approx(list(wilson_interval(pc["correct"], pc["n"])))
+    text = cli(["models", "eval", "lms-slr4", "--root", root, "--data", f"folder:{tone_folder}"]).output
+    assert "Wilson 95 %" in text and f"n={out['n']}" in text
     res = cli(["models", "list", "--root", root, "--json"])
     assert {r["name"] for r in json.loads(res.stdout)["models"]} >= {f"lms-{v}" for v in ROBUST}
 
@@ -154,6 +164,14 @@ def test_ensemble_curve_command_writes_csv_and_png(cli, robust_zoo, tone_folder,
     assert list(table["n_members"]) == [1, 2, 4]
     assert table["n"].nunique() == 1 and 0 < table["n"].iloc[0] <= 4     # the same clips for every size
     assert table["error_rate"].between(0, 1).all() and table["adaptive"].all()
+    from testbed.stats import wilson_interval
+
+    for r in table.itertuples():
+        assert (r.error_ci_low, r.error_ci_high) == pytest.approx(
+            wilson_interval(round(r.error_rate * r.n), r.n))
+        assert (r.clean_error_ci_low, r.clean_error_ci_high) == pytest.approx(
+            wilson_interval(round(r.clean_error * r.n), r.n))
+    assert out["rows"][0]["mcnemar_p"] is None and 0.0 <= out["rows"][1]["mcnemar_p"] <= 1.0
     assert (tmp_path / "ensemble_curve.png").stat().st_size > 1000
 
 
