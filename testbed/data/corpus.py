@@ -29,114 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from testbed.data.audio_io import trim_silence, write_flac
-from testbed.data.labels import KWS_LABELS, SILENCE, SPEECH_COMMANDS_AUX_WORDS, UNKNOWN, UNKNOWN_WORDS
-from testbed.data.splits import SPLIT_NAMES, assign_voice_splits, speaker_of, split_counts
-from testbed.data.synth import ENGINES, EngineUnavailable, SynthRequest, get_synthesizer
-from testbed.data.transforms import TRANSFORM_ORDER, TRANSFORMS, Onset, Reverb
-from testbed.errors import DataError
-
-#: bump when the build procedure changes in a way the config does not show
-#: (4: speaker-disjoint splits recorded in the index)
-CORPUS_FORMAT = 4
-DEFAULT_ENGINES: dict[str, float] = {"espeak": 0.4, "flite": 0.35, "festival": 0.25}
-#: the default corpus's transform strengths (tuned for transfer to real speech, docs/sim-to-real.md):
-#: every randomisation acts on about half the clips, with moderate ranges; heavy noise, reverb
-#: and EQ on every clip made the LM model underfit and lose the ``unknown`` class
-DEFAULT_TRANSFORM_PARAMS: dict[str, dict[str, Any]] = {
-    "speed": {"p": 0.5, "factor": [0.9, 1.1]},
-    "pitch": {"p": 0.4, "semitones": [-2.0, 2.0]},
-    "formant": {"p": 0.5, "alpha": [0.9, 1.12]},
-    "loudness": {"p": 0.5, "depth_db": 4.0},
-    "eq": {"p": 0.6},
-    "reverb": {"p": 0.5, "rt60_s": [0.1, 0.5]},
-    "noise": {"p": 0.7, "snr_db": [12.0, 40.0]},
-}
-_PUNCT = ("", "", ".", "!", "?")
-
-
-class CorpusConfig(BaseModel):
-    """Everything that determines a synthetic corpus.
-
-    Attributes
-    ----------
-    per_class : clips per label (12 labels); 500 by default (lm-fp32 0.908 on its 600 test clips, real-dev
-        0.750; 300 gave 0.894 and 0.783)
-    seed : master seed; every clip's randomness derives from (seed, label, index)
-    engines : engine name -> share of the speech clips (missing engines are skipped with a warning)
-    transforms : names of the enabled transforms, applied in :data:`TRANSFORM_ORDER`
-    transform_params : per-transform parameters, e.g. ``{"noise": {"snr_db": [10, 30]}}``; a transform's
-        entry here is laid over its :data:`DEFAULT_TRANSFORM_PARAMS` entry, which is laid over the
-        transform class's own defaults
-    engine_rate, engine_pitch : ranges of the speaking-rate and F0 factors asked of the engine
-    level_dbfs : range of the final speech RMS level (dBFS over the word)
-    silence_dbfs : range of the RMS level of ``silence`` clips (dBFS)
-    unknown_words : vocabulary of the ``unknown`` class
-    unknown_focus_words, unknown_focus : that share of the ``unknown`` clips speaks the focus words (by
-        default the Speech Commands auxiliary words, the other words a keyword spotter of the paper's task
-        meets); the rest cycles through all of ``unknown_words``. With 80 words each said a few times,
-        the model had learnt too little of any one non-keyword and sent real ones to near keywords.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    per_class: int = Field(500, ge=1)
-    seed: int = 0
-    sample_rate: int = 16000
-    clip_samples: int = 16000
-    engines: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_ENGINES))
-    transforms: tuple[str, ...] = TRANSFORM_ORDER
-    transform_params: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: json.loads(json.dumps(DEFAULT_TRANSFORM_PARAMS)))
-    engine_rate: tuple[float, float] = (0.8, 1.25)
-    engine_pitch: tuple[float, float] = (0.8, 1.3)
-    level_dbfs: tuple[float, float] = (-32.0, -14.0)
-    silence_dbfs: tuple[float, float] = (-65.0, -25.0)
-    unknown_words: tuple[str, ...] = UNKNOWN_WORDS
-    unknown_focus_words: tuple[str, ...] = SPEECH_COMMANDS_AUX_WORDS
-    unknown_focus: float = Field(0.5, ge=0.0, le=1.0)
-
-    @field_validator("engines")
-    @classmethod
-    def _known_engines(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [e for e in v if e not in ENGINES]
-        if bad:
-            raise ValueError(f"unknown engine {', '.join(bad)} (have: {', '.join(ENGINES)})")
-        if not v or any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
-            raise ValueError("engine shares must be >= 0 and not all zero")
-        return v
-
-    @field_validator("transforms")
-    @classmethod
-    def _known_transforms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [t for t in v if t not in TRANSFORMS]
-        if bad:
-            raise ValueError(f"unknown transform {', '.join(bad)} (have: {', '.join(TRANSFORM_ORDER)})")
-        return tuple(t for t in TRANSFORM_ORDER if t in v)
-
-    @classmethod
-    def quick(cls, **kw: Any) -> CorpusConfig:
-        """A small corpus (40 clips per class) for tests and ``--quick`` runs."""
-        return cls(per_class=kw.pop("per_class", 40), **kw)
-
-    def without(self, *names: str) -> CorpusConfig:
-        """The same config with the named transforms switched off (for ablations)."""
-        return self.model_copy(update={"transforms": tuple(t for t in self.transforms if t not in names)})
-
-    def build_transforms(self) -> dict[str, Any]:
-        """Instances of the enabled transforms with their parameter overrides applied."""
-        out = {}
-        for name in self.transforms:
-            merged = {**DEFAULT_TRANSFORM_PARAMS.get(name, {}), **self.transform_params.get(name, {})}
-            params = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
-            try:
-                out[name] = TRANSFORMS[name](**params)
-            except TypeError as exc:
-                raise DataError(f"corpus transform_params.{name}: {exc}") from None
-        return out
-
+from testbed.data.labels import SILENCE
+from testbed.data.clip_plan import plan_clips, voice_splits  # noqa: F401  (re-exported)
+from testbed.data.corpus_config import (  # noqa: F401  (re-exported)
+    CORPUS_FORMAT,
+    DEFAULT_ENGINES,
+    DEFAULT_TRANSFORM_PARAMS,
+    CorpusConfig,
+)
+from testbed.data.splits import speaker_of
+from testbed.data.synth import EngineUnavailable, SynthRequest, get_synthesizer
+from testbed.data.transforms import Onset, Reverb
 
 def default_cache_dir() -> Path:
     """``$TESTBED_CACHE_DIR`` or ``~/.cache/ota-testbed``."""
@@ -176,103 +81,6 @@ def corpus_hash(config: CorpusConfig, engines: dict[str, tuple[float, list[str]]
         "engines": {n: [s, v] for n, (s, v) in sorted(engines.items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
-
-
-def _shares(n: int, weights: dict[str, float]) -> dict[str, int]:
-    names = sorted(weights)
-    w = np.array([weights[k] for k in names], dtype=float)
-    raw = n * w / w.sum()
-    base = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - base))[: n - base.sum()]:
-        base[i] += 1
-    return dict(zip(names, base.tolist()))
-
-
-def _word_sequence(config: CorpusConfig, rng: np.random.Generator) -> list[str]:
-    """The ``per_class`` words of the ``unknown`` clips, in random order: ``unknown_focus`` of them
-    cycle through the focus words, the rest through all unknown words (each cycle shuffled)."""
-    n_focus = int(round(config.per_class * config.unknown_focus)) if config.unknown_focus_words else 0
-    out: list[str] = []
-    for vocab, n in ((list(config.unknown_focus_words), n_focus), (list(config.unknown_words),
-                                                                   config.per_class - n_focus)):
-        order = rng.permutation(len(vocab)) if vocab else []
-        out.extend(vocab[order[k % len(vocab)]] for k in range(n))
-    return [out[k] for k in rng.permutation(len(out))]
-
-
-def voice_splits(config: CorpusConfig, engines: dict[str, tuple[float, list[str]]]) -> dict[tuple[str, str], int]:
-    """Split (0 train, 1 val, 2 test) of every voice of the corpus's engines, plus espeak-ng's
-    (the fallback engine), from :func:`~testbed.data.splits.assign_voice_splits`."""
-    voices = {e: v for e, (_, v) in engines.items()}
-    if "espeak" not in voices:
-        synth = get_synthesizer("espeak")
-        if synth.available():
-            voices["espeak"] = synth.voices()
-    return assign_voice_splits(voices, config.seed)
-
-
-def _clip_splits(engines_of_clips: list[str], has_split: dict[str, set[int]], per_class: int,
-                 rng: np.random.Generator) -> list[int]:
-    """Split of each clip of one label: 80/10/10 of the label's clips, a clip only going to a
-    split where its engine has voices (the rest to train)."""
-    _, n_val, n_test = split_counts(per_class)
-    out = [0] * len(engines_of_clips)
-    order = rng.permutation(len(engines_of_clips)).tolist()
-    for part, n in ((2, n_test), (1, n_val)):
-        for i in order:
-            if n == 0:
-                break
-            if out[i] == 0 and part in has_split[engines_of_clips[i]]:
-                out[i], n = part, n - 1
-    return out
-
-
-def plan_clips(config: CorpusConfig, engines: dict[str, tuple[float, list[str]]]) -> list[dict]:
-    """One plan row per clip (label, text, engine, voice, speaker, split, engine rate/pitch, clip
-    seed), seeded; a voice says clips of one split only."""
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0]))
-    split_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5B]))
-    assigned = voice_splits(config, engines)
-    in_split = {(e, part): [v for v in voices if assigned[(e, v)] == part]
-                for e, (_, voices) in engines.items() for part in range(3)}
-    has_split = {e: {part for part in range(3) if in_split[(e, part)]} for e in engines}
-    has_split["none"] = {0, 1, 2}
-    fallback = {part: sorted(v for (e, v), p in assigned.items() if e == "espeak" and p == part)
-                for part in range(3)}
-    rows = []
-    shares = {k: s for k, (s, _) in engines.items()}
-    for li, label in enumerate(KWS_LABELS):
-        if label == SILENCE:
-            parts = _clip_splits(["none"] * config.per_class, has_split, config.per_class, split_rng)
-            for i in range(config.per_class):
-                rows.append({"id": f"{label}-{i:05d}", "label": label, "engine": "none", "voice": "",
-                             "speaker": "", "split": SPLIT_NAMES[parts[i]],
-                             "text": "", "rate": 1.0, "pitch": 1.0, "seed": [config.seed, li, i]})
-            continue
-        counts = _shares(config.per_class, shares)
-        engine_of = [e for e, c in counts.items() for _ in range(c)]
-        parts = _clip_splits(engine_of, has_split, config.per_class, split_rng)
-        i = 0
-        words = _word_sequence(config, rng) if label == UNKNOWN else [label] * config.per_class
-        for engine, count in counts.items():
-            vorder = {part: rng.permutation(len(in_split[(engine, part)])) for part in has_split[engine]}
-            used = {part: 0 for part in range(3)}
-            for _ in range(count):
-                part = parts[i]
-                voices = in_split[(engine, part)]
-                voice = voices[vorder[part][used[part] % len(voices)]]
-                used[part] += 1
-                word = words[i]
-                text = word.capitalize() if rng.random() < 0.3 else word
-                text += _PUNCT[int(rng.integers(len(_PUNCT)))]
-                fb = fallback[part] or fallback[0] or ["en-us+m3"]
-                rows.append({"id": f"{label}-{i:05d}", "label": label, "engine": engine, "voice": voice,
-                             "speaker": speaker_of(engine, voice), "split": SPLIT_NAMES[part], "text": text,
-                             "rate": round(float(rng.uniform(*config.engine_rate)), 3),
-                             "pitch": round(float(rng.uniform(*config.engine_pitch)), 3),
-                             "fallback": fb[(li * 7 + i) % len(fb)], "seed": [config.seed, li, i]})
-                i += 1
-    return rows
 
 
 # -- the per-clip pipeline (runs in worker processes) -------------------------------------------
