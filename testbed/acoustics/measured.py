@@ -284,3 +284,72 @@ def measured_path_stats(rig: "Rig", placement: str | None = None) -> list[dict]:
                     "onset_samples": st.onset_samples, "onset_ms": st.onset_samples / rig.sample_rate * 1e3,
                     "geometric_delay_samples": g.delay_samples, "geometric_delay_ms": g.delay_ms})
     return out
+
+
+def skeleton_toml(folder: Path, out: Path, name: str | None = None, sample_rate: int = 16000) -> str:
+    """A rig TOML skeleton for an IR folder: speakers, mics and placements from the file names.
+
+    Positions are placeholders the operator must replace with the measured ones (each is
+    marked ``# PLACEHOLDER``): the channel puts each IR's direct sound at the geometric
+    delay of these positions. Speakers named ``user``/``adversary`` keep that role;
+    otherwise the first (sorted) is the user and the second the adversary.
+
+    Raises
+    ------
+    RigError
+        No IR files, a malformed name, or more than two speakers.
+    """
+    import json
+    import os
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RigError(f"{folder}: no such folder of impulse responses")
+    found = scan_folder(folder)
+    if not found:
+        raise RigError(f"{folder}: no <speaker>__<mic>.wav|flac files")
+    speakers = sorted({k[0] for k in found})
+    mics = sorted({k[1] for k in found})
+    places = sorted({k[2] for k in found if k[2]})
+    if len(speakers) > 2:
+        raise RigError(f"{folder}: {len(speakers)} speakers in the file names ({', '.join(speakers)}); "
+                       "a rig has one user and at most one adversary speaker")
+    roles = {}
+    for role in ("user", "adversary"):
+        if role in speakers:
+            roles[role] = role
+    rest = [s for s in speakers if s not in roles.values()]
+    for role in ("user", "adversary"):
+        if role not in roles and rest:
+            roles[role] = rest.pop(0)
+    irs = os.path.relpath(folder.resolve(), Path(out).resolve().parent)
+    q = json.dumps
+    lines = [
+        f"# Measured-room rig written by `testbed rig from-irs {folder}`.",
+        "# EDIT every line marked PLACEHOLDER: the room size and the positions where the IRs were",
+        "# measured. Each IR's direct sound is moved to the geometric delay of these positions.",
+        f"name = {q(name or folder.name)}",
+        f"sample_rate = {int(sample_rate)}",
+        'backend = "sim"',
+        "",
+        "[room]",
+        'model = "measured"',
+        f"irs = {q(irs)}",
+        "channel = 1                      # which channel of multi-channel IR files",
+        "size_m = [6.0, 5.0, 3.0]         # PLACEHOLDER: the room's length, width, height in metres",
+        "noise_dbspl = 35",
+        "",
+    ]
+    for i, (role, s) in enumerate((r, s) for r, s in roles.items()):
+        lines += [f"[speakers.{s}]", f'role = "{role}"',
+                  f"position_m = [1.0, {1.0 + 2.0 * i:.1f}, 1.2]   # PLACEHOLDER", f"channel = {i + 1}", ""]
+    for j, m in enumerate(mics):
+        lines += [f"[mics.{m}]", 'tier = "reference"               # the IRs include the mic: only noise and ADC use it',
+                  f"position_m = [3.0, {1.5 + 0.2 * j:.1f}, 1.0]   # PLACEHOLDER", f"channel = {j + 1}", ""]
+    lines += ["[dut]", f"mic = {q(mics[0])}", "models = []", ""]
+    for p in places:
+        moved = sorted({k[0] for k in found if k[2] == p})
+        lines.append(f"[placements.{p}]")
+        lines += [f"{s} = [2.0, 2.5, 1.2]   # PLACEHOLDER: where {s} stood for {p}" for s in moved]
+        lines.append("")
+    return "\n".join(lines)
