@@ -76,6 +76,10 @@ class ChannelBank:
                  n_channels: int = 8, position_jitter_m: float = 0.1, seed: int = 0) -> "ChannelBank":
         """Draw ``n_channels`` channels from the rig's simulated acoustics.
 
+        For a measured-room rig (``[room] model = "measured"``) the draws are the measured
+        paths varied by :func:`testbed.acoustics.measured_eot.measured_draws` (any
+        ``position_jitter_m > 0`` turns the variations on; 0 gives the nominal paths).
+
         Parameters
         ----------
         rig : testbed.rig.Rig
@@ -100,6 +104,15 @@ class ChannelBank:
         if adversary is None:
             raise AttackError(f"rig {rig.name}: no speaker with role 'adversary' to play the perturbation")
         rng = np.random.default_rng(seed)
+        if rig.room.model == "measured":
+            # measured paths cannot move: vary the recorded responses instead (shift, gain,
+            # tilt, late-reverb swaps between paths); no jitter asks for the nominal paths
+            from testbed.acoustics.measured_eot import MeasuredEot, measured_draws
+
+            eot = MeasuredEot() if position_jitter_m > 0 else None
+            drawn = measured_draws(rig, mics, placement, int(n_channels), rng, eot)
+            return cls.from_channels(drawn, rig.user_speaker, adversary,
+                                     [mics[i % len(mics)] for i in range(int(n_channels))])
         drawn, names = [], []
         for i in range(int(n_channels)):
             mic = mics[i % len(mics)]
