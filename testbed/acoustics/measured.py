@@ -9,7 +9,8 @@ reads one file per speaker -> mic path::
 
 Any sample rate, bit depth and channel count: ``[room] channel = N`` (1-based) picks the
 channel, the rig's rate is reached with :func:`scipy.signal.resample_poly`. Each IR is then
-shifted (cut or zero-padded, whole samples) so that its onset (ISO 3382: -20 dB re peak,
+shifted (cut or zero-padded, whole samples; ``[room] align = "file"`` keeps the file's
+timing instead) so that its onset (ISO 3382: -20 dB re peak,
 :func:`testbed.acoustics.irstats.onset_index`) sits at the path's geometric delay ``r / c``,
 the instant a shoebox channel's direct sound arrives. Levels stay as recorded (a
 calibration IR is digital-to-digital already) unless ``[room] gain_db`` is given; the
@@ -115,7 +116,8 @@ def read_ir(path: Path, sample_rate: int, channel: int = 1) -> np.ndarray:
     Raises
     ------
     RigError
-        Not audio, empty, silent, NaN/inf samples, or no such channel, naming the file.
+        Not audio, empty, NaN/inf samples, or no such channel, naming the file. (An all-zero
+        IR is allowed: a path with no coupling, as an unwired loopback path measures.)
     """
     import soundfile as sf
     from scipy.signal import resample_poly
@@ -144,8 +146,6 @@ def read_ir(path: Path, sample_rate: int, channel: int = 1) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise RigError(f"{path}: {bad} NaN or infinite sample(s) in channel {channel}")
-    if not np.any(x):
-        raise RigError(f"{path}: channel {channel} is silent (all samples are zero)")
     if int(fs) != int(sample_rate):
         g = math.gcd(int(fs), int(sample_rate))
         x = resample_poly(x, int(sample_rate) // g, int(fs) // g)
@@ -243,7 +243,10 @@ def measured_channel(rig: "Rig", mic: str, placement: str | None = None) -> "Cha
         d = float(np.linalg.norm(np.subtract(pos[mic], pos[s])))
         dist[s] = d
         delay[s] = d / SPEED_OF_SOUND_M_S * rig.sample_rate
-        x = align_onset(raw, onset_index(raw), int(round(delay[s]))) * gain
+        if rig.room.align == "file":  # sample 0 is already the emission (a calibration's IRs)
+            x = np.array(raw) * gain
+        else:
+            x = align_onset(raw, onset_index(raw), int(round(delay[s]))) * gain
         if rig.room.room_only:
             x = x * speaker_gain_pa(rig.speakers[s]) * facts.gain_per_pa
             fir = pair_fir(rig, s, mic)

@@ -38,6 +38,9 @@ class Room(_Strict):
         None, description="measured: folder of <speaker>__<mic>[__<placement>].wav|flac, relative to the rig file")
     channel: int = Field(1, ge=1, description="measured: which channel (1-based) of multi-channel IR files")
     gain_db: float | None = Field(None, description="measured: gain applied to every IR, dB (default: as recorded)")
+    align: Literal["geometry", "file"] = Field(
+        "geometry", description="measured: move each IR's onset to the geometric delay, or keep the file's "
+                                "timing (sample 0 = emission, as `testbed calibrate` writes them)")
     room_only: bool = Field(
         False, description="measured: the IRs are of the room alone; apply the speaker and mic models on top")
 
