@@ -268,7 +268,10 @@ def measured_channel(rig: "Rig", mic: str, placement: str | None = None) -> "Cha
 
 
 def measured_path_stats(rig: "Rig", placement: str | None = None) -> list[dict]:
-    """Per path: file, length, RT60 (T20/T30), DRR, onset in the file and the geometric delay.
+    """Per path: file, length, RT60 (T20/T30), DRR, energy, onset in the file and the geometric delay.
+
+    ``energy_db`` is ``10 log10(sum h^2)`` of the file's IR (before ``gain_db``): a digital
+    path's gain, to compare with a simulated rig's paths when choosing ``gain_db``.
 
     ``onset_samples`` is where the file's direct sound starts (after resampling to the rig
     rate); the channel moves it to ``geometric_delay_samples``.
@@ -284,6 +287,7 @@ def measured_path_stats(rig: "Rig", placement: str | None = None) -> list[dict]:
         out.append({"speaker": g.speaker, "mic": g.mic, "placement": placement, "file": str(f.path),
                     "length_s": d["length_s"], "rt60_s": d["rt60_s"], "t20_s": d["t20_s"],
                     "t30_s": d["t30_s"], "drr_db": d["drr_db"], "bands": d["bands"],
+                    "energy_db": 10 * math.log10(max(float(np.sum(raw ** 2)), 1e-30)),
                     "onset_samples": st.onset_samples, "onset_ms": st.onset_samples / rig.sample_rate * 1e3,
                     "geometric_delay_samples": g.delay_samples, "geometric_delay_ms": g.delay_ms})
     return out

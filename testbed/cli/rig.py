@@ -67,11 +67,11 @@ def _print_measured(rows: list[dict], irs: str | None) -> None:
         return "n/a" if v is None else format(v, fmt)
 
     t = Table(title=f"measured impulse responses ({irs}); the onset is moved to the geometric delay")
-    for col in ("speaker", "mic", "file", "length s", "RT60 s", "DRR dB", "onset ms", "geometric ms"):
+    for col in ("speaker", "mic", "file", "length s", "RT60 s", "DRR dB", "energy dB", "onset ms", "geometric ms"):
         t.add_column(col, justify="left" if col in ("speaker", "mic", "file") else "right")
     for r in rows:
         t.add_row(r["speaker"], r["mic"], r["file"].rsplit("/", 1)[-1], f"{r['length_s']:.3f}",
-                  num(r["rt60_s"], ".3f"), num(r["drr_db"], ".1f"), f"{r['onset_ms']:.2f}",
+                  num(r["rt60_s"], ".3f"), num(r["drr_db"], ".1f"), f"{r['energy_db']:.1f}", f"{r['onset_ms']:.2f}",
                   f"{r['geometric_delay_ms']:.2f}")
     console.print(t)
 

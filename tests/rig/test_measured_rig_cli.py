@@ -109,6 +109,8 @@ def test_rig_check_reports_every_measured_path(cli, tmp_path, office_rig_path):
     assert row["onset_ms"] == pytest.approx(20.0, abs=0.07)
     assert row["geometric_delay_ms"] == pytest.approx(geo["delay_ms"])
     assert row["drr_db"] is not None and row["file"].endswith("user__ref.wav")
+    h = irs["user__ref"]
+    assert row["energy_db"] == pytest.approx(10 * np.log10(np.sum(h ** 2)), abs=0.01)
     table = cli(["rig", "check", path])
     assert table.exit_code == 0 and "measured impulse responses" in table.output and "geometric" in table.output
 
