@@ -175,3 +175,32 @@ def measured_rig_toml(rig: "Rig", profile_dir: Path, out: Path, name: str | None
         head += (f"# Placements {', '.join(dropped)} are left out: only the base positions were measured; add\n"
                  "# <speaker>__<mic>__<placement>.wav files to the folder and the placements here to use them.\n")
     return head + tomli_w.dumps(data)
+
+
+def calibrated_twin(rig: "Rig", profile: "CalibrationProfile | None" = None, root: Path | None = None):
+    """The measured-room twin of a physical ``rig`` from its calibration profile's IRs, or None.
+
+    None when the rig is already a measured room, or has no profile, or its profile holds no
+    impulse responses (``--what response`` never ran). The twin is built in memory (no file):
+    ``[room] model = "measured"``, ``irs`` = the profile's ``irs/`` folder, ``align = "file"``.
+    """
+    from testbed.calibration.profile import load_profile, profile_dir
+    from testbed.rig import parse_rig
+
+    if rig.room.model == "measured":
+        return None
+    prof = profile if profile is not None else load_profile(rig, root)
+    if prof is None or not prof.ir_wav:
+        return None
+    cands = [profile_dir(rig, root)]
+    if root is None and rig.source is not None:
+        cands.append(Path(rig.source).resolve().parent.parent / "calibration" / rig.name)
+    folder = next((c for c in cands if (c / IR_DIR).is_dir()), None)
+    if folder is None:
+        return None
+    out = folder / f".{rig.name}-measured.toml"  # only names the twin's folder; never written
+    import tomllib
+
+    data = tomllib.loads(measured_rig_toml(rig, folder, out, name=rig.name))
+    data["room"]["irs"] = str((folder / IR_DIR).resolve())
+    return parse_rig(data, out)
