@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import soundfile as sf
 
 from testbed.session import create_session, load_evaluations, open_runner_parts, Runner, replay_session
