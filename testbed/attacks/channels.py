@@ -47,6 +47,8 @@ class ChannelBank:
     h_adv: list[np.ndarray]
     noise_rms: np.ndarray
     mics: list[str] = field(default_factory=list)
+    #: Where the draws come from, for trial notes: "shoebox", "measured IRs (DIR)", ...
+    source: str = ""
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,8 +75,13 @@ class ChannelBank:
 
     @classmethod
     def from_rig(cls, rig, *, mics: Sequence[str] | None = None, placement: str | None = None,
-                 n_channels: int = 8, position_jitter_m: float = 0.1, seed: int = 0) -> "ChannelBank":
+                 n_channels: int = 8, position_jitter_m: float = 0.1, seed: int = 0,
+                 use_calibration: bool = True) -> "ChannelBank":
         """Draw ``n_channels`` channels from the rig's simulated acoustics.
+
+        For a measured-room rig (``[room] model = "measured"``) the draws are the measured
+        paths varied by :func:`testbed.acoustics.measured_eot.measured_draws` (any
+        ``position_jitter_m > 0`` turns the variations on; 0 gives the nominal paths).
 
         Parameters
         ----------
@@ -86,6 +93,11 @@ class ChannelBank:
         position_jitter_m : float
             Standard deviation of the random displacement of speakers and mics, metres.
         seed : int
+        use_calibration : bool
+            A physical rig whose calibration profile holds impulse responses
+            (``testbed calibrate --what response``) is drawn from those measured paths
+            (:func:`testbed.calibration.irs.calibrated_twin`) instead of a shoebox of its
+            geometry; ``False`` keeps the shoebox. ``bank.source`` says which.
         """
         from testbed.acoustics import sample_channel
 
@@ -100,12 +112,37 @@ class ChannelBank:
         if adversary is None:
             raise AttackError(f"rig {rig.name}: no speaker with role 'adversary' to play the perturbation")
         rng = np.random.default_rng(seed)
+        source = "shoebox"
+        if use_calibration and rig.is_physical:
+            from testbed.calibration.irs import calibrated_twin
+            from testbed.errors import CalibrationError
+
+            try:
+                twin = calibrated_twin(rig)
+            except CalibrationError as exc:  # a stale profile must not stop crafting: say so
+                twin, source = None, f"shoebox (calibration not used: {exc})"
+            if twin is not None:
+                rig = twin
+        if rig.room.model == "measured":
+            source = f"measured IRs ({rig.room.irs})"
+            # measured paths cannot move: vary the recorded responses instead (shift, gain,
+            # tilt, late-reverb swaps between paths); no jitter asks for the nominal paths
+            from testbed.acoustics.measured_eot import MeasuredEot, measured_draws
+
+            eot = MeasuredEot() if position_jitter_m > 0 else None
+            drawn = measured_draws(rig, mics, placement, int(n_channels), rng, eot)
+            bank = cls.from_channels(drawn, rig.user_speaker, adversary,
+                                     [mics[i % len(mics)] for i in range(int(n_channels))])
+            bank.source = source
+            return bank
         drawn, names = [], []
         for i in range(int(n_channels)):
             mic = mics[i % len(mics)]
             drawn.append(sample_channel(rig, mic, placement, rng=rng, position_jitter_m=position_jitter_m))
             names.append(mic)
-        return cls.from_channels(drawn, rig.user_speaker, adversary, names)
+        bank = cls.from_channels(drawn, rig.user_speaker, adversary, names)
+        bank.source = source
+        return bank
 
     def spectra(self, n_fft: int, n_taps: int, device: torch.device):
         """(H_user (C, F), H_adv (C, F), noise_rms (C,)) as torch tensors, cached.

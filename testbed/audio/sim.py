@@ -81,9 +81,11 @@ class SimBackend:
         """The nominal channel to every mic for ``placement`` (cached)."""
         if placement not in self._channels:
             pos = placement_positions(self.rig, placement)  # RigError for an unknown placement
-            # one image-source run for every pair (the images are shared by all mics)
-            default_rir_cache().get(RoomSpec.from_rig(self.rig), [pos[s] for s in self.rig.speakers],
-                                    [pos[m] for m in self.rig.mics])
+            # one image-source run for every pair (the images are shared by all mics);
+            # a measured room reads its IR files instead (sample_channel dispatches)
+            if self.rig.room.model != "measured":
+                default_rir_cache().get(RoomSpec.from_rig(self.rig), [pos[s] for s in self.rig.speakers],
+                                        [pos[m] for m in self.rig.mics])
             rng = np.random.default_rng(0)  # unused: no jitter
             self._channels[placement] = {
                 m: sample_channel(self.rig, m, placement, rng=rng) for m in self.rig.mics

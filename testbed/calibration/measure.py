@@ -160,9 +160,16 @@ def measure_latency(backend, rig, *, repeats: int = 3, sweep_s: float = 0.5, ski
     }
 
 
-def measure_response(backend, rig, *, sweep_s: float = 2.0,
-                     progress: Progress | None = None) -> dict[str, SweepResponse]:
-    """Frequency response of every speaker->mic path by Farina's exponential sweep."""
+def measure_response(backend, rig, *, sweep_s: float = 2.0, progress: Progress | None = None,
+                     captures: dict | None = None, skip_silent: bool = False) -> dict[str, SweepResponse]:
+    """Frequency response of every speaker->mic path by Farina's exponential sweep.
+
+    With ``skip_silent`` (loopback cabling) a path where nothing comes back is left out
+    instead of failing.
+
+    ``captures``, if given, receives ``"speaker->mic" -> (segment, sweep)``: the capture from
+    the instant the sweep was sent, for :func:`testbed.calibration.irs.extract_ir`.
+    """
     sr = rig.sample_rate
     amp = _level(rig)
     sw = exp_sweep(sr, sweep_s, f1_hz=50.0, amplitude=amp)
@@ -173,12 +180,16 @@ def measure_response(backend, rig, *, sweep_s: float = 2.0,
         for mic in rig.mics:
             where = f"response {spk}->{mic}"
             x = cap.mics[mic]
+            if skip_silent and not _present(x, fr):
+                continue
             check_sync(x, fr, where)
             seg = x[fr.payload_at:fr.payload_at + fr.payload_len + int(0.25 * sr)]
             d, peak = gcc_phat(seg, sw.signal, sr, band_hz=(100.0, sw.f2_hz), max_delay=int(0.25 * sr))
             if peak < MIN_PEAK:
                 raise CalibrationError(f"{where}: the sweep did not come back (correlation {peak:.2f})")
             out[f"{spk}->{mic}"] = sweep_response(seg, sw, d)
+            if captures is not None:
+                captures[f"{spk}->{mic}"] = (seg, sw)
         if progress:
             progress(f"response {spk}")
     return out

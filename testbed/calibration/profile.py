@@ -37,6 +37,12 @@ class CalibrationProfile:
     response_csv : per path, the CSV (hz, db) of the Farina sweep response, relative to the profile folder.
     thd_percent : per path, harmonic distortion of the sweep measurement.
     checks : measurement -> "ok" or what failed (dropouts, no signal).
+    ir_wav : per path, its impulse response (32-bit float WAV, sample 0 = emission, device
+        latency removed), relative to the profile folder (``irs/<speaker>__<mic>.wav``).
+    rt60_s : per path, reverberation times from the IR's Schroeder integral:
+        ``broadband_t20_s``, ``broadband_t30_s`` and ``<octave Hz>_t20_s`` / ``_t30_s``
+        (a band whose decay is not measurable is left out).
+    drr_db : per path, direct-to-reverberant ratio (+/-2.5 ms around the direct peak), dB.
     """
 
     rig: str
@@ -54,6 +60,9 @@ class CalibrationProfile:
     response_csv: dict[str, str] = field(default_factory=dict)
     thd_percent: dict[str, float] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
+    ir_wav: dict[str, str] = field(default_factory=dict)
+    rt60_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    drr_db: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +109,7 @@ def read_profile(path: Path | str) -> CalibrationProfile:
         if req not in data:
             raise CalibrationError(f"{path}: {req}: required field is missing")
     for key in ("latency_samples", "latency_spread_samples", "device_latency_samples", "level_dbfs",
-                "mic_sensitivity_db", "drift_ppm", "thd_percent"):
+                "mic_sensitivity_db", "drift_ppm", "thd_percent", "drr_db"):
         for k, v in data.get(key, {}).items():
             if not isinstance(v, (int, float)):
                 raise CalibrationError(f"{path}: {key}.{k}: expected a number, got {v!r}")

@@ -52,15 +52,45 @@ def _acoustic_delays(rig: "Rig", mode: str) -> dict[str, float]:
             for g in path_geometry(rig, None)}
 
 
-def _write_response(directory: Path, key: str, resp) -> list[Path]:
+def _write_response(directory: Path, key: str, resp, sample_rate: int) -> list[Path]:
+    """``response_<speaker>_<mic>.csv``: hz, dB, degrees (REW's text layout, comma-separated)."""
+    from testbed.calibration.irs import phase_deg
+
     spk, mic = key.split("->")
     path = directory / f"response_{spk}_{mic}.csv"
+    phase = phase_deg(resp, sample_rate)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["hz", "db"])
-        for f, d in zip(resp.freqs_hz, resp.response_db):
-            w.writerow([f"{f:.2f}", f"{d:.3f}"])
+        w.writerow(["hz", "db", "deg"])
+        for f, d, ph in zip(resp.freqs_hz, resp.response_db, phase):
+            w.writerow([f"{f:.2f}", f"{d:.3f}", f"{ph:.2f}"])
     return [path]
+
+
+def _keep_irs(directory: Path, rig: "Rig", prof: CalibrationProfile, captures: dict, mode: str) -> list[Path]:
+    """Write each path's IR (device latency removed) and record its RT60 and DRR in ``prof``."""
+    from testbed.calibration.irs import PathIr, extract_ir, path_stats, write_irs
+
+    acoustic = _acoustic_delays(rig, mode)
+    irs = {}
+    for key, (seg, sw) in captures.items():
+        mic = key.split("->")[1]
+        if mic in prof.device_latency_samples:
+            lat = prof.device_latency_samples[mic]
+        else:  # no latency measurement: the sweep's arrival minus the path's travel time
+            from testbed.calibration.gccphat import gcc_phat
+
+            d, _ = gcc_phat(seg, sw.signal, rig.sample_rate, band_hz=(100.0, sw.f2_hz),
+                            max_delay=int(0.25 * rig.sample_rate))
+            lat = max(float(d) - acoustic[key], 0.0)
+        irs[key] = PathIr(key, extract_ir(seg, sw, lat), rig.sample_rate, lat)
+    n_ir = next(iter(irs.values())).ir.size if irs else 0
+    for s in rig.speakers:  # an unwired loopback path: an all-zero IR keeps the folder complete
+        for m in rig.mics:
+            irs.setdefault(f"{s}->{m}", PathIr(f"{s}->{m}", np.zeros(n_ir), rig.sample_rate, 0.0))
+    prof.ir_wav = write_irs(directory, irs)
+    prof.rt60_s, prof.drr_db = path_stats(irs)
+    return [directory / v for v in prof.ir_wav.values()]
 
 
 def _plot_responses(directory: Path, rig_name: str, responses: dict) -> list[Path]:
@@ -165,12 +195,18 @@ def calibrate(
                     results["latency_repeats"] = {k: v["repeats"] for k, v in lat.items()}
                     results["device_latency_samples"] = prof.device_latency_samples
                 elif w == "response":
-                    resp = measure_response(be, rig, progress=progress)
+                    captures: dict = {}
+                    resp = measure_response(be, rig, progress=progress, captures=captures,
+                                            skip_silent=mode == "loopback")
                     prof.response_csv = {}
                     for k, r in resp.items():
-                        files += _write_response(directory, k, r)
+                        files += _write_response(directory, k, r, rig.sample_rate)
                         prof.response_csv[k] = files[-1].name
                         prof.thd_percent[k] = round(r.thd_percent, 3)
+                    files += _keep_irs(directory, rig, prof, captures, mode)
+                    results["ir_wav"] = {k: str(directory / v) for k, v in prof.ir_wav.items()}
+                    results["rt60_s"] = dict(prof.rt60_s)
+                    results["drr_db"] = dict(prof.drr_db)
                     files += _plot_responses(directory, rig.name, resp)
                     results["response_csv"] = {k: str(directory / v) for k, v in prof.response_csv.items()}
                     results["thd_percent"] = dict(prof.thd_percent)

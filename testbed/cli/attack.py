@@ -49,8 +49,23 @@ def eval_(
                                   "distilled model's)"),
     batch_size: int = typer.Option(64, "--batch-size", help="clips per attack batch"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object (keys per target)"),
+    # -- held-out-channel protocol (issue 20; see testbed/cli/attack_heldout.py) --------------------
+    eval_rig: list[Path] = typer.Option(None, "--eval-rig",
+                                        help="ota-pgd: evaluate the perturbations crafted through --rig through "
+                                             "this rig's channels too (sim: fresh draws; measured: its IRs); "
+                                             "repeatable"),
+    eval_jitter_m: float = typer.Option(0.5, "--eval-jitter-m",
+                                        help="position jitter of a simulated --eval-rig's fresh draws, metres"),
+    eval_channels: int = typer.Option(8, "--eval-channels", help="channels drawn per --eval-rig"),
+    # -- end of the held-out-channel options ---------------------------------------------------------
 ) -> None:
     """Craft an attack on source model(s) and evaluate it digitally on target models.
+
+    With --eval-rig (ota-pgd only): craft through --rig's channels and report, per evaluation
+    rig, the error of the same perturbations through its channels, beside digital PGD and the
+    clean command through the same channels, with Wilson 95 % intervals and the gap to the
+    crafting channels (writes heldout.json). Example:
+    testbed attack eval --model lm-fp32 --attack ota-pgd --eps 0.005 --rig rigs/office-sim.toml --eval-rig rigs/office-sim.toml --eval-rig rigs/lab-measured.toml
 
     Prints a table per target: clean accuracy, error rate under attack, success rate,
     mean SNR of the perturbation (dB) and queries per clip. Writes results.csv,
@@ -140,6 +155,15 @@ def eval_(
         console.print(f"objective: {params['loss']} (not the cross-entropy)")
 
     x, y, spec = _test_clips(getattr(first, "card", {}) or {}, data, n, seed)
+    # -- held-out-channel protocol (issue 20) ---------------------------------------------------------
+    if eval_rig:
+        from testbed.cli.attack_heldout import run_heldout
+
+        run_heldout(first, sources[0], x, y, spec, kind=kind, eps=eps_list, params=params,
+                    craft_rig_path=rig_path, eval_rig_paths=eval_rig, eval_jitter_m=eval_jitter_m,
+                    n_channels=eval_channels, seed=seed, batch_size=batch_size, out=out, json_out=json_out)
+        return
+    # -- end of the held-out-channel block -------------------------------------------------------------
     sample_rate = int(getattr(first, "sample_rate", 16000))
     torch.manual_seed(seed)
     with make_progress(transient=json_out) as bar:

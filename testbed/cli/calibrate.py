@@ -19,6 +19,9 @@ def calibrate(
     out: Path = typer.Option(None, "--out", "-o", help="output folder (default calibration/<rig name>/)"),
     seed: int = typer.Option(0, "--seed", help="simulator seed (sim rigs)"),
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON (latency per path: latency_samples)"),
+    write_rig: Path = typer.Option(None, "--write-rig",
+                                   help="also write a measured-room twin rig (TOML) whose paths are the profile's "
+                                        "impulse responses (needs --what response, now or before)"),
 ) -> None:
     """Measure a rig: latency per path (sweep + GCC-PHAT), Farina response (CSV + PNG), level, clock drift.
 
@@ -42,6 +45,8 @@ def calibrate(
         task = progress.add_task(f"calibrating {rig.name}", total=total)
         run = run_calibration(rig, what=whats, mode=mode, repeats=repeats, out_dir=out, seed=seed,
                               progress=lambda label: progress.update(task, advance=1, description=label))
+    if write_rig is not None:
+        run.results["measured_rig"] = str(_write_measured_rig(rig, run, write_rig))
     if json_out:
         print_json(run.results)
         return
@@ -67,3 +72,22 @@ def calibrate(
         console.print("mic sensitivity re reference (dB): "
                       + ", ".join(f"{m} {v:+.1f}" for m, v in p.mic_sensitivity_db.items()))
     console.print(f"wrote {run.files[0]}" + (f" and {len(run.files) - 1} response files" if len(run.files) > 1 else ""))
+    if write_rig is not None:
+        console.print(f"wrote {write_rig}: measured-room twin of {rig.name} (its paths are the measured IRs)")
+
+
+def _write_measured_rig(rig, run, out: Path) -> Path:
+    """Write the measured-room twin of ``rig`` from the profile's IRs to ``out`` and check it loads."""
+    from testbed.calibration.irs import measured_rig_toml
+    from testbed.errors import CalibrationError
+    from testbed.fileio import atomic_write
+    from testbed.rig import load_rig
+
+    if not run.profile.ir_wav:
+        raise CalibrationError(f"--write-rig: the profile of {rig.name} has no impulse responses; "
+                               "run testbed calibrate with --what response")
+    profile_folder = run.files[0].parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, measured_rig_toml(rig, profile_folder, out))
+    load_rig(out)
+    return out

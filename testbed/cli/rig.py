@@ -8,7 +8,7 @@ import typer
 
 from testbed.cli.common import console, print_json
 
-app = typer.Typer(help="Rig files: check, map, listen.", no_args_is_help=True)
+app = typer.Typer(help="Rig files: check, map, listen, from-irs.", no_args_is_help=True)
 
 RigArg = typer.Argument(..., help="rig TOML file, e.g. rigs/office-sim.toml", show_default=False)
 
@@ -33,9 +33,17 @@ def check(
         raise RigError(f"{rig_path}: placements: no placement {placement!r} "
                        f"(have: {', '.join(rig.placements) or 'none'})")
     geo = path_geometry(rig, placement)
+    measured = None
+    if rig.room.model == "measured":
+        from testbed.acoustics.measured import measured_path_stats
+
+        measured = measured_path_stats(rig, placement)
     if json_out:
-        print_json({"rig": rig.name, "backend": rig.backend, "sample_rate": rig.sample_rate,
-                    "placement": placement, "paths": [g.as_dict() for g in geo]})
+        doc = {"rig": rig.name, "backend": rig.backend, "sample_rate": rig.sample_rate,
+               "placement": placement, "paths": [g.as_dict() for g in geo]}
+        if measured is not None:
+            doc["measured"] = measured
+        print_json(doc)
         return
     console.print(f"[green]ok[/green] {rig_path}: rig {rig.name!r}, backend {rig.backend}, "
                   f"{rig.sample_rate} Hz, {len(rig.speakers)} speakers, {len(rig.mics)} mics, "
@@ -47,6 +55,56 @@ def check(
         t.add_row(g.speaker, g.mic, f"{g.distance_m:.3f}", f"{g.angle_deg:.1f}",
                   f"{g.delay_ms:.3f}", f"{g.delay_samples:.2f}")
     console.print(t)
+    if measured is not None:
+        _print_measured(measured, rig.room.irs)
+
+
+def _print_measured(rows: list[dict], irs: str | None) -> None:
+    """The measured paths: IR length, RT60 (T30, else T20), DRR and onset next to the geometric delay."""
+    from rich.table import Table
+
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    t = Table(title=f"measured impulse responses ({irs}); the onset is moved to the geometric delay")
+    for col in ("speaker", "mic", "file", "length s", "RT60 s", "DRR dB", "energy dB", "onset ms", "geometric ms"):
+        t.add_column(col, justify="left" if col in ("speaker", "mic", "file") else "right")
+    for r in rows:
+        t.add_row(r["speaker"], r["mic"], r["file"].rsplit("/", 1)[-1], f"{r['length_s']:.3f}",
+                  num(r["rt60_s"], ".3f"), num(r["drr_db"], ".1f"), f"{r['energy_db']:.1f}", f"{r['onset_ms']:.2f}",
+                  f"{r['geometric_delay_ms']:.2f}")
+    console.print(t)
+
+
+@app.command("from-irs")
+def from_irs(
+    folder: Path = typer.Argument(..., help="folder of <speaker>__<mic>[__<placement>].wav|flac files",
+                                  show_default=False),
+    out: Path = typer.Option(..., "-o", "--out", help="rig TOML to write"),
+    name: str = typer.Option(None, "--name", help="rig name (default: the folder's name)"),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="the rig's rate, Hz; IRs are resampled to it"),
+    force: bool = typer.Option(False, "--force", help="replace an existing rig file"),
+) -> None:
+    """Write a measured-room rig skeleton from a folder of impulse responses.
+
+    Speakers, mics and placements come from the file names; positions and the room size are
+    placeholders marked PLACEHOLDER that you must edit to where the IRs were measured.
+
+    Example: testbed rig from-irs lab-irs/ -o rigs/lab-measured.toml
+    """
+    from testbed.acoustics.measured import skeleton_toml
+    from testbed.errors import RigError
+    from testbed.fileio import atomic_write
+    from testbed.rig import load_rig
+
+    if out.exists() and not force:
+        raise RigError(f"{out}: already exists (use --force to replace it)")
+    text = skeleton_toml(folder, out, name=name, sample_rate=sample_rate)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, text)
+    rig = load_rig(out)  # the skeleton must load: every IR file is read once here
+    console.print(f"wrote {out}: rig {rig.name!r}, {len(rig.speakers)} speakers, {len(rig.mics)} mics, "
+                  f"placements: {', '.join(rig.placements) or 'none'}; edit the PLACEHOLDER positions")
 
 
 @app.command("map")

@@ -58,3 +58,45 @@ def rir_pool(n: int, seed: int, sample_rate: int = 16000,
     """``n`` RIRs of independent random rooms, the same list for the same seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     return [random_rir(rng, sample_rate, rt60_s)[0] for _ in range(n)]
+
+
+def measured_rir_pool(rig, n: int, seed: int, sample_rate: int = 16000) -> list[np.ndarray]:
+    """``n`` RIRs drawn from a measured-room rig's IR files, for the same augmentation as :func:`rir_pool`.
+
+    Each is one of the rig's measured paths (speakers x mics, base positions) varied as an
+    over-the-air attack's EOT varies it (:func:`testbed.acoustics.measured_eot.vary_ir`:
+    late-reverb swaps between paths, spectral tilt), then cut 8 taps before its onset and
+    normalised to a peak of 1.0 like the shoebox pool. The same list for the same seed.
+
+    Parameters
+    ----------
+    rig : a loaded rig with ``[room] model = "measured"`` (``testbed.rig.load_rig``).
+    n : pool size.
+    seed : int
+    sample_rate : Hz; the IRs are resampled from the files' rates.
+
+    Raises
+    ------
+    RigError
+        The rig is not a measured room, or its IR folder is malformed.
+    """
+    from testbed.acoustics.irstats import onset_index
+    from testbed.acoustics.measured import ir_for
+    from testbed.acoustics.measured_eot import MeasuredEot, vary_ir
+    from testbed.errors import RigError
+
+    if rig.room.model != "measured":
+        raise RigError(f"{rig.source or rig.name}: room.model: augmentation from measured IRs needs "
+                       "model = 'measured'")
+    if int(sample_rate) != rig.sample_rate:
+        rig = rig.model_copy(update={"sample_rate": int(sample_rate)})
+    paths = [np.asarray(ir_for(rig, s, m)[1], dtype=np.float64) for s in rig.speakers for m in rig.mics]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AB5]))
+    eot = MeasuredEot(shift_ms=0.0, gain_db=0.0)
+    out = []
+    for i in range(int(n)):
+        k = i % len(paths)
+        h = vary_ir(paths[k], [p for j, p in enumerate(paths) if j != k], rng, int(sample_rate), eot)
+        h = h[max(onset_index(h) - 8, 0):]
+        out.append((h / np.max(np.abs(h))).astype(np.float32))
+    return out

@@ -34,6 +34,8 @@ def draw_rig(ax, rig: Rig, placement: str | None = None, show_placements: bool =
                 mec="k" if dut else None)
         ax.annotate(f"{name} [{mic.tier}]" + (" DUT" if dut else ""), (x, y),
                     textcoords="offset points", xytext=(8, -12), fontsize=8, color="tab:green")
+    if rig.room.model == "measured":
+        _draw_measured_paths(ax, rig, pos)
     if show_placements:
         for pname, moves in rig.placements.items():
             for thing, (x, y, _) in moves.items():
@@ -48,6 +50,17 @@ def draw_rig(ax, rig: Rig, placement: str | None = None, show_placements: bool =
     ax.grid(alpha=0.3)
 
 
+def _draw_measured_paths(ax, rig: Rig, pos: dict) -> None:
+    """Dashed speaker -> mic lines labelled 'measured': these paths come from IR files, not the shoebox."""
+    for sname, spk in rig.speakers.items():
+        sx, sy, _ = pos[sname]
+        for mname in rig.mics:
+            mx, my, _ = pos[mname]
+            ax.plot([sx, mx], [sy, my], "--", lw=1, color=ROLE_COLOURS[spk.role], alpha=0.6, zorder=1)
+            ax.annotate("measured", ((sx + mx) / 2, (sy + my) / 2), fontsize=6, alpha=0.8,
+                        color=ROLE_COLOURS[spk.role], ha="center")
+
+
 def save_rig_map(rig: Rig, out: Path | str, placement: str | None = None) -> Path:
     """Write the rig map PNG to ``out`` and return its path."""
     import matplotlib
@@ -60,7 +73,9 @@ def save_rig_map(rig: Rig, out: Path | str, placement: str | None = None) -> Pat
     lx, ly, lz = rig.room.size_m
     fig, ax = plt.subplots(figsize=(7, 7 * ly / lx + 0.6))
     draw_rig(ax, rig, placement)
-    ax.set_title(f"rig {rig.name}: {lx:g} x {ly:g} x {lz:g} m, RT60 {rig.room.rt60_s:g} s"
+    acoustics = (f"measured IRs from {rig.room.irs}" if rig.room.model == "measured"
+                 else f"RT60 {rig.room.rt60_s:g} s")
+    ax.set_title(f"rig {rig.name}: {lx:g} x {ly:g} x {lz:g} m, {acoustics}"
                  + (f", placement {placement}" if placement else ""))
     fig.tight_layout()
     fig.savefig(out, dpi=120)

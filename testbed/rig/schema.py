@@ -31,6 +31,26 @@ class Room(_Strict):
     rt60_s: float = Field(0.4, ge=0.0, le=5.0, description="reverberation time in seconds; 0 = anechoic")
     noise_dbspl: float = Field(35.0, ge=-20.0, le=120.0, description="diffuse background noise at the mics")
     seed: int = 0
+    # -- measured rooms (issue 20): the lab's own impulse responses instead of the shoebox --
+    model: Literal["shoebox", "measured"] = Field(
+        "shoebox", description="shoebox: image-source simulation; measured: impulse responses from 'irs'")
+    irs: str | None = Field(
+        None, description="measured: folder of <speaker>__<mic>[__<placement>].wav|flac, relative to the rig file")
+    channel: int = Field(1, ge=1, description="measured: which channel (1-based) of multi-channel IR files")
+    gain_db: float | None = Field(None, description="measured: gain applied to every IR, dB (default: as recorded)")
+    align: Literal["geometry", "file"] = Field(
+        "geometry", description="measured: move each IR's onset to the geometric delay, or keep the file's "
+                                "timing (sample 0 = emission, as `testbed calibrate` writes them)")
+    room_only: bool = Field(
+        False, description="measured: the IRs are of the room alone; apply the speaker and mic models on top")
+
+    @model_validator(mode="after")
+    def _measured_needs_irs(self) -> "Room":
+        if self.model == "measured" and not self.irs:
+            raise ValueError("model = 'measured' needs irs = \"DIR\" (a folder of impulse responses)")
+        if self.model != "measured" and self.irs is not None:
+            raise ValueError("irs is only read when model = 'measured'")
+        return self
 
     @field_validator("size_m")
     @classmethod
