@@ -11,7 +11,7 @@ from testbed.data.audio_io import read_audio
 from testbed.data.corpus import CorpusConfig, build_corpus, read_index
 from testbed.data.folders import load_ambient, load_folder, load_speech_commands
 from testbed.data.labels import KWS_LABELS
-from testbed.data.splits import index_splits, split_hash, stratified_split
+from testbed.data.splits import index_splits, split_hash, stratified_split, time_split
 from testbed.data.types import Dataset, Split
 from testbed.errors import DataError
 
@@ -94,7 +94,12 @@ def load_dataset(spec: str = "synthetic", *, quick: bool = False, seed: int = 0,
     if kind == "ambient":
         n = int(AMBIENT_CHUNK_S * sr)
         labels, xs, ys, meta, groups = load_ambient(root, spec, sr, AMBIENT_CHUNK_S, progress)
-        return _assemble(spec, labels, xs, ys, meta, seed, sr, n, groups)
+        recordings = {c: len({g for g, y in zip(groups, ys) if y == c}) for c in set(ys)}
+        if min(recordings.values()) >= 3:   # enough recordings per scene: split by recording
+            return _assemble(spec, labels, xs, ys, meta, seed, sr, n, groups)
+        # few long recordings per scene: split each by time, a guard chunk between splits
+        parts = time_split(np.asarray(ys), groups, [m["offset_s"] for m in meta])
+        return _assemble(spec, labels, xs, ys, meta, seed, sr, n, parts=parts)
     parts, has_lists = load_speech_commands(root, spec, seed, quick, sr, sr, progress)
     if not has_lists:
         xs, ys, meta = parts["all"]

@@ -65,6 +65,42 @@ def stratified_split(y: np.ndarray, seed: int, groups: Sequence[str] | None = No
     return tuple(np.array(sorted(p), dtype=np.int64) for p in parts)  # type: ignore[return-value]
 
 
+def time_split(y: np.ndarray, groups: Sequence[str], order: Sequence[float], guard: int = 1,
+               fractions: tuple[float, float, float] = FRACTIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train / val / test indices of chunks cut from long recordings, split by time.
+
+    Each recording's chunks, in time order (``order``: e.g. their offset in seconds), go to
+    train, then val, then test as three contiguous blocks, with ``guard`` chunks dropped at each
+    boundary so that no chunk's neighbour lies in another split. Used where a class has too few
+    recordings to split by recording (the ambient scenes of ``../shared/data/noise``: one each).
+
+    Parameters
+    ----------
+    y : (n,) class indices; groups : (n,) recording of each chunk; order : (n,) time of each chunk.
+    guard : chunks dropped between two splits.
+
+    Returns
+    -------
+    three sorted int64 index arrays (dropped guard chunks are in none).
+    """
+    parts: list[list[int]] = [[], [], []]
+    by: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    for g in sorted(by):
+        idx = sorted(by[g], key=lambda i: float(order[i]))
+        usable = len(idx) - 2 * guard
+        if usable < 3:
+            parts[0].extend(idx)        # too short to split: training only
+            continue
+        n_train, n_val, _ = split_counts(usable, fractions)
+        a, b = n_train, n_train + guard + n_val
+        parts[0].extend(idx[:a])
+        parts[1].extend(idx[a + guard:b])
+        parts[2].extend(idx[b + guard:])
+    return tuple(np.array(sorted(p), dtype=np.int64) for p in parts)  # type: ignore[return-value]
+
+
 def split_hash(ids_by_split: Sequence[Sequence[str]]) -> str:
     """A short hex digest of the clip ids in each split."""
     h = hashlib.sha256()
