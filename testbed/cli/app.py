@@ -56,6 +56,7 @@ def _register() -> None:
         positioner,
         rig,
         session,
+        study,
         workspace,
     )
 
@@ -71,6 +72,7 @@ def _register() -> None:
     app.command("analyze")(analyze.analyze)
     app.command("demo")(demo.demo)
     app.command("bench")(bench.bench)
+    app.add_typer(study.app, name="study")
 
 
 _register()

@@ -14,7 +14,7 @@ from testbed.cli.common import console, make_progress, print_json, split_csv
 def certify_command(name: str, data: str | None, root: Path | None, *, sigma: float | None, n: int, n0: int,
                     alpha: float, clips: int, eps: str, seed: int, json_out: bool) -> None:
     """``models eval --certify``: certify ``clips`` test clips, print certified accuracy per radius."""
-    from testbed.cli.attack import _test_clips
+    from testbed.models import held_out_clips
     from testbed.errors import ModelError
     from testbed.models import Zoo
     from testbed.models.robust.certify import certified_accuracy, certify_clips
@@ -42,7 +42,7 @@ def certify_command(name: str, data: str | None, root: Path | None, *, sigma: fl
             raise ModelError(f"{name} is stochastic; certify a deterministic base model (e.g. lm-fp32)")
         model = SmoothedClassifier(model, sigma, seed=seed)
     model.reseed(seed)
-    x, y, spec = _test_clips(card, data, clips, seed)
+    x, y, spec = held_out_clips(card, data, clips, seed)
     with make_progress(transient=True) as bar:
         task = bar.add_task(f"certify {name}", total=len(y))
         rows = certify_clips(model, x, y, n0=n0, n=n, alpha=alpha,

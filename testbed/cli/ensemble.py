@@ -54,7 +54,7 @@ def ensemble_curve(
     import torch
 
     from testbed.attacks import ATTACKS
-    from testbed.cli.attack import _test_clips
+    from testbed.models import held_out_clips
     from testbed.errors import AttackError
     from testbed.models import Zoo
     from testbed.models.robust import ensemble_curve as curve
@@ -66,7 +66,7 @@ def ensemble_curve(
     model = Zoo(root).load(name)
     if not getattr(model, "stochastic", False):
         raise ModelError(f"{name} is not stochastic; the ensemble curve needs an slr or rse model (e.g. lm-slr8)")
-    x, y, spec = _test_clips(getattr(model, "card", {}) or {}, data, n, seed)
+    x, y, spec = held_out_clips(getattr(model, "card", {}) or {}, data, n, seed)
     with make_progress(transient=json_out) as bar:
         task = bar.add_task(f"{attack} on {name} for n = {members}", total=len(sizes) * len(x))
         table = curve(model, x, y, members=sizes, attack=attack, eps=eps, steps=steps, adaptive=adaptive,

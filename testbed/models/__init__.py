@@ -6,7 +6,7 @@ Every model takes raw PCM ``(batch, samples)`` in [-1, 1] and returns logits, an
 
 from testbed.models.archs import ARCHS, PAPER_TABLE, ConvBlock, KwsModel, build_model, layer_counts, param_count
 from testbed.models.build import build_zoo
-from testbed.models.evaluation import evaluate_on
+from testbed.models.evaluation import evaluate_on, held_out_clips
 from testbed.models.frontend import LogMel
 from testbed.models.lowrank import (
     LowRankConv,
@@ -27,7 +27,7 @@ __all__ = [
     "ARCHS", "PAPER_TABLE", "VARIANTS",
     "ConvBlock", "KwsModel", "LogMel", "LowRankConv", "LowRankLinear", "QuantConv", "QuantLinear",
     "RankInfo", "Zoo",
-    "build_model", "build_zoo", "compress", "cross_entropy_loss", "evaluate", "evaluate_on", "factorize",
+    "build_model", "build_zoo", "compress", "cross_entropy_loss", "evaluate", "evaluate_on", "factorize", "held_out_clips",
     "fake_quant", "layer_counts", "load_model", "lowrank_layers", "param_count", "predict",
     "quant_layers", "quantize_model", "reconstruction_error", "restructure", "save_confusion_png",
     "set_ste", "sha256_file", "split_view", "svd_factors", "train", "waveform_augment",

@@ -64,3 +64,22 @@ def evaluate_on(name: str, data: str | None = None, *, root: Path | str | None =
     if own:
         result["split_hash_matches_card"] = dataset.split_hash == card["data"].get("split_hash")
     return result
+
+
+def held_out_clips(card: dict, data: str | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` test clips (a seeded choice, in data order) of the data set named by ``data`` or by
+    the model card (its own spec, quick flag and seed), for attacks and curves.
+
+    Returns
+    -------
+    x : float32 (k, n_samples) PCM; y : int64 (k,) label indices; spec : the data spec used.
+    ``k = min(n, size of the test split)``.
+    """
+    info = card.get("data", {}) if isinstance(card.get("data"), dict) else {}
+    spec = data or info.get("spec") or "synthetic"
+    quick = bool(info.get("quick", False)) if data is None or data == info.get("spec") else False
+    ds = load_dataset(spec, quick=quick, seed=int(info.get("seed", 0)))
+    split = ds.test
+    k = min(n, len(split.y))
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split.y))[:k])
+    return np.asarray(split.x[idx], dtype=np.float32), np.asarray(split.y[idx], dtype=np.int64), spec

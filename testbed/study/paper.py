@@ -1,0 +1,75 @@
+"""`testbed study paper`: the grid behind the paper's Figures 4-9 and its defence claim, run
+resumably on a zoo (the KWS zoo, or a scene zoo built from ``ambient:PATH``), reported as
+``analysis/study-paper/report.html``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from testbed.attacks.registry import ATTACKS, attack_params
+from testbed.models import Zoo, build_zoo
+from testbed.study.grid import ARCH_ORDER, COMPRESSED, DEFENCES, StudySettings, paper_cells
+from testbed.study.report import write_report
+from testbed.study.run import StudyRun, run_cells
+
+#: what a scene zoo is built with (``--data ambient:PATH``), full and quick
+SCENE_ZOO = {False: (("lm", "ete", "lms"), ("fp32", "lowrank", "int16", "int8", "int4")),
+             True: (("lm",), ("fp32", "int8"))}
+
+
+@dataclass
+class PaperStudy:
+    """The outcome of one `study paper` run: the run's counts and where the report is."""
+
+    run: StudyRun
+    report: Path
+    out_dir: Path
+    zoo: Path
+
+    def as_dict(self) -> dict:
+        return {**self.run.as_dict(), "report": str(self.report), "out_dir": str(self.out_dir), "zoo": str(self.zoo)}
+
+
+def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | None = None, seed: int = 0) -> Path:
+    """The zoo of models trained on the scene data set ``spec`` (built the first time, under
+    ``models_root/scenes-<hash of the spec>``)."""
+    root = Path(models_root) / f"scenes-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    archs, variants = SCENE_ZOO[quick]
+    zoo = Zoo(root)
+    if not all(zoo.exists(f"{a}-{v}") for a in archs for v in variants):
+        kw = {"steps": 60, "finetune_steps": 10, "batch_size": 16} if quick else {}
+        build_zoo(archs, variants, data=spec, quick=quick, root=root, seed=seed, progress=progress, **kw)
+    return root
+
+
+def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = False, data: str | None = None,
+                progress: Callable[[int, int, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
+                executor=None, build_progress: Callable | None = None) -> PaperStudy:
+    """Run (or resume) the paper's grid and write its report.
+
+    Parameters
+    ----------
+    models_root : the zoo (``ambient:PATH`` data: where the scene zoo is built).
+    out_dir : the study folder (``analysis/study-paper``; ``-ambient`` for scenes).
+    quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
+    data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
+    """
+    settings = StudySettings.quick() if quick else StudySettings()
+    root = Path(models_root)
+    if data and data.startswith("ambient:"):
+        root = scene_zoo(data, root, quick, build_progress)
+        settings = replace(settings, target_label=None)        # scenes have no command to inject
+    zoo = Zoo(root)
+    attacks = {k: attack_params(k) for k in ATTACKS}
+    cells = paper_cells(zoo.exists, attacks, settings)
+    out = Path(out_dir)
+    run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=should_stop, executor=executor)
+    names = set(zoo.names())
+    missing = [f"{a}-{v}" for a in ARCH_ORDER for v in (*COMPRESSED, *DEFENCES) if f"{a}-{v}" not in names]
+    report = write_report(run, out, title=f"The paper's study{' (quick)' if quick else ''}: {data or 'speech commands'}",
+                          zoo=str(root), data=data or "each model's own test split", n_clips=settings.n_clips,
+                          missing=missing, planned=[c.as_dict() for c in cells])
+    return PaperStudy(run=run, report=report, out_dir=out, zoo=root)

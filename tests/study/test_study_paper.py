@@ -1,0 +1,103 @@
+"""`testbed study paper --quick`: the paper's grid on a tiny zoo, its report, and resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.study import StudySettings, paper_cells
+from testbed.study.run import CellStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quick_study(quick_zoo, tmp_path_factory, cli):
+    out = tmp_path_factory.mktemp("study") / "study-paper"
+    res = cli(["study", "paper", "--quick", "--root", quick_zoo, "--out", out, "--json"])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.stdout)
+
+
+def test_quick_study_writes_a_report_with_every_figure_and_claim(quick_study):
+    out, summary_line = quick_study
+    assert summary_line["computed"] + summary_line["cached"] == summary_line["total"] > 10
+    assert summary_line["undone"] == 0 and not summary_line["failed"]
+    html = (out / "report.html").read_text()
+    assert "Paper says / we measure" in html
+    summary = json.loads((out / "summary.json").read_text())
+    figures = set(summary["figures"])
+    assert {"fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "defence"} <= figures, figures
+    for name in figures:
+        assert f'alt="{name}"' in html and (out / "figures" / f"{name}.png").stat().st_size > 1000
+    claims = {c["paper"]: c for c in summary["claims"]}
+    assert len(claims) == 8
+    vulnerable = claims["Undefended models are extremely vulnerable to white-box PGD (error near 100 %)"]
+    assert vulnerable["verdict"] != "not measured" and vulnerable["interval"].startswith("[")
+    defence = claims["The stochastic low-rank ensemble (SLR) lowers the white-box error against fp32"]
+    assert "McNemar p" in defence["interval"] and "p_holm" in defence
+    rows = (out / "rows.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"error_rate", "ci_low", "ci_high", "n"} <= set(header)
+    for line in rows[1:]:
+        r = dict(zip(header, line.split(",")))
+        assert float(r["ci_low"]) <= float(r["error_rate"]) <= float(r["ci_high"])
+        assert int(r["n"]) == 16
+
+
+def test_models_missing_from_the_zoo_are_named_not_attacked(quick_study, quick_zoo):
+    out, _ = quick_study
+    html = (out / "report.html").read_text()
+    assert "lm-int4" in html.split("Not in the zoo")[1].split("</p>")[0]       # the quick zoo has no INT4
+    cells = paper_cells(lambda n: n in {"lm-fp32"}, {"pgd": ["steps"]}, StudySettings.quick())
+    assert {c.source for c in cells} == {"lm-fp32"}
+
+
+def test_lm_cells_come_first():
+    have = {"lm-fp32", "ete-fp32", "lms-fp32", "lm-int8", "ete-int8"}
+    cells = paper_cells(lambda n: n in have, {"fgsm": [], "pgd": ["steps"]}, StudySettings.quick())
+    archs = [c.arch for c in cells]
+    assert archs[: archs.count("lm")] == ["lm"] * archs.count("lm")
+    assert archs.index("ete") < archs.index("lms")
+
+
+def test_study_resumes_after_a_kill_without_recomputing_finished_cells(quick_zoo, tmp_path):
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "testbed.cli.app", "study", "paper", "--quick", "--root", str(quick_zoo),
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells_dir = out / "cells"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the study finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    before = {p.name: p.read_bytes() for p in cells_dir.glob("*.json")}
+    assert len(before) >= 3
+    from testbed.models import Zoo
+    from testbed.study import study_paper
+
+    res = study_paper(models_root=quick_zoo, out_dir=out, quick=True)
+    assert res.run.cached == len(before)
+    assert res.run.computed == res.run.total - len(before) and res.run.undone == 0
+    after = {p.name: p.read_bytes() for p in cells_dir.glob("*.json")}
+    assert all(after[name] == data for name, data in before.items())      # finished cells untouched
+    assert len(after) == res.run.total
+    assert len(list(CellStore(out).results())) == res.run.total
+    # a third run computes nothing
+    again = study_paper(models_root=quick_zoo, out_dir=out, quick=True)
+    assert again.run.cached == again.run.total and again.run.computed == 0
+    assert Zoo(quick_zoo).exists("lm-fp32")
