@@ -154,3 +154,59 @@ def test_true_peak_meter_matches_the_sample_peak_of_a_slow_tone_and_exceeds_it_a
     quarter = 0.5 * np.sin(2 * np.pi * (SR / 4) * t + np.pi / 4)   # samples at +-0.354, peaks at 0.5
     assert np.max(np.abs(quarter)) < 0.36 and true_peak(quarter) > 0.49
     assert true_peak_envelope(quarter).shape == quarter.shape
+
+
+def _sim_rig(**adversary):
+    from testbed.rig import parse_rig
+
+    spk = {"position_m": [4.0, 3.0, 1.5], "spl_at_1m_db": 94.0}
+    return parse_rig({
+        "name": "t", "sample_rate": SR, "backend": "sim",
+        "room": {"size_m": [6.0, 5.0, 3.0], "rt60_s": 0.0, "noise_dbspl": -20.0, "seed": 3},
+        "speakers": {"user": {"role": "user", **spk, "max_dbfs": -3},
+                     "adversary": {"role": "adversary", **spk, "position_m": [1.0, 1.0, 1.5], **adversary}},
+        "mics": {"ref": {"tier": "reference", "position_m": [3.0, 2.5, 1.0]}},
+        "dut": {"mic": "ref"},
+    }, "t.toml")
+
+
+def test_the_trial_reports_true_peak_rms_and_seconds_at_ceiling_per_speaker():
+    """What the runner stores (``facts.as_dict()``) carries the limiter's facts and its notes."""
+    from testbed.audio import Playback
+    from testbed.audio.sim import SimBackend
+
+    rig = _sim_rig(max_dbfs=-6, max_rms_dbfs=-12, max_seconds_at_ceiling=0.2)
+    t = np.arange(SR // 2) / SR
+    user = (0.05 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)          # -26 dBFS: untouched
+    attack = _sign_attack(5, SR // 2) * 40.0
+    facts = SimBackend(rig).run_trial({"user": Playback(user), "adversary": Playback(attack)}, record_s=0.6).facts
+    d = facts.as_dict()
+    for key in ("speaker_true_peak_dbtp", "speaker_max_rms_dbfs", "speaker_seconds_at_ceiling"):
+        assert set(d[key]) == {"user", "adversary"}
+    assert d["limited"] == {"user": False, "adversary": True}
+    assert -26.5 < d["speaker_true_peak_dbtp"]["user"] < -25.5 and d["speaker_seconds_at_ceiling"]["user"] == 0.0
+    assert d["speaker_true_peak_dbtp"]["adversary"] <= -6.0
+    assert d["speaker_max_rms_dbfs"]["adversary"] <= -12.0 + 1e-6
+    assert d["speaker_seconds_at_ceiling"]["adversary"] <= 0.2
+    notes = " | ".join(d["notes"])
+    assert "speaker adversary" in notes and "true peak" in notes and "user" not in notes
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_rms_dbfs", "nan"), ("max_rms_dbfs", "-inf"),
+                                              ("max_rms_dbfs", "1.0"), ("max_seconds_at_ceiling", "inf"),
+                                              ("max_seconds_at_ceiling", "-1")])
+def test_speaker_limit_fields_must_be_finite_and_in_range(field, value):
+    from testbed.errors import RigError
+
+    with pytest.raises(RigError, match=rf"^t\.toml: speakers\.adversary\.{field}: "):
+        _sim_rig(max_dbfs=-6, **{field: float(value)})
+
+
+def test_existing_rigs_stay_valid_with_the_default_limits():
+    from testbed.rig import load_rig
+    from tests.conftest import RIGS
+
+    for path in sorted(RIGS.glob("*.toml")):
+        rig = load_rig(path)
+        for spk in rig.speakers.values():
+            assert spk.max_rms_dbfs == 0.0 and spk.max_seconds_at_ceiling == 1.0
