@@ -190,3 +190,32 @@ def test_non_finite_positioner_report_is_refused_not_taken_as_reached(grbl_port)
             pos.move_to(1.0, 1.0)
     msg = str(err.value)
     assert "\n" not in msg and "unreadable MPos" in msg and "positioner.port" in msg
+
+
+class HungGrbl(GrblEmulator):
+    """Takes the move, then hangs: no ok, no status report, ever."""
+
+    hung = False
+
+    def _send(self, text):
+        if not self.hung:
+            super()._send(text)
+
+    def _gcode(self, up, now):
+        if "G0" in up:
+            self.hung = True
+        super()._gcode(up, now)
+
+
+def test_positioner_that_stops_answering_is_a_one_line_device_error_in_bounded_time(grbl_port):
+    from testbed.errors import DeviceError
+
+    with HungGrbl(grbl_port).running():
+        pos = Positioner(grbl_port.path, room_size_m=(6.0, 5.0, 3.0), timeout_s=0.5)
+        pos.connect()
+        t0 = time.monotonic()
+        with pos, pytest.raises(DeviceError) as err:
+            pos.move_to(1.0, 1.0)
+    msg = str(err.value)
+    assert "\n" not in msg and "did not answer" in msg and grbl_port.path in msg
+    assert time.monotonic() - t0 < DEADLINE_S
