@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from testbed.audio.devices import AudioDevice, list_devices, match_device
-from testbed.audio.limiter import ceiling32, hard_cap, limit
+from testbed.audio.limiter import ceiling32, hard_cap, limit_for, record_limit
 from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
 from testbed.errors import DeviceError
 
@@ -203,13 +203,8 @@ class HardwareBackend:
                 from testbed.acoustics import fractional_delay
 
                 sig = np.asarray(fractional_delay(sig, frac, len(sig) + 1), dtype=np.float32)
-            res = limit(sig, spk.max_dbfs, sr)
-            if res.engaged:
-                facts.notes.append(
-                    f"speaker {name}: signal peak {res.input_peak_dbfs:.1f} dBFS exceeded max_dbfs "
-                    f"{spk.max_dbfs:g}; limited"
-                )
-            facts.limited[name] = res.engaged
+            res = limit_for(spk, sig, sr)
+            record_limit(facts, name, res, spk.max_dbfs)
             facts.speaker_rms_dbfs[name] = dbfs(res.signal, "rms")
             col = spk.channel - 1
             start = pre + k

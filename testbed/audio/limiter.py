@@ -1,14 +1,28 @@
-"""The speaker safety limiter: nothing ever leaves for a speaker above its ``max_dbfs``.
+"""The speaker safety limiter: nothing ever leaves for a speaker above its caps.
 
-A soft limiter (a smooth ``tanh`` knee starting ``knee_db`` below the ceiling) keeps
-loud signals from distorting abruptly, then a hard clip at the ceiling makes the cap
-absolute, then a short raised-cosine fade-in/out stops clicks at the signal's edges.
-Non-finite samples (NaN, inf) are replaced by silence. An attack can ask for anything;
-the tweeter only ever sees at most ``max_dbfs``.
+Four stages, each only ever lowering the level:
+
+1. a soft limiter (a smooth ``tanh`` knee starting ``knee_db`` below the ceiling) and a hard
+   clip at the ceiling bound the *sample* peak, then a short raised-cosine fade-in/out stops
+   clicks at the signal's edges;
+2. a true-peak stage bounds the *reconstructed* peak: what a DAC's reconstruction filter or a
+   resampling sound server makes of the samples between them. It is measured as ITU-R
+   BS.1770-4's true-peak meter does (4x oversampling, :func:`true_peak`); where it is over the
+   ceiling a smooth gain (a few ms) pulls that stretch down, and a last whole-signal gain makes
+   the bound exact. A sign-like attack at the ceiling otherwise overshoots by up to 6 dB;
+3. an RMS limit: the loudest ``RMS_WINDOW_S`` stretch must stay under ``max_rms_dbfs`` (the
+   voice coil's heating), else the whole signal is attenuated;
+4. a duration limit: at most ``max_seconds_at_ceiling`` seconds of the signal may sit within
+   ``AT_CEILING_DB`` of the ceiling (true peak), else the whole signal is attenuated until no
+   more than that does.
+
+Non-finite samples (NaN, inf) are replaced by silence. An attack can ask for anything; the
+tweeter only ever sees what its speaker's caps allow, and :class:`LimitResult` says what was done.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +33,18 @@ from testbed.fade import fade_edges
 FADE_MS = 5.0
 #: Default width of the soft knee below the ceiling, in dB.
 KNEE_DB = 3.0
+#: Oversampling factor of the true-peak meter (ITU-R BS.1770-4, annex 2).
+TRUE_PEAK_OVERSAMPLE = 4
+#: Length of the true-peak stage's gain smoothing, milliseconds.
+TRUE_PEAK_SMOOTH_MS = 2.0
+#: Passes of the smooth true-peak gain before the exact whole-signal gain.
+TRUE_PEAK_PASSES = 6
+#: A true peak within this many dB of the ceiling counts as "at the ceiling".
+AT_CEILING_DB = 1.0
+#: Window of the RMS limit, seconds (the whole signal when shorter).
+RMS_WINDOW_S = 1.0
+#: Relative safety margin of the whole-signal gains (float32 rounding of the result).
+_MARGIN = 1e-5
 
 
 @dataclass(frozen=True)
@@ -27,11 +53,19 @@ class LimitResult:
 
     Attributes
     ----------
-    signal : float32, shape (n_samples,), peak <= 10 ** (max_dbfs / 20).
-    engaged : True when the input would have exceeded the ceiling (or held NaN/inf).
-    input_peak_dbfs : peak of the input before limiting (finite samples only).
-    output_peak_dbfs : peak of what leaves for the speaker.
+    signal : float32, shape (n_samples,); sample and true peak <= 10 ** (max_dbfs / 20).
+    engaged : True when the limiter changed anything but the fades (a peak, true peak, RMS
+        or duration over its cap, or NaN/inf samples).
+    input_peak_dbfs : sample peak of the input before limiting (finite samples only).
+    output_peak_dbfs : sample peak of what leaves for the speaker.
     n_nonfinite : NaN/inf samples replaced by silence.
+    input_true_peak_dbtp : true peak of the input (finite samples only), dBTP.
+    output_true_peak_dbtp : true peak of what leaves for the speaker, dBTP.
+    output_rms_dbfs : RMS of the loudest ``RMS_WINDOW_S`` of the output, dBFS.
+    seconds_at_ceiling : seconds of the output whose true peak is within ``AT_CEILING_DB``
+        of the ceiling.
+    rms_gain_db : attenuation the RMS limit applied (0 when it did not act), dB <= 0.
+    duration_gain_db : attenuation the duration limit applied (0 when it did not act), dB <= 0.
     """
 
     signal: np.ndarray
@@ -39,6 +73,30 @@ class LimitResult:
     input_peak_dbfs: float
     output_peak_dbfs: float
     n_nonfinite: int = 0
+    input_true_peak_dbtp: float = -200.0
+    output_true_peak_dbtp: float = -200.0
+    output_rms_dbfs: float = -200.0
+    seconds_at_ceiling: float = 0.0
+    rms_gain_db: float = 0.0
+    duration_gain_db: float = 0.0
+
+    def notes(self, speaker: str, max_dbfs: float) -> list[str]:
+        """One line per limit that acted, naming ``speaker``, for a trial's notes."""
+        out: list[str] = []
+        if self.n_nonfinite:
+            out.append(f"speaker {speaker}: {self.n_nonfinite} NaN/inf sample(s) replaced by silence")
+        if self.input_peak_dbfs > max_dbfs or self.input_true_peak_dbtp > max_dbfs:
+            out.append(f"speaker {speaker}: signal peak {self.input_peak_dbfs:.1f} dBFS "
+                       f"(true peak {self.input_true_peak_dbtp:.1f} dBTP) exceeded max_dbfs {max_dbfs:g}; "
+                       f"limited to {self.output_true_peak_dbtp:.1f} dBTP")
+        if self.rms_gain_db < 0:
+            out.append(f"speaker {speaker}: RMS over max_rms_dbfs; attenuated by {-self.rms_gain_db:.1f} dB "
+                       f"to {self.output_rms_dbfs:.1f} dBFS")
+        if self.duration_gain_db < 0:
+            out.append(f"speaker {speaker}: longer than max_seconds_at_ceiling within {AT_CEILING_DB:g} dB "
+                       f"of the ceiling; attenuated by {-self.duration_gain_db:.1f} dB "
+                       f"({self.seconds_at_ceiling:.2f} s at the ceiling now)")
+        return out
 
 
 def ceiling(max_dbfs: float) -> float:
@@ -53,11 +111,131 @@ def ceiling32(max_dbfs: float) -> np.float32:
     return np.nextafter(c32, np.float32(0)) if float(c32) > c else c32
 
 
+def _db(v: float) -> float:
+    return float(20 * np.log10(max(float(v), 1e-10)))
+
+
+@functools.lru_cache(maxsize=1)
+def _oversampling_filter() -> np.ndarray:
+    """``resample_poly(x, 4, 1)``'s own default filter, designed once (the design costs more than
+    the filtering of a 1 s signal)."""
+    from scipy.signal import firwin
+
+    f = firwin(2 * 10 * TRUE_PEAK_OVERSAMPLE + 1, 1.0 / TRUE_PEAK_OVERSAMPLE, window=("kaiser", 5.0))
+    f.flags.writeable = False
+    return f
+
+
+def true_peak_envelope(signal: np.ndarray) -> np.ndarray:
+    """Per-sample true peak: the largest magnitude among a sample and its oversampled neighbours.
+
+    Parameters
+    ----------
+    signal : float array, shape (n_samples,), finite.
+
+    Returns
+    -------
+    float64, shape (n_samples,): ``max(|x[n]|, |x(n + k / 4)|, k = 1..3)`` with the signal
+    reconstructed by ``scipy.signal.resample_poly(x, 4, 1)`` (silence before and after it).
+    """
+    from scipy.signal import resample_poly
+
+    x = np.asarray(signal, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return np.zeros(0)
+    up = np.abs(resample_poly(x, TRUE_PEAK_OVERSAMPLE, 1, window=_oversampling_filter()))
+    env = np.abs(x)
+    for k in range(TRUE_PEAK_OVERSAMPLE):   # strided maxima: far faster than a max over a short axis
+        np.maximum(env, up[k::TRUE_PEAK_OVERSAMPLE][: x.size], out=env)
+    return env
+
+
+def true_peak(signal: np.ndarray) -> float:
+    """True peak of ``signal`` (linear, full scale = 1.0), as ITU-R BS.1770-4's 4x oversampling meter."""
+    env = true_peak_envelope(signal)
+    return float(env.max()) if env.size else 0.0
+
+
+def true_peak_dbtp(signal: np.ndarray) -> float:
+    """:func:`true_peak` in dBTP (dB relative to full scale, true peak); -200 for silence."""
+    return _db(true_peak(signal))
+
+
+def seconds_at_ceiling(signal: np.ndarray, max_dbfs: float, sample_rate: int) -> float:
+    """Seconds of ``signal`` whose true-peak envelope is within ``AT_CEILING_DB`` of ``max_dbfs``."""
+    at = ceiling(max_dbfs) * 10.0 ** (-AT_CEILING_DB / 20.0)
+    return float(np.count_nonzero(true_peak_envelope(signal) >= at)) / float(sample_rate)
+
+
+def loudest_rms(signal: np.ndarray, sample_rate: int, window_s: float = RMS_WINDOW_S) -> float:
+    """RMS (linear) of the loudest ``window_s`` stretch of ``signal`` (the whole when shorter)."""
+    x = np.asarray(signal, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        return 0.0
+    w = int(min(x.size, max(1, round(window_s * sample_rate))))
+    energy = np.concatenate(([0.0], np.cumsum(x * x)))
+    return float(np.sqrt(max(0.0, float(np.max(energy[w:] - energy[:-w]))) / w))
+
+
 def fade(signal: np.ndarray, sample_rate: int, fade_ms: float = FADE_MS) -> np.ndarray:
     """Raised-cosine fade-in and fade-out of ``fade_ms`` at each end (a copy, float32)."""
     y = np.array(signal, dtype=np.float32, copy=True)
     n = min(int(round(fade_ms * 1e-3 * sample_rate)), len(y) // 2)
     return fade_edges(y, n)
+
+
+def _soft_clip(x: np.ndarray, c: float, knee_db: float) -> np.ndarray:
+    """Samples above ``c - knee_db`` approach ``c`` along a tanh knee, then clip at ``c``."""
+    t = c * 10.0 ** (-abs(knee_db) / 20.0)
+    a = np.abs(x)
+    over = a > t
+    y = x
+    if np.any(over):
+        span = c - t
+        y = x.copy()
+        with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
+            z = np.minimum((a[over] - t) / span, 50.0)
+        y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
+    return np.clip(y, -c, c)
+
+
+def _bound_true_peak(y: np.ndarray, c: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` (float64) with its true peak <= ``c``: smooth local gains, then one exact whole gain.
+    Returns the signal and its :func:`true_peak_envelope`.
+
+    Where the envelope is over ``c`` the needed gain is spread (minimum filter, then a Hann
+    smoothing of ``TRUE_PEAK_SMOOTH_MS``) so the gain itself stays smooth and adds little
+    distortion; a smooth gain does not remove every inter-sample overshoot at once, hence the passes.
+    """
+    from scipy.ndimage import minimum_filter1d
+
+    c = c * (1.0 - _MARGIN)     # room for the float32 rounding that follows
+    w = max(1, int(round(TRUE_PEAK_SMOOTH_MS * 1e-3 * sample_rate)))
+    hann = np.hanning(w + 2)[1:-1]
+    hann /= hann.sum()
+    for _ in range(TRUE_PEAK_PASSES):
+        env = true_peak_envelope(y)
+        if env.size == 0 or env.max() <= c:
+            return y, env
+        need = np.minimum(1.0, c / np.maximum(env, 1e-30))
+        g = minimum_filter1d(need, size=2 * w + 1, mode="nearest")
+        g = np.convolve(np.pad(g, w, mode="edge"), hann, mode="same")[w:-w]
+        y = y * np.minimum(g, 1.0)
+    env = true_peak_envelope(y)
+    g = min(1.0, c / float(env.max()))
+    return y * g, env * g
+
+
+def _duration_gain(env: np.ndarray, c: float, max_seconds: float, sample_rate: int) -> float:
+    """Linear gain (<= 1) leaving at most ``max_seconds`` of a signal with true-peak envelope
+    ``env`` within ``AT_CEILING_DB`` of ``c``."""
+    at = c * 10.0 ** (-AT_CEILING_DB / 20.0)
+    allowed = int(np.floor(max_seconds * sample_rate))
+    if np.count_nonzero(env >= at) <= allowed:
+        return 1.0
+    # the (allowed + 1)-th loudest sample must fall under the threshold: then at most `allowed` stay
+    kth = float(np.partition(env, env.size - allowed - 1)[env.size - allowed - 1])
+    return at / kth * (1.0 - _MARGIN)
 
 
 def limit(
@@ -67,23 +245,29 @@ def limit(
     *,
     knee_db: float = KNEE_DB,
     fade_ms: float = FADE_MS,
+    max_rms_dbfs: float | None = None,
+    max_seconds_at_ceiling: float | None = None,
 ) -> LimitResult:
-    """Limit ``signal`` so its peak never exceeds ``max_dbfs``.
+    """Limit ``signal`` so its sample and true peak never exceed ``max_dbfs`` (and its RMS and
+    time at the ceiling stay under their caps, when given).
 
     Parameters
     ----------
     signal : float array, shape (n_samples,), PCM in full-scale units.
-    max_dbfs : the speaker's cap in dBFS (<= 0).
-    sample_rate : Hz, for the fade length.
+    max_dbfs : the speaker's cap in dBFS (<= 0), applied to the true peak (dBTP).
+    sample_rate : Hz, for the fade, smoothing and window lengths.
     knee_db : samples below ``max_dbfs - knee_db`` pass unchanged; above it a tanh knee
         approaches the ceiling smoothly.
     fade_ms : raised-cosine fade at each end, in milliseconds (0 disables).
+    max_rms_dbfs : cap on the RMS of the loudest ``RMS_WINDOW_S`` (None: no RMS limit).
+    max_seconds_at_ceiling : cap on the seconds within ``AT_CEILING_DB`` of the ceiling
+        (None: no duration limit).
 
     Returns
     -------
     LimitResult
-        ``engaged`` is True when the input peak exceeded the ceiling or held non-finite
-        samples (the session records it as "limited").
+        ``engaged`` is True when any limit acted or the input held non-finite samples (the
+        session records it as "limited"); :meth:`LimitResult.notes` says which.
     """
     x = np.asarray(signal, dtype=np.float64).reshape(-1)
     finite = np.isfinite(x)
@@ -92,31 +276,59 @@ def limit(
         x = np.where(finite, x, 0.0)
     c = ceiling(max_dbfs)
     peak_in = float(np.max(np.abs(x))) if x.size else 0.0
-    t = c * 10.0 ** (-abs(knee_db) / 20.0)
-    a = np.abs(x)
-    over = a > t
-    if np.any(over):
-        span = c - t
-        y = x.copy()
-        with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
-            z = np.minimum((a[over] - t) / span, 50.0)
-        y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
-    else:
-        y = x
-    y = np.clip(y, -c, c).astype(np.float32)
+    # a huge input's true peak is meaningless and may overflow: measure it only when it matters
+    tp_in = true_peak(x) if peak_in <= 4.0 else peak_in
+    y = _soft_clip(x, c, knee_db).astype(np.float32)
     if fade_ms > 0:
         y = fade(y, sample_rate, fade_ms)
+    # env follows y through the (linear) gains below: one oversampling for a quiet signal
+    y, env = _bound_true_peak(y.astype(np.float64), c, sample_rate)
+    rms_gain = dur_gain = 1.0
+    if max_rms_dbfs is not None and y.size:
+        cap = ceiling(max_rms_dbfs)
+        rms = loudest_rms(y, sample_rate)
+        if rms > cap:
+            rms_gain = cap / rms * (1.0 - _MARGIN)
+            y, env = y * rms_gain, env * rms_gain
+    if max_seconds_at_ceiling is not None and y.size:
+        dur_gain = _duration_gain(env, c, float(max_seconds_at_ceiling), sample_rate)
+        y, env = y * dur_gain, env * dur_gain
     # float32 rounding of c can land a hair above it: clip once more in float32.
     c32 = ceiling32(max_dbfs)
-    y = np.clip(y, -c32, c32)
+    y = np.clip(y.astype(np.float32), -c32, c32)
     peak_out = float(np.max(np.abs(y))) if y.size else 0.0
+    at = c * 10.0 ** (-AT_CEILING_DB / 20.0)
     return LimitResult(
         signal=y,
-        engaged=bool(peak_in > c or n_bad > 0),
-        input_peak_dbfs=float(20 * np.log10(max(peak_in, 1e-10))),
-        output_peak_dbfs=float(20 * np.log10(max(peak_out, 1e-10))),
+        engaged=bool(peak_in > c or tp_in > c or n_bad > 0 or rms_gain < 1.0 or dur_gain < 1.0),
+        input_peak_dbfs=_db(peak_in),
+        output_peak_dbfs=_db(peak_out),
         n_nonfinite=n_bad,
+        input_true_peak_dbtp=_db(tp_in),
+        output_true_peak_dbtp=_db(float(env.max()) if env.size else 0.0),
+        output_rms_dbfs=_db(loudest_rms(y, sample_rate)),
+        seconds_at_ceiling=float(np.count_nonzero(env >= at)) / float(sample_rate),
+        rms_gain_db=_db(rms_gain) if rms_gain < 1.0 else 0.0,
+        duration_gain_db=_db(dur_gain) if dur_gain < 1.0 else 0.0,
     )
+
+
+def limit_for(speaker, signal: np.ndarray, sample_rate: int) -> LimitResult:
+    """:func:`limit` with a rig speaker's caps (``max_dbfs``, ``max_rms_dbfs``, ``max_seconds_at_ceiling``)."""
+    return limit(signal, speaker.max_dbfs, sample_rate,
+                 max_rms_dbfs=getattr(speaker, "max_rms_dbfs", None),
+                 max_seconds_at_ceiling=getattr(speaker, "max_seconds_at_ceiling", None))
+
+
+def record_limit(facts, speaker: str, result: LimitResult, max_dbfs: float) -> None:
+    """Write what the limiter did to ``speaker`` into a :class:`~testbed.audio.types.TrialFacts`:
+    ``limited``, ``speaker_true_peak_dbtp``, ``speaker_max_rms_dbfs``, ``speaker_seconds_at_ceiling``
+    and one note per limit that acted."""
+    facts.limited[speaker] = result.engaged
+    facts.speaker_true_peak_dbtp[speaker] = result.output_true_peak_dbtp
+    facts.speaker_max_rms_dbfs[speaker] = result.output_rms_dbfs
+    facts.speaker_seconds_at_ceiling[speaker] = result.seconds_at_ceiling
+    facts.notes.extend(result.notes(speaker, max_dbfs))
 
 
 def hard_cap(block: np.ndarray, ceilings: np.ndarray) -> np.ndarray:

@@ -8,12 +8,15 @@ many of each. See :mod:`testbed.audio.hardware` for scheduling and alignment.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
 from testbed.audio.hardware import HardwareBackend
 from testbed.errors import DeviceError
 
+#: Grace beyond a trial's own duration (and the output latency) before a silent stream is an error, s.
+STALL_MARGIN_S = 10.0
 #: PortAudio status flag bits (paInputUnderflow ... paPrimingOutput).
 FLAG_BITS = {
     0x1: "input_underflow", 0x2: "input_overflow", 0x4: "output_underflow",
@@ -85,12 +88,20 @@ class PyAudioBackend(HardwareBackend):
             try:
                 reported = (stream.get_input_latency() + stream.get_output_latency()) * self.sample_rate
                 stream.start_stream()
-                if not done.wait(timeout=n_total / self.sample_rate + 10.0):
+                if not done.wait(timeout=n_total / self.sample_rate + STALL_MARGIN_S):
                     raise DeviceError(
                         f"pyaudio: stream on {self.output_device.full_name} stalled (no audio callbacks); "
                         "is the device or JACK server still running?"
                     )
+                # the last block is queued; the stream goes inactive once the device has played it
+                drain_s = stream.get_output_latency() + STALL_MARGIN_S
+                deadline = time.monotonic() + drain_s
                 while stream.is_active():
+                    if time.monotonic() > deadline:
+                        raise DeviceError(
+                            f"pyaudio: stream on {self.output_device.full_name} did not finish within "
+                            f"{drain_s:.1f} s of its last block; is the device or JACK server still running?"
+                        )
                     threading.Event().wait(0.01)
                 stream.stop_stream()
             except OSError as exc:

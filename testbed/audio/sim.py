@@ -3,7 +3,8 @@
 One trial, in order:
 
 1. each speaker's signal passes the same safety limiter as on hardware
-   (:func:`testbed.audio.limiter.limit`, capped at the speaker's ``max_dbfs``);
+   (:func:`testbed.audio.limiter.limit`: the speaker's ``max_dbfs`` on the true peak,
+   ``max_rms_dbfs`` and ``max_seconds_at_ceiling``);
 2. it is delayed by its start offset (+ ``extra_latency_samples``) with a
    fractional-delay filter, so 196.8 samples are realised as 196.8 samples;
 3. it is convolved, by FFT and batched over mics, with the cached speaker -> mic
@@ -31,7 +32,7 @@ from testbed.acoustics.channel import Channel, placement_positions
 from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache
-from testbed.audio.limiter import limit
+from testbed.audio.limiter import limit_for, record_limit
 from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
 from testbed.errors import DeviceError
 
@@ -177,9 +178,9 @@ class SimBackend:
         # everything, and the acoustic noise goes through the mic's clock like the speakers do
         acc = self._noise_spectrum(rng, nfft, placement)
         for spk, pb in plays.items():
-            lim = limit(pb.signal, rig.speakers[spk].max_dbfs, fs)
+            lim = limit_for(rig.speakers[spk], pb.signal, fs)
             x = lim.signal
-            facts.limited[spk] = lim.engaged
+            record_limit(facts, spk, lim, rig.speakers[spk].max_dbfs)
             facts.speaker_peak_dbfs[spk] = dbfs(x, "peak")
             facts.speaker_rms_dbfs[spk] = dbfs(x, "rms")
             facts.realised_offsets_samples[spk] = float(pb.offset_samples)

@@ -46,6 +46,9 @@ class TrialFacts:
     mic_peak_dbfs: dict[str, float] = field(default_factory=dict)
     mic_rms_dbfs: dict[str, float] = field(default_factory=dict)
     limited: dict[str, bool] = field(default_factory=dict)              # limiter engaged, per speaker
+    speaker_true_peak_dbtp: dict[str, float] = field(default_factory=dict)   # 4x oversampled, per speaker
+    speaker_max_rms_dbfs: dict[str, float] = field(default_factory=dict)     # loudest 1 s, per speaker
+    speaker_seconds_at_ceiling: dict[str, float] = field(default_factory=dict)  # within 1 dB of max_dbfs
     realised_offsets_samples: dict[str, float] = field(default_factory=dict)   # per speaker
     arrival_offsets_samples: dict[str, dict[str, float]] = field(default_factory=dict)  # speaker -> mic
     placement: str | None = None

@@ -43,6 +43,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    tls_ca_file: str = typer.Option(None, "--tls-ca-file", envvar="TESTBED_TLS_CA_FILE",
+                                    help="--cluster tls://...: the CA file (PEM) that signed the scheduler's certificate"),
+    tls_cert: str = typer.Option(None, "--tls-cert", envvar="TESTBED_TLS_CERT",
+                                 help="--cluster tls://...: this client's certificate (PEM)"),
+    tls_key: str = typer.Option(None, "--tls-key", envvar="TESTBED_TLS_KEY",
+                                help="--cluster tls://...: this client's private key (PEM)"),
+) -> None:
+    """Options before the command apply to every command (e.g. the TLS files of --cluster tls://)."""
+    import os
+
+    for env, value in (("TESTBED_TLS_CA_FILE", tls_ca_file), ("TESTBED_TLS_CERT", tls_cert),
+                       ("TESTBED_TLS_KEY", tls_key)):
+        if value:
+            os.environ[env] = value   # read by testbed.scale.parse_cluster
+
+
 def _register() -> None:
     from testbed.cli import (
         analyze,

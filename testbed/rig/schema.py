@@ -67,6 +67,10 @@ class Speaker(_Strict):
     response: str = Field("flat", description="named speaker model or path to a CSV of (hz, db)")
     spl_at_1m_db: float = Field(100.0, description="sound pressure at 1 m on axis for a full-scale (0 dBFS) sine")
     max_dbfs: float = Field(-3.0, le=0.0, description="hard cap on anything ever sent to this speaker")
+    max_rms_dbfs: float = Field(0.0, le=0.0, allow_inf_nan=False,
+                                description="cap on the RMS of the loudest 1 s sent to this speaker, dBFS")
+    max_seconds_at_ceiling: float = Field(1.0, ge=0.0, le=3600.0, allow_inf_nan=False,
+                                          description="longest time a signal may sit within 1 dB of max_dbfs (true peak), s")
     channel: int = Field(1, ge=1, description="output channel (1-based) on hardware backends")
 
 

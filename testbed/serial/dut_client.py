@@ -26,6 +26,7 @@ import numpy as np
 
 from testbed.errors import DeviceError, SerialProtocolError
 from testbed.serial.link import SerialLink, exc_text, short_repr
+from testbed.serial.messages import DutLineError, one_line, read_dut_line
 from testbed.serial.protocol import (
     DutInfo,
     PendingTrial,
@@ -33,7 +34,6 @@ from testbed.serial.protocol import (
     TrialResult,
     arm_msg,
     audio_msg,
-    decode,
     encode,
     hello_msg,
 )
@@ -44,6 +44,11 @@ log = logging.getLogger("testbed.serial.dut")
 MAX_NOTES = 20
 #: Answered trial ids remembered, to tell a duplicate answer from an out-of-order one.
 _REMEMBER = 1000
+
+
+def _same_trial(got: object, trial: TrialId) -> bool:
+    """True when ``got`` is ``trial`` itself (1 and "1" differ; checked lines hold no floats or booleans)."""
+    return got is not None and type(got) is type(trial) and got == trial
 
 
 class _Disconnected(Exception):
@@ -74,7 +79,7 @@ class DutClient(SerialLink):
 
     def __init__(self, port: str, baud: int = 115200, timeout_s: float = 2.0, *,
                  reconnect_s: float = 5.0, field: str = "dut.serial.port") -> None:
-        super().__init__(port, baud, field=field, label="DUT", logger=log)
+        super().__init__(port, baud, field=field, label="DUT", logger=log, write_timeout_s=timeout_s)
         self.timeout_s = float(timeout_s)
         self.reconnect_s = float(reconnect_s)
         self.info: DutInfo | None = None
@@ -154,7 +159,7 @@ class DutClient(SerialLink):
             return PendingTrial(trial, window_ms, now,
                                 f"no answer to 'arm' from the DUT on {self.port} within {self.timeout_s:g} s", notes)
         if "error" in msg:
-            return PendingTrial(trial, window_ms, now, f"DUT refused to arm: {msg['error']}", notes)
+            return PendingTrial(trial, window_ms, now, f"DUT refused to arm: {one_line(msg['error'])}", notes)
         return PendingTrial(trial, window_ms, now, None, notes)
 
     def finish(self, pending: PendingTrial, pcm: np.ndarray | None = None,
@@ -200,8 +205,10 @@ class DutClient(SerialLink):
         if msg is None:
             return self._finalise(TrialResult.failed(
                 trial, f"no answer from the DUT on {self.port} within {budget:.3g} s", notes))
+        if "refused" in msg:
+            return self._finalise(TrialResult.failed(trial, msg["refused"], notes))
         if "error" in msg:
-            return self._finalise(TrialResult.failed(trial, f"DUT error: {msg['error']}", notes))
+            return self._finalise(TrialResult.failed(trial, f"DUT error: {one_line(msg['error'])}", notes))
         return self._finalise(self._parse_result(msg, trial, (time.monotonic() - t0) * 1000.0, notes))
 
     def evaluate(self, trial: TrialId, pcm: np.ndarray | None, window_ms: float | None = None,
@@ -239,22 +246,15 @@ class DutClient(SerialLink):
         return resample_poly(x, want // g, sample_rate // g).astype(np.float32), int(want)
 
     def _parse_result(self, msg: dict, trial: TrialId, rt_ms: float, notes: list[str]) -> TrialResult:
+        """A checked answer (:func:`~testbed.serial.messages.read_dut_line`) as a TrialResult."""
         label, scores, lat = msg.get("label"), msg.get("scores", []), msg.get("latency_ms")
         labels = self.info.labels if self.info is not None else None
-        if not isinstance(label, str):
-            return TrialResult.failed(trial, f"DUT answer has no 'label': {short_repr(str(msg))}", notes)
         if labels is not None and label not in labels:
-            return TrialResult.failed(trial, f"DUT answered label {label!r}, which is not one of "
+            return TrialResult.failed(trial, f"DUT answered label {short_repr(label)}, which is not one of "
                                              f"the labels it announced", notes)
-        if not isinstance(scores, list) or not all(isinstance(s, (int, float)) for s in scores):
-            notes.append("DUT 'scores' were not a list of numbers; dropped")
-            scores = []
-        elif labels is not None and scores and len(scores) != len(labels):
+        if labels is not None and scores and len(scores) != len(labels):
             notes.append(f"DUT sent {len(scores)} scores for {len(labels)} labels; dropped")
             scores = []
-        if lat is not None and not isinstance(lat, (int, float)):
-            notes.append("DUT 'latency_ms' was not a number; dropped")
-            lat = None
         return TrialResult(trial=trial, ok=True, label=label, scores=[float(s) for s in scores],
                            latency_ms=None if lat is None else float(lat), round_trip_ms=rt_ms, notes=notes)
 
@@ -286,7 +286,12 @@ class DutClient(SerialLink):
         for k in range(tries):
             self._write(hello_msg())
             for line in self._lines_until(time.monotonic() + (deadline - time.monotonic()) / (tries - k)):
-                msg = decode(line)
+                try:
+                    msg = read_dut_line(line)
+                except DutLineError as exc:
+                    if b'"hello"' in line:
+                        return f"the DUT on {self.port} sent a malformed hello: {exc}"
+                    msg = None
                 if msg is None or "hello" not in msg:
                     log.info("DUT %s: ignored %s while waiting for hello", self.port, short_repr(line))
                     continue
@@ -343,7 +348,18 @@ class DutClient(SerialLink):
         if want == "result" and trial in self._early:
             return self._early.pop(trial)
         for line in self._lines_until(deadline):
-            msg = decode(line)
+            try:
+                msg = read_dut_line(line)
+            except DutLineError as exc:
+                if _same_trial(exc.trial, trial):
+                    refused = {"refused": f"DUT answer for trial {trial!r} refused: {exc}"}
+                    if want == "result":
+                        return refused
+                    self._early[trial] = refused   # answered (badly) before acknowledging
+                    return {"armed": trial}
+                log.warning("DUT %s: refused %s: %s", self.port, short_repr(line), exc)
+                notes.append(f"refused a DUT line {short_repr(line, 40)}: {exc}")
+                continue
             if msg is None:
                 self._garbled(line, notes)
                 continue
@@ -354,15 +370,15 @@ class DutClient(SerialLink):
                 notes.append("DUT sent an unsolicited hello (did it restart?)")
                 continue
             if "armed" in msg:
-                if msg["armed"] == trial and want == "armed":
+                if _same_trial(msg["armed"], trial) and want == "armed":
                     return msg
                 notes.append(f"ignored a stale arm acknowledgement for trial {msg['armed']!r}")
                 continue
             if "trial" in msg:
                 got = msg["trial"]
-                if got == trial and "error" in msg:
+                if _same_trial(got, trial) and "error" in msg:
                     return msg
-                if got == trial and "label" in msg:
+                if _same_trial(got, trial) and "label" in msg:
                     if want == "result":
                         return msg
                     # answered before acknowledging: take it as armed and keep the answer
@@ -376,7 +392,7 @@ class DutClient(SerialLink):
                 notes.append(f"ignored {what}")
                 continue
             if "error" in msg:
-                notes.append(f"DUT reported an error: {msg['error']}")
+                notes.append(f"DUT reported an error: {one_line(msg['error'])}")
                 continue
             notes.append(f"ignored an unexpected message {short_repr(str(msg), 40)}")
         return None

@@ -20,6 +20,14 @@ from testbed.serial.ports import io_errors, open_serial, read_burst
 
 #: Longest wait for new bytes in one read, seconds: deadlines are checked at least this often.
 POLL_S = 0.1
+#: Bytes handed to the port per write call, so a write's deadline is checked between chunks.
+WRITE_CHUNK = 4096
+#: Default longest wait for one chunk to be taken by the port, seconds (a device that stops reading).
+WRITE_TIMEOUT_S = 5.0
+
+
+class WriteTimeout(Exception):
+    """The device did not take (or the driver did not send) the bytes in time."""
 
 
 def short_repr(line: bytes | str, n: int = 60) -> str:
@@ -48,6 +56,9 @@ class SerialLink:
         Longer lines are dropped (and logged) rather than kept.
     label : str
         What the device is called in log messages ("DUT", "positioner").
+    write_timeout_s : float
+        Longest wait for one chunk of a write, seconds; a whole write may take that plus twice
+        its time on the wire at ``baud`` (a device that stops reading fails, never hangs).
     logger : logging.Logger or None
         Where log messages go (default ``testbed.serial``).
 
@@ -57,9 +68,12 @@ class SerialLink:
     """
 
     def __init__(self, port: str, baud: int, *, field: str, max_line_bytes: int = MAX_LINE_BYTES,
-                 label: str = "serial device", logger: logging.Logger | None = None) -> None:
+                 label: str = "serial device", logger: logging.Logger | None = None,
+                 write_timeout_s: float = WRITE_TIMEOUT_S) -> None:
         self.port = port
         self.baud = int(baud)
+        # a chunk must have time to leave at the line speed, whatever the caller asked for
+        self.write_timeout_s = max(float(write_timeout_s), 2.0 * WRITE_CHUNK * 10.0 / self.baud)
         self.field = field
         self.label = label
         self._log = logger or logging.getLogger("testbed.serial")
@@ -78,7 +92,7 @@ class SerialLink:
             ours to open.
         """
         self.close()
-        self._ser = open_serial(self.port, self.baud, field=self.field)
+        self._ser = open_serial(self.port, self.baud, field=self.field, write_timeout_s=self.write_timeout_s)
         if flush_input:
             try:
                 self._ser.reset_input_buffer()
@@ -116,13 +130,27 @@ class SerialLink:
 
     # -- bytes and lines ----------------------------------------------------------------
     def _write_bytes(self, data: bytes) -> None:
-        """Write ``data`` and wait until it has left; a failure closes the port and raises."""
+        """Write ``data`` and wait until it has left, within a deadline; a failure or a timeout
+        closes the port and raises.
+
+        The wait for the bytes to leave polls the driver's output queue instead of ``tcdrain``
+        (pyserial's ``flush``), which blocks for ever on a USB device that stopped reading.
+        """
         if self._ser is None:
             raise self._port_error("writing", None)
+        budget = self.write_timeout_s + 2.0 * len(data) * 10.0 / self.baud
+        deadline = time.monotonic() + budget
+        view = memoryview(data)
         try:
-            self._ser.write(data)
-            self._ser.flush()
-        except io_errors() as exc:
+            for i in range(0, len(view), WRITE_CHUNK):
+                self._ser.write(view[i:i + WRITE_CHUNK])   # blocks at most write_timeout_s
+                if time.monotonic() > deadline:
+                    raise WriteTimeout(f"write of {len(data)} bytes not taken within {budget:.3g} s")
+            while self._ser.out_waiting:
+                if time.monotonic() > deadline:
+                    raise WriteTimeout(f"{self._ser.out_waiting} bytes still unsent after {budget:.3g} s")
+                time.sleep(0.002)
+        except (WriteTimeout, *io_errors()) as exc:
             self.close()
             raise self._port_error("writing", exc) from None
 

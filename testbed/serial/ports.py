@@ -68,7 +68,7 @@ def _ports_hint() -> str:
     return f"ports that exist: {', '.join(names)}" if names else "no serial ports were found on this machine"
 
 
-def open_serial(port: str, baud: int, *, field: str, timeout_s: float = 0.05):
+def open_serial(port: str, baud: int, *, field: str, timeout_s: float = 0.05, write_timeout_s: float = 5.0):
     """Open ``port`` with pyserial, or raise a :class:`DeviceError` naming the rig field.
 
     Parameters
@@ -82,6 +82,8 @@ def open_serial(port: str, baud: int, *, field: str, timeout_s: float = 0.05):
     timeout_s : float
         Read timeout of the returned port, seconds: the polling step of readers, which
         loop on it rather than change it (every change reprograms the port).
+    write_timeout_s : float
+        Longest one ``write`` call may block (a device that stops reading), seconds.
 
     Returns
     -------
@@ -91,7 +93,7 @@ def open_serial(port: str, baud: int, *, field: str, timeout_s: float = 0.05):
     import serial
 
     try:
-        return serial.Serial(port, baudrate=baud, timeout=timeout_s, write_timeout=5.0, exclusive=True)
+        return serial.Serial(port, baudrate=baud, timeout=timeout_s, write_timeout=write_timeout_s, exclusive=True)
     except io_errors() as exc:
         if not isinstance(exc, serial.SerialException):  # e.g. termios.error on a pty that just died
             raise DeviceError(f"{field}: cannot open serial port {port!r}: {exc}") from None

@@ -13,6 +13,7 @@ session runner must treat as "halt now": the trial in flight is not recorded and
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -205,6 +206,24 @@ class Positioner(SerialLink):
         return DeviceError(f"{self.field}: positioner port {self.port} disappeared: {exc}; "
                            "check the cable, then resume the session")
 
+    def _xy(self, fields: dict[str, str], key: str, text: str) -> tuple[float, float]:
+        """The first two numbers of a status field (``MPos:1.000,2.000,0.000``), mm.
+
+        Raises
+        ------
+        SerialProtocolError
+            Fewer than two numbers, or one that is not finite (GRBL never sends NaN or inf;
+            a position that cannot be checked must not pass as reached).
+        """
+        try:
+            x, y = (float(v) for v in fields[key].split(",")[:2])
+        except ValueError:
+            x = y = float("nan")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise SerialProtocolError(f"{self.field}: positioner on {self.port} sent a status report with "
+                                      f"an unreadable {key} ({text[:60]!r})")
+        return x, y
+
     def _parse_status(self, line: bytes) -> PositionerStatus | None:
         text = line.decode("ascii", "replace").strip()
         m = _STATUS.match(text)
@@ -212,20 +231,13 @@ class Positioner(SerialLink):
             return None
         fields = dict(f.split(":", 1) for f in m.group(2).split("|") if ":" in f)
         if "WCO" in fields:
-            try:
-                wx, wy = (float(v) for v in fields["WCO"].split(",")[:2])
-                self._wco = (wx, wy)
-            except ValueError:
-                pass
+            self._wco = self._xy(fields, "WCO", text)
         x_mm = y_mm = None
-        try:
-            if "WPos" in fields:
-                x_mm, y_mm = (float(v) for v in fields["WPos"].split(",")[:2])
-            elif "MPos" in fields:
-                mx, my = (float(v) for v in fields["MPos"].split(",")[:2])
-                x_mm, y_mm = mx - self._wco[0], my - self._wco[1]
-        except ValueError:
-            x_mm = y_mm = None
+        if "WPos" in fields:
+            x_mm, y_mm = self._xy(fields, "WPos", text)
+        elif "MPos" in fields:
+            mx, my = self._xy(fields, "MPos", text)
+            x_mm, y_mm = mx - self._wco[0], my - self._wco[1]
         to_m = (lambda v, o: None if v is None else v / 1000.0 + o)
         return PositionerStatus(state=m.group(1), x_m=to_m(x_mm, self.origin_m[0]),
                                 y_m=to_m(y_mm, self.origin_m[1]), raw=text)

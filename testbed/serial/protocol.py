@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from testbed.errors import SerialProtocolError
+from testbed.serial.messages import MAX_SCORES, is_name, loads_strict, one_line
+
 PROTOCOL_VERSION = 1
 
 TrialId = int | str
@@ -34,10 +37,12 @@ def encode(msg: dict) -> bytes:
 
 
 def decode(line: bytes) -> dict | None:
-    """A line as a JSON object, or ``None`` if it is not one (garbled, truncated, noise)."""
+    """A line as a JSON object, or ``None`` if it is not one (garbled, truncated, noise, NaN or
+    Infinity, nested too deep). Fields are not checked: the host reads DUT lines with
+    :func:`testbed.serial.messages.read_dut_line`."""
     try:
-        msg = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        msg = loads_strict(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, SerialProtocolError):
         return None
     return msg if isinstance(msg, dict) else None
 
@@ -110,20 +115,32 @@ class DutInfo:
 
     @classmethod
     def from_hello(cls, body: object, port: str) -> "DutInfo":
-        """Parse the body of ``{"hello": {...}}``; ValueError when fields are missing or wrong."""
+        """Parse the body of ``{"hello": {...}}``; ValueError (one line) naming the field that is
+        missing or of the wrong type."""
         if not isinstance(body, dict):
             raise ValueError("'hello' is not an object")
         model, labels = body.get("model"), body.get("labels")
-        if not isinstance(model, str) or not model:
-            raise ValueError("'hello.model' is missing or not a string")
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-            raise ValueError("'hello.labels' is missing or not a list of strings")
+        if not is_name(model):
+            raise ValueError("'hello.model' is missing or not a one-line string")
+        if (not isinstance(labels, list) or not labels or len(labels) > MAX_SCORES
+                or not all(is_name(x) for x in labels)):
+            raise ValueError("'hello.labels' is missing or not a list of one-line strings")
+        if len(set(labels)) != len(labels):
+            raise ValueError("'hello.labels' names a label twice")
         sr = body.get("sample_rate")
-        if sr is not None and (not isinstance(sr, int) or sr <= 0):
+        if sr is not None and (not isinstance(sr, int) or isinstance(sr, bool) or not 0 < sr <= 10_000_000):
             raise ValueError("'hello.sample_rate' is not a positive integer")
-        return cls(model=model, labels=list(labels), sample_rate=sr,
-                   protocol=int(body.get("protocol", PROTOCOL_VERSION)),
-                   firmware=str(body.get("firmware", "")), input=str(body.get("input", "")), port=port)
+        protocol = body.get("protocol", PROTOCOL_VERSION)
+        if not isinstance(protocol, int) or isinstance(protocol, bool) or not 1 <= protocol <= 1_000_000:
+            raise ValueError("'hello.protocol' is not a positive integer")
+        text: dict[str, str] = {}
+        for key in ("firmware", "input"):
+            v = body.get(key, "")
+            if not isinstance(v, str):
+                raise ValueError(f"'hello.{key}' is not a string")
+            text[key] = one_line(v)
+        return cls(model=model, labels=list(labels), sample_rate=sr, protocol=protocol,
+                   firmware=text["firmware"], input=text["input"], port=port)
 
 
 @dataclass
