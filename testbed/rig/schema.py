@@ -32,6 +32,33 @@ class Room(_Strict):
     noise_dbspl: float = Field(35.0, ge=-20.0, le=120.0, description="diffuse background noise at the mics")
     seed: int = 0
 
+    # -- simulator realism (issue 20 item 5) --------------------------------
+    rt60_bands_s: tuple[float, float, float, float, float, float] | None = Field(
+        None, description="RT60 per octave band 125, 250, 500, 1k, 2k, 4k Hz in seconds (list, or "
+                          "table keyed by Hz); overrides rt60_s, which becomes the 500 Hz/1 kHz mean")
+    air_absorption: bool = Field(False, description="simulate air absorption (more at high frequencies)")
+    ray_tracing: bool = Field(False, description="hybrid image-source + ray-traced reverberant tail")
+
+    @field_validator("rt60_bands_s", mode="before")
+    @classmethod
+    def _bands(cls, v):
+        if isinstance(v, dict):
+            want = ("125", "250", "500", "1000", "2000", "4000")
+            keys = {str(k).removesuffix("_hz").replace("k", "000") for k in v}
+            if keys != set(want):
+                raise ValueError(f"rt60_bands_s needs exactly the bands {', '.join(want)} Hz, got {', '.join(map(str, v))}")
+            v = [v[k] for w in want for k in v if str(k).removesuffix("_hz").replace("k", "000") == w]
+        if v is not None and any(float(t) <= 0 for t in v):
+            raise ValueError(f"rt60_bands_s: every band needs an RT60 > 0 s, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _mid_rt60(self) -> "Room":
+        if self.rt60_bands_s is not None:
+            object.__setattr__(self, "rt60_s", round(0.5 * (self.rt60_bands_s[2] + self.rt60_bands_s[3]), 4))
+        return self
+    # -- end simulator realism ----------------------------------------------
+
     @field_validator("size_m")
     @classmethod
     def _positive(cls, v: Vec3) -> Vec3:
@@ -48,6 +75,8 @@ class Speaker(_Strict):
     spl_at_1m_db: float = Field(100.0, description="sound pressure at 1 m on axis for a full-scale (0 dBFS) sine")
     max_dbfs: float = Field(-3.0, le=0.0, description="hard cap on anything ever sent to this speaker")
     channel: int = Field(1, ge=1, description="output channel (1-based) on hardware backends")
+    directivity: Literal["omni", "subcardioid", "cardioid", "hypercardioid", "model"] = Field(
+        "omni", description="sim: radiation pattern pointing at facing_deg; 'model' = the speaker model's")
 
 
 class Mic(_Strict):
