@@ -68,7 +68,10 @@ def band_filter(h: np.ndarray, sample_rate: int, centre_hz: float) -> np.ndarray
 
 def band_rt60_s(h: np.ndarray, sample_rate: int,
                 bands_hz: tuple[int, ...] = OCTAVE_BANDS_HZ) -> dict[int, float]:
-    """RT60 (T20) in seconds per octave band; bands above 0.35 x ``sample_rate`` are skipped."""
+    """RT60 in seconds per octave band: T30, or T20 where the decay does not reach -35 dB.
+
+    Bands whose upper edge is above Nyquist are skipped.
+    """
     h = np.asarray(h, dtype=np.float64)
     # the peak of the broadband IR is the direct sound; cut there so filter ringing before it is not fitted
     start = int(np.argmax(np.abs(h)))
@@ -77,7 +80,8 @@ def band_rt60_s(h: np.ndarray, sample_rate: int,
         if fc * np.sqrt(2.0) > 0.5 * sample_rate:
             continue
         hb = band_filter(h, sample_rate, fc)[start:]
-        out[int(fc)] = rt60_s(hb, sample_rate)
+        t30 = rt60_s(hb, sample_rate, (-5.0, -35.0))
+        out[int(fc)] = t30 if np.isfinite(t30) else rt60_s(hb, sample_rate)
     return out
 
 
@@ -102,14 +106,16 @@ def c50_db(h: np.ndarray, sample_rate: int) -> float:
 
 
 def late_tilt_db(h: np.ndarray, sample_rate: int, lo_hz: int = 500, hi_hz: int = 4000) -> float:
-    """Spectral tilt of the reverberant part: band energy at ``hi_hz`` minus at ``lo_hz``, dB.
+    """Spectral tilt of the reverberant part: energy per Hz in the octave at ``hi_hz`` minus at ``lo_hz``, dB.
+
+    A white tail gives 0 dB; a room that absorbs more at high frequencies gives a negative tilt.
 
     Only the part from 5 ms after the direct sound on is used, so the source's and mic's
     direct-path colouring matters less than the room's frequency-dependent absorption.
     """
     h = np.asarray(h, dtype=np.float64)
     start = int(np.argmax(np.abs(h))) + int(0.005 * sample_rate)
-    e = [float(np.sum(band_filter(h, sample_rate, f)[start:] ** 2)) for f in (lo_hz, hi_hz)]
+    e = [float(np.sum(band_filter(h, sample_rate, f)[start:] ** 2)) / f for f in (lo_hz, hi_hz)]
     return float(10.0 * np.log10(max(e[1], 1e-30) / max(e[0], 1e-30)))
 
 

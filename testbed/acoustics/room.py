@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+import warnings
 
 import numpy as np
 
@@ -32,9 +33,10 @@ DIRECTIVITIES = ("omni", "subcardioid", "cardioid", "hypercardioid")
 HYBRID_ISM_ORDER = 3
 #: Fixed-point rounds that adjust the absorption until the delivered RT60 matches the request.
 CALIBRATION_ROUNDS = 4
-#: Probe path used to calibrate a room's absorption, as fractions of the room size.
-_PROBE_SRC = (0.31, 0.37, 0.42)
-_PROBE_MIC = (0.66, 0.61, 0.35)
+#: Probe sources and mics used to calibrate a room's absorption, as fractions of the room size
+#: (the delivered RT60 varies from path to path; the calibration matches their mean).
+_PROBE_SRCS = ((0.31, 0.37, 0.42), (0.72, 0.28, 0.5))
+_PROBE_MICS = ((0.66, 0.61, 0.35), (0.42, 0.76, 0.3), (0.18, 0.22, 0.45))
 
 
 @dataclass(frozen=True)
@@ -198,13 +200,14 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
             for s in range(len(sources))]
 
 
-def _probe(room: RoomSpec) -> tuple[Vec3, Vec3]:
-    return (tuple(f * s for f, s in zip(_PROBE_SRC, room.size_m)),
-            tuple(f * s for f, s in zip(_PROBE_MIC, room.size_m)))
+def _probe(room: RoomSpec) -> tuple[list[Vec3], list[Vec3]]:
+    def at(fracs):
+        return [tuple(f * d for f, d in zip(fr, room.size_m)) for fr in fracs]
+    return at(_PROBE_SRCS), at(_PROBE_MICS)
 
 
 def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray) -> tuple[float, ...]:
-    """RT60 (T20) per band of :data:`BANDS_HZ` measured on RIR ``h`` of ``room``, seconds."""
+    """RT60 (T30, else T20) per band of :data:`BANDS_HZ` measured on RIR ``h`` of ``room``, seconds."""
     from testbed.acoustics.decay import band_rt60_s
 
     got = band_rt60_s(h, room.sample_rate, BANDS_HZ)
@@ -215,9 +218,9 @@ def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray) -> tuple[float, ...]:
 def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     """Energy absorption (one value, or one per band of :data:`BANDS_HZ`) and image-source order.
 
-    Starts from Sabine and then, for :data:`CALIBRATION_ROUNDS` rounds, renders a probe path
+    Starts from Sabine and then, for :data:`CALIBRATION_ROUNDS` rounds, renders six probe paths
     and scales each band's absorption by delivered / requested RT60 (Sabine: RT60 ~ 1 / absorption),
-    so that the RT60 the simulator *delivers* (T20 on the simulated IR) is the one requested --
+    so that the RT60 the simulator *delivers* (T30 on the simulated IR) is the one requested --
     Sabine alone overshoots the image-source model by up to ~50 % at long RT60s. A frequency-flat
     room is calibrated on its mid-frequency RT60 and stays single-band.
 
@@ -232,10 +235,12 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     if not room.multi_band:
         coeffs = coeffs[:1]
     target = room.target_bands_s()
-    src, mic = _probe(room)
+    srcs, mics = _probe(room)
     for _ in range(CALIBRATION_ROUNDS):
-        h = _render(room, coeffs, order, [src], [mic], [OMNI])[0][0]
-        got = delivered_band_rt60_s(room, h)
+        rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a band without decay is nan
+            got = np.nanmean([delivered_band_rt60_s(room, h) for row in rirs for h in row], axis=0)
         if len(coeffs) == 1:
             ratio = [(got[2] + got[3]) / (target[2] + target[3])]
         else:
@@ -343,3 +348,4 @@ _DEFAULT = RirCache()
 def default_rir_cache() -> RirCache:
     """The process-wide RIR cache that :func:`testbed.acoustics.sample_channel` uses by default."""
     return _DEFAULT
+

@@ -33,9 +33,11 @@ def check(
         raise RigError(f"{rig_path}: placements: no placement {placement!r} "
                        f"(have: {', '.join(rig.placements) or 'none'})")
     geo = path_geometry(rig, placement)
+    rt60 = _delivered_rt60(rig, placement)
     if json_out:
         print_json({"rig": rig.name, "backend": rig.backend, "sample_rate": rig.sample_rate,
-                    "placement": placement, "paths": [g.as_dict() for g in geo]})
+                    "placement": placement, "paths": [g.as_dict() for g in geo],
+                    **({"rt60": rt60} if rt60 is not None else {})})
         return
     console.print(f"[green]ok[/green] {rig_path}: rig {rig.name!r}, backend {rig.backend}, "
                   f"{rig.sample_rate} Hz, {len(rig.speakers)} speakers, {len(rig.mics)} mics, "
@@ -47,6 +49,63 @@ def check(
         t.add_row(g.speaker, g.mic, f"{g.distance_m:.3f}", f"{g.angle_deg:.1f}",
                   f"{g.delay_ms:.3f}", f"{g.delay_samples:.2f}")
     console.print(t)
+    if rt60 is not None:
+        _print_rt60(rt60)
+
+
+def _delivered_rt60(rig, placement: str | None) -> dict | None:
+    """The simulator's delivered RT60 next to the requested one (sim rigs with a shoebox room only).
+
+    ``{"requested_s", "delivered_s", "miss_pct", "within_tolerance", "tolerance_pct", "bands_hz",
+    "requested_bands_s", "delivered_bands_s", "paths": [...]}``; the room's values are the means
+    over every speaker -> mic path; None for a hardware or measured-room rig or an anechoic room.
+    """
+    import warnings
+
+    import numpy as np
+
+    from testbed.acoustics.delivered import RT60_TOLERANCE, delivered_rt60
+
+    if rig.backend != "sim" or getattr(rig.room, "model", "shoebox") == "measured":
+        return None
+    paths = delivered_rt60(rig, placement)
+    if not paths:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan band -> nan
+        bands = np.nanmean([p.delivered_bands_s for p in paths], axis=0)
+        mean = float(np.nanmean([p.delivered_s for p in paths]))
+    req = paths[0].requested_s
+    miss = (mean - req) / req
+    ok = bool(np.isfinite(miss) and abs(miss) <= RT60_TOLERANCE)
+
+    def r(v: float) -> float | None:
+        return round(float(v), 3) if np.isfinite(v) else None
+    return {"requested_s": r(req), "delivered_s": r(mean), "miss_pct": r(100 * miss), "within_tolerance": ok,
+            "tolerance_pct": round(100 * RT60_TOLERANCE), "method": "T30 (T20 where the decay is short), mean of the 500 Hz and 1 kHz octave bands",
+            "bands_hz": paths[0].as_dict()["bands_hz"], "requested_bands_s": [r(v) for v in paths[0].requested_bands_s],
+            "delivered_bands_s": [r(v) for v in bands], "paths": [p.as_dict() for p in paths]}
+
+
+def _print_rt60(rt60: dict) -> None:
+    """Print the delivered-RT60 lines of ``rig check`` (see :func:`_delivered_rt60`)."""
+    def s(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+    bands = ", ".join(f"{b} Hz {s(q)}/{s(d)}" for b, q, d in
+                      zip(rt60["bands_hz"], rt60["requested_bands_s"], rt60["delivered_bands_s"]))
+    miss = "n/a" if rt60["miss_pct"] is None else f"{rt60['miss_pct']:+.0f} %"
+    verdict = ("[green]within[/green]" if rt60["within_tolerance"]
+               else "[red]misses by more than[/red]")
+    console.print(f"RT60 requested {s(rt60['requested_s'])} s, delivered {s(rt60['delivered_s'])} s "
+                  f"(T30 on the simulated IRs, 500 Hz-1 kHz, mean of {len(rt60['paths'])} paths): "
+                  f"{miss}, "
+                  f"{verdict} {rt60['tolerance_pct']} %")
+    console.print(f"RT60 per band, requested/delivered s: {bands}")
+    for p in rt60["paths"]:
+        if not p["within_tolerance"]:
+            miss = "n/a" if p["miss_pct"] is None else f"{p['miss_pct']:+.0f} %"
+            console.print(f"  path {p['speaker']} -> {p['mic']}: delivered {s(p['delivered_s'])} s, {miss} "
+                          f"from the requested {s(p['requested_s'])} s")
 
 
 @app.command("map")
