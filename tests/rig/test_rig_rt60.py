@@ -53,7 +53,7 @@ def test_rig_check_says_by_how_much_the_delivered_rt60_misses(cli, tmp_path, off
 
 def test_band_rt60s_and_directivity_in_a_rig(cli, tmp_path, office_rig_path):
     data = tomllib.loads(office_rig_path.read_text())
-    data["room"]["rt60_bands_s"] = [0.5, 0.5, 0.45, 0.35, 0.25, 0.2]
+    data["room"]["rt60_bands_s"] = [0.45, 0.45, 0.45, 0.35, 0.2, 0.15]
     data["room"]["air_absorption"] = True
     data["speakers"]["user"]["directivity"] = "model"
     p = tmp_path / "rig.toml"
@@ -68,7 +68,7 @@ def test_band_rt60s_and_directivity_in_a_rig(cli, tmp_path, office_rig_path):
     res = cli(["rig", "check", p, "--json"])
     assert res.exit_code == 0, res.output
     rt = json.loads(res.output)["rt60"]
-    assert rt["requested_bands_s"] == [0.5, 0.5, 0.45, 0.35, 0.25, 0.2]
+    assert rt["requested_bands_s"] == [0.45, 0.45, 0.45, 0.35, 0.2, 0.15]
     got = dict(zip(rt["bands_hz"], rt["delivered_bands_s"]))
     assert got[500] > got[4000] * 1.5
 
