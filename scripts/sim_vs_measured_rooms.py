@@ -6,7 +6,7 @@ per-band RT60s), with the source and mic at the measured IR's direct-path distan
 set is simulated and its statistics (band RT60 shape, DRR, C50, late spectral tilt) are compared
 with the measured ones. The table says which feature brings the simulator closer to real rooms.
 
-Usage: python scripts/sim_vs_measured_rooms.py ../shared/data/rir-dev [--draws 1] [--seed 0] [--json]
+Usage: python scripts/sim_vs_measured_rooms.py ../shared/data/rir-dev [--draws 1] [--seed 0] [--only 0,2] [--json]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1, help="simulated rooms per measured path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--distance-m", type=float, default=2.0, help="source-mic distance of the simulated paths")
+    ap.add_argument("--only", default="", help="comma-separated indices of FEATURES to run (default: all)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     meas = [(name, stats_row(h)) for name, h in measured_paths(args.folder)]
@@ -94,7 +95,8 @@ def main() -> None:
         print("mean |sim - measured| (band_shape: RT60_band / RT60_mid, unitless; rt60_mid: relative; dB otherwise)")
         print(f"{'feature':32s} {'band_shape':>10s} {'rt60_mid':>9s} {'drr_db':>7s} {'c50_db':>7s} {'tilt_db':>7s}",
               flush=True)
-    for fname, feature in FEATURES.items():
+    picked = {int(i) for i in args.only.split(",") if i.strip()} or set(range(len(FEATURES)))
+    for fname, feature in [kv for i, kv in enumerate(FEATURES.items()) if i in picked]:
         rng = np.random.default_rng(args.seed)
         err = {"band_shape": [], "drr_db": [], "c50_db": [], "tilt_db": [], "rt60_mid": []}
         for _, m in meas:

@@ -126,3 +126,14 @@ def test_bands_constant_matches_the_rig_schema():
     assert BANDS_HZ == (125, 250, 500, 1000, 2000, 4000)
     with pytest.raises(ValueError, match="rt60_bands_s"):
         Room(size_m=SIZE, rt60_bands_s={"125": 0.8, "500": 0.6})
+
+
+def test_random_room_records_the_rt60_it_delivers_not_only_the_drawn_one():
+    """Regression: a room too small for the drawn RT60 fell back to absorption 0.05 and still
+    recorded the drawn RT60 (here 0.05 s; the fallback room rings for far longer)."""
+    from testbed.data.rooms import random_rir
+
+    h, facts = random_rir(np.random.default_rng(1), FS, rt60_s=(0.05, 0.05))
+    assert facts["rt60_requested_s"] == 0.05
+    assert facts["rt60_s"] > 0.2
+    assert facts["rt60_s"] == pytest.approx(mid_rt60(h), rel=1e-3, abs=2e-3)
