@@ -31,11 +31,13 @@ BANDS_HZ = (125, 250, 500, 1000, 2000, 4000)
 DIRECTIVITIES = ("omni", "subcardioid", "cardioid", "hypercardioid")
 #: Image-source order under the ray-traced tail (pyroomacoustics' advice for the hybrid mode).
 HYBRID_ISM_ORDER = 3
-#: Fixed-point rounds that adjust the absorption until the delivered RT60 matches the request.
-CALIBRATION_ROUNDS = 4
-#: Probe sources and mics used to calibrate a room's absorption, as fractions of the room size
+#: At most this many probe renders adjust the absorption until the delivered RT60 is within
+#: :data:`CALIBRATION_TOLERANCE` of the request (the last correction is applied unverified).
+CALIBRATION_ROUNDS = 2
+CALIBRATION_TOLERANCE = 0.05
+#: Probe source and mics used to calibrate a room's absorption, as fractions of the room size
 #: (the delivered RT60 varies from path to path; the calibration matches their mean).
-_PROBE_SRCS = ((0.31, 0.37, 0.42), (0.72, 0.28, 0.5))
+_PROBE_SRCS = ((0.31, 0.37, 0.42),)
 _PROBE_MICS = ((0.66, 0.61, 0.35), (0.42, 0.76, 0.3), (0.18, 0.22, 0.45))
 
 
@@ -218,7 +220,7 @@ def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray) -> tuple[float, ...]:
 def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     """Energy absorption (one value, or one per band of :data:`BANDS_HZ`) and image-source order.
 
-    Starts from Sabine and then, for :data:`CALIBRATION_ROUNDS` rounds, renders six probe paths
+    Starts from Sabine and then, for :data:`CALIBRATION_ROUNDS` rounds, renders three probe paths
     and scales each band's absorption by delivered / requested RT60 (Sabine: RT60 ~ 1 / absorption),
     so that the RT60 the simulator *delivers* (T30 on the simulated IR) is the one requested --
     Sabine alone overshoots the image-source model by up to ~50 % at long RT60s. A frequency-flat
@@ -237,7 +239,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     target = room.target_bands_s()
     srcs, mics = _probe(room)
     if room.multi_band:  # band-wise image sources cost ~10x: calibrate on two paths
-        srcs, mics = srcs[:1], mics[:2]
+        mics = mics[:2]
     for _ in range(CALIBRATION_ROUNDS):
         rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -247,7 +249,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
             ratio = [(got[2] + got[3]) / (target[2] + target[3])]
         else:
             ratio = [g / t for g, t in zip(got, target)]
-        if not all(np.isfinite(ratio)) or max(abs(r - 1.0) for r in ratio) < 0.05:
+        if not all(np.isfinite(ratio)) or max(abs(r - 1.0) for r in ratio) < CALIBRATION_TOLERANCE:
             break
         coeffs = tuple(float(np.clip(c * r, 0.005, 0.99)) for c, r in zip(coeffs, ratio))
     return coeffs, order

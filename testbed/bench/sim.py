@@ -133,7 +133,7 @@ def run(quick: bool = False) -> dict:
     features = {}
     for feature in FEATURES:
         frig = bench_rig(feature)
-        n_f = 10 if quick else 50
+        n_f = n_sim
         f_naive = _naive(frig, trials[:1], record_s)
         f_total, _ = _sim(frig, trials[:n_f], record_s)
         features[f"sim_speedup_vs_naive_{feature}"] = round(f_naive / (f_total / n_f), 2)
@@ -156,6 +156,6 @@ def run(quick: bool = False) -> dict:
         "rt60_s": rig.room.rt60_s,
         "note": ("sim_speedup_vs_naive includes the sim's cold start (RIRs computed in trial 1); "
                  "naive ms/trial is measured on the first n_trials_naive of the same trials; each "
-                 "sim_speedup_vs_naive_<feature> switches one feature on (naive: 1 trial, sim: 10 quick / "
-                 "50 trials from cold caches, absorption calibration included in the sim's time)"),
+                 "sim_speedup_vs_naive_<feature> switches one feature on (naive: 1 trial, sim: n_trials_sim "
+                 "trials from cold caches, absorption calibration included in the sim's time)"),
     }
