@@ -116,7 +116,7 @@ def source_directivities(rig, names: Sequence[str] | None = None) -> list[Source
     out = []
     for name in (names if names is not None else list(rig.speakers)):
         spk = rig.speakers[name]
-        pattern = getattr(spk, "directivity", "omni")
+        pattern = getattr(spk, "directivity", "model")
         if pattern == "model":
             pattern = SPEAKER_DIRECTIVITY.get(spk.response, "omni")
         out.append(SourceDirectivity(pattern, float(spk.facing_deg)))

@@ -76,7 +76,8 @@ class Speaker(_Strict):
     max_dbfs: float = Field(-3.0, le=0.0, description="hard cap on anything ever sent to this speaker")
     channel: int = Field(1, ge=1, description="output channel (1-based) on hardware backends")
     directivity: Literal["omni", "subcardioid", "cardioid", "hypercardioid", "model"] = Field(
-        "omni", description="sim: radiation pattern pointing at facing_deg; 'model' = the speaker model's")
+        "model", description="sim: radiation pattern pointing at facing_deg; 'model' = the speaker model's "
+                             "(small-bookshelf: subcardioid; flat, phone-speaker, CSV: omni)")
 
 
 class Mic(_Strict):

@@ -55,7 +55,7 @@ def test_band_rt60s_and_directivity_in_a_rig(cli, tmp_path, office_rig_path):
     data = tomllib.loads(office_rig_path.read_text())
     data["room"]["rt60_bands_s"] = [0.45, 0.45, 0.45, 0.35, 0.2, 0.15]
     data["room"]["air_absorption"] = True
-    data["speakers"]["user"]["directivity"] = "model"
+    data["speakers"]["adversary"]["directivity"] = "omni"  # the user keeps the default, "model"
     p = tmp_path / "rig.toml"
     p.write_text(tomli_w.dumps(data))
     rig = load_rig(p)
