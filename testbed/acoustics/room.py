@@ -3,7 +3,15 @@
 An RIR here maps *pressure at 1 m from the source* to *pressure at the mic*: the
 direct path is ``1 / r`` (r in metres) at ``r / c`` seconds, reflections follow.
 Index 0 is the moment the source emits (pyroomacoustics' global fractional-delay
-offset is removed), so the direct path peaks at ``r / 343 * sample_rate`` samples.
+offset is removed), so the direct path peaks at ``r / 343 * sample_rate`` samples
+(times the source's directivity towards the mic; 1 on its axis).
+
+What pyroomacoustics offers beyond a frequency-flat shoebox is used where the rig asks:
+octave-band RT60s (per-band absorption), air absorption, cardioid-family source
+directivity along ``facing_deg``, and the hybrid image-source + ray-traced tail (seeded).
+The absorption is calibrated on probe paths so that the RT60 the simulator *delivers*
+(T30 on the simulated IR) is the requested one; :mod:`testbed.acoustics.delivered`
+measures it on the rig's own paths for ``rig check``.
 """
 
 from __future__ import annotations
