@@ -82,8 +82,10 @@ def _delivered_rt60(rig, placement: str | None) -> dict | None:
     def r(v: float) -> float | None:
         return round(float(v), 3) if np.isfinite(v) else None
     return {"requested_s": r(req), "delivered_s": r(mean), "miss_pct": r(100 * miss), "within_tolerance": ok,
-            "tolerance_pct": round(100 * RT60_TOLERANCE), "method": "T30 (T20 where the decay is short), mean of the 500 Hz and 1 kHz octave bands",
-            "bands_hz": paths[0].as_dict()["bands_hz"], "requested_bands_s": [r(v) for v in paths[0].requested_bands_s],
+            "tolerance_pct": round(100 * RT60_TOLERANCE),
+            "method": "T30 (T20 where the decay is short), mean of the 500 Hz and 1 kHz octave bands",
+            "bands_hz": paths[0].as_dict()["bands_hz"],
+            "requested_bands_s": [r(v) for v in paths[0].requested_bands_s],
             "delivered_bands_s": [r(v) for v in bands], "paths": [p.as_dict() for p in paths]}
 
 

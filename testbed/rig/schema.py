@@ -46,7 +46,8 @@ class Room(_Strict):
             want = ("125", "250", "500", "1000", "2000", "4000")
             keys = {str(k).removesuffix("_hz").replace("k", "000") for k in v}
             if keys != set(want):
-                raise ValueError(f"rt60_bands_s needs exactly the bands {', '.join(want)} Hz, got {', '.join(map(str, v))}")
+                raise ValueError(f"rt60_bands_s needs exactly the bands {', '.join(want)} Hz, "
+                                 f"got {', '.join(map(str, v))}")
             v = [v[k] for w in want for k in v if str(k).removesuffix("_hz").replace("k", "000") == w]
         if v is not None and any(float(t) <= 0 for t in v):
             raise ValueError(f"rt60_bands_s: every band needs an RT60 > 0 s, got {list(v)}")
