@@ -6,7 +6,9 @@ Public surface:
 - :func:`mic_response_db`, :func:`speaker_response_db` -- the built-in tier / speaker models.
 - :func:`sample_channel` -> :class:`Channel` -- speaker -> mic impulse responses with levels,
   cached per geometry; used by the simulator and by over-the-air attacks (EOT).
-- :class:`RirCache`, :class:`RoomSpec` -- image-source RIRs (pyroomacoustics) cached per geometry.
+- :class:`RirCache`, :class:`RoomSpec` -- image-source RIRs (pyroomacoustics) cached per geometry,
+  with band RT60s, air absorption, :class:`SourceDirectivity` and an optional ray-traced tail.
+- :func:`decay_stats` -- RT60 per octave band (Schroeder T30/T20), DRR, C50, late spectral tilt of an IR.
 """
 
 from testbed.acoustics.adc import adc
@@ -31,12 +33,13 @@ from testbed.acoustics.responses import (
     mic_response_db,
     speaker_response_db,
 )
-from testbed.acoustics.room import RirCache, RoomSpec, compute_rirs, default_rir_cache
+from testbed.acoustics.decay import DecayStats, decay_stats
+from testbed.acoustics.room import RirCache, RoomSpec, SourceDirectivity, compute_rirs, default_rir_cache
 
 __all__ = [
     "MIC_TIER_MODELS", "SPEAKER_MODEL_SHAPES",
-    "Channel", "MicFacts", "MicTier", "RirCache", "RoomSpec", "Shape", "SpeakerModel",
-    "adc", "apply_clock_ppm", "build_channel", "clear_caches", "compute_rirs", "default_rir_cache",
+    "Channel", "DecayStats", "MicFacts", "MicTier", "RirCache", "RoomSpec", "Shape", "SourceDirectivity",
+    "SpeakerModel", "adc", "decay_stats", "apply_clock_ppm", "build_channel", "clear_caches", "compute_rirs", "default_rir_cache",
     "diffuse_noise", "fractional_delay", "mic_facts", "mic_noise_rms", "mic_response_db",
     "resample_at", "sample_channel", "self_noise_rms", "speaker_gain_pa",
     "speaker_response_db", "spl_to_pa",

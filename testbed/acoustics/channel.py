@@ -31,7 +31,7 @@ from testbed.acoustics.responses import (
     speaker_response_db,
     zero_phase_fir,
 )
-from testbed.acoustics.room import RirCache, RoomSpec, default_rir_cache
+from testbed.acoustics.room import RirCache, RoomSpec, default_rir_cache, source_directivities
 from testbed.errors import RigError
 from testbed.rig.geometry import SPEED_OF_SOUND_M_S
 
@@ -154,7 +154,7 @@ def build_channel(
     cache = rir_cache or default_rir_cache()
     room = RoomSpec.from_rig(rig)
     names = list(rig.speakers)
-    rirs = cache.get(room, [positions[s] for s in names], [positions[mic]])
+    rirs = cache.get(room, [positions[s] for s in names], [positions[mic]], source_directivities(rig, names))
     facts = mic_facts(rig.mics[mic])
     half = (FIR_TAPS - 1) // 2
     h: dict[str, np.ndarray] = {}

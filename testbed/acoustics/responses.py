@@ -128,6 +128,15 @@ SPEAKER_MODEL_SHAPES: dict[str, SpeakerModel] = {
     ),
 }
 
+#: Radiation pattern of each built-in speaker model, for a speaker whose ``directivity`` is
+#: ``"model"`` (frequency-independent approximations: a small bookshelf box beams forward above
+#: a few hundred Hz, a phone's tiny driver is nearly omni at speech frequencies; CSV: omni).
+SPEAKER_DIRECTIVITY: dict[str, str] = {
+    "flat": "omni",
+    "small-bookshelf": "subcardioid",
+    "phone-speaker": "omni",
+}
+
 #: Defaults for a mic given by a measured response CSV (shape from the file).
 CSV_TIER_DEFAULTS = MicTier("csv", Shape(), sensitivity_dbfs_per_pa=-26.0, self_noise_dba=30.0, bits=16)
 

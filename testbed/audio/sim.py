@@ -31,7 +31,7 @@ from testbed.acoustics import adc, apply_clock_ppm, fractional_delay, mic_facts,
 from testbed.acoustics.channel import Channel, placement_positions
 from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
-from testbed.acoustics.room import RoomSpec, default_rir_cache
+from testbed.acoustics.room import RoomSpec, default_rir_cache, source_directivities
 from testbed.audio.limiter import limit_for, record_limit
 from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
 from testbed.errors import DeviceError
@@ -86,7 +86,7 @@ class SimBackend:
             # a measured room reads its IR files instead (sample_channel dispatches)
             if self.rig.room.model != "measured":
                 default_rir_cache().get(RoomSpec.from_rig(self.rig), [pos[s] for s in self.rig.speakers],
-                                        [pos[m] for m in self.rig.mics])
+                                        [pos[m] for m in self.rig.mics], source_directivities(self.rig))
             rng = np.random.default_rng(0)  # unused: no jitter
             self._channels[placement] = {
                 m: sample_channel(self.rig, m, placement, rng=rng) for m in self.rig.mics

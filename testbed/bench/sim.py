@@ -18,8 +18,20 @@ import numpy as np
 DELAYS_MS = (0.0, 50.0, 100.0, 250.0, 500.0)
 
 
-def bench_rig():
-    """The benchmark's rig: the issue's reference set-up (2 sources, 4 mics, RT60 0.4 s)."""
+#: Simulator features timed on their own: rig edits (room fields, speaker directivity).
+FEATURES = {
+    "bands": {"room": {"rt60_bands_s": [0.5, 0.45, 0.4, 0.4, 0.35, 0.3]}},
+    "air_absorption": {"room": {"air_absorption": True}},
+    "directivity": {"speakers": {"directivity": "subcardioid"}},
+    "ray_tracing": {"room": {"ray_tracing": True}},
+}
+
+
+def bench_rig(feature: str | None = None):
+    """The benchmark's rig: the issue's reference set-up (2 sources, 4 mics, RT60 0.4 s).
+
+    ``feature`` (a key of :data:`FEATURES`) switches one simulator feature on.
+    """
     from testbed.rig import parse_rig
 
     tiers = ("reference", "smartphone", "mems", "electret-cheap")
@@ -35,6 +47,10 @@ def bench_rig():
                  for i, t in enumerate(tiers)},
         "dut": {"mic": "electret-cheap"},
     }
+    edit = FEATURES.get(feature, {}) if feature else {}
+    data["room"].update(edit.get("room", {}))
+    for spk in data["speakers"].values():
+        spk.update(edit.get("speakers", {}))
     return parse_rig(data, "<bench-sim>")
 
 
@@ -50,23 +66,29 @@ def _trials(n: int, fs: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray
 
 
 def _naive(rig, trials, record_s: float) -> float:
+    """Wall time of building a ShoeBox with the rig's room features and ``simulate()`` per trial."""
     from testbed.acoustics.pra import pyroomacoustics
 
     pra = pyroomacoustics()
 
-    from testbed.acoustics.room import RoomSpec, absorption
+    from testbed.acoustics.room import RoomSpec, _pra_directivity, _shoebox, absorption_bands, source_directivities
 
     fs = rig.sample_rate
-    e_abs, order = absorption(RoomSpec.from_rig(rig))
+    room = RoomSpec.from_rig(rig)
+    coeffs, order = absorption_bands(room)
+    dirs = dict(zip(rig.speakers, source_directivities(rig)))
     mics = np.array([m.position_m for m in rig.mics.values()]).T
     t0 = time.perf_counter()
     for speech, pert, delay in trials:
-        room = pra.ShoeBox(list(rig.room.size_m), fs=fs, materials=pra.Material(e_abs), max_order=order)
-        room.add_source(list(rig.speakers["user"].position_m), signal=speech)
-        room.add_source(list(rig.speakers["adversary"].position_m), signal=pert, delay=delay / fs)
-        room.add_microphone_array(mics)
-        room.simulate()
-        _ = room.mic_array.signals[:, : int(record_s * fs)]
+        box = _shoebox(room, coeffs, order)
+        box.add_source(list(rig.speakers["user"].position_m), signal=speech,
+                       directivity=_pra_directivity(dirs["user"]))
+        box.add_source(list(rig.speakers["adversary"].position_m), signal=pert, delay=delay / fs,
+                       directivity=_pra_directivity(dirs["adversary"]))
+        box.add_microphone_array(mics)
+        box.simulate()
+        _ = box.mic_array.signals[:, : int(record_s * fs)]
+    del pra
     return time.perf_counter() - t0
 
 
@@ -108,8 +130,18 @@ def run(quick: bool = False) -> dict:
     sim_total, sim_first = _sim(rig, trials, record_s)
     sim_s = sim_total / n_sim
     warm_s = (sim_total - sim_first) / max(n_sim - 1, 1)
+    features = {}
+    for feature in FEATURES:
+        frig = bench_rig(feature)
+        n_f = n_sim
+        f_naive = _naive(frig, trials[:1], record_s)
+        f_total, _ = _sim(frig, trials[:n_f], record_s)
+        features[f"sim_speedup_vs_naive_{feature}"] = round(f_naive / (f_total / n_f), 2)
+        features[f"sim_ms_per_trial_{feature}"] = round(f_total / n_f * 1e3, 2)
+        features[f"naive_ms_per_trial_{feature}"] = round(f_naive * 1e3, 2)
     return {
         "sim_speedup_vs_naive": round(naive_s / sim_s, 2),
+        **features,
         "sim_speedup_vs_naive_warm": round(naive_s / warm_s, 2),
         "capture_seconds_per_wall_second": round(record_s * n_sim / sim_total, 2),
         "naive_ms_per_trial": round(naive_s * 1e3, 2),
@@ -123,5 +155,7 @@ def run(quick: bool = False) -> dict:
         "record_s": record_s,
         "rt60_s": rig.room.rt60_s,
         "note": ("sim_speedup_vs_naive includes the sim's cold start (RIRs computed in trial 1); "
-                 "naive ms/trial is measured on the first n_trials_naive of the same trials"),
+                 "naive ms/trial is measured on the first n_trials_naive of the same trials; each "
+                 "sim_speedup_vs_naive_<feature> switches one feature on (naive: 1 trial, sim: n_trials_sim "
+                 "trials from cold caches, absorption calibration included in the sim's time)"),
     }

@@ -25,6 +25,7 @@ def check(
     """
     from rich.table import Table
 
+    from testbed.acoustics.delivered import delivered_rt60_summary
     from testbed.errors import RigError
     from testbed.rig import load_rig, path_geometry
 
@@ -38,11 +39,14 @@ def check(
         from testbed.acoustics.measured import measured_path_stats
 
         measured = measured_path_stats(rig, placement)
+    rt60 = delivered_rt60_summary(rig, placement)
     if json_out:
         doc = {"rig": rig.name, "backend": rig.backend, "sample_rate": rig.sample_rate,
                "placement": placement, "paths": [g.as_dict() for g in geo]}
         if measured is not None:
             doc["measured"] = measured
+        if rt60 is not None:
+            doc["rt60"] = rt60
         print_json(doc)
         return
     console.print(f"[green]ok[/green] {rig_path}: rig {rig.name!r}, backend {rig.backend}, "
@@ -57,6 +61,8 @@ def check(
     console.print(t)
     if measured is not None:
         _print_measured(measured, rig.room.irs)
+    if rt60 is not None:
+        _print_rt60(rt60)
 
 
 def _print_measured(rows: list[dict], irs: str | None) -> None:
@@ -105,6 +111,27 @@ def from_irs(
     rig = load_rig(out)  # the skeleton must load: every IR file is read once here
     console.print(f"wrote {out}: rig {rig.name!r}, {len(rig.speakers)} speakers, {len(rig.mics)} mics, "
                   f"placements: {', '.join(rig.placements) or 'none'}; edit the PLACEHOLDER positions")
+
+
+def _print_rt60(rt60: dict) -> None:
+    """Print the delivered-RT60 lines of ``rig check`` (see :func:`_delivered_rt60`)."""
+    def s(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+    bands = ", ".join(f"{b} Hz {s(q)}/{s(d)}" for b, q, d in
+                      zip(rt60["bands_hz"], rt60["requested_bands_s"], rt60["delivered_bands_s"]))
+    miss = "n/a" if rt60["miss_pct"] is None else f"{rt60['miss_pct']:+.0f} %"
+    verdict = ("[green]within[/green]" if rt60["within_tolerance"]
+               else "[red]misses by more than[/red]")
+    console.print(f"RT60 requested {s(rt60['requested_s'])} s, delivered {s(rt60['delivered_s'])} s "
+                  f"(T30 on the simulated IRs, 500 Hz-1 kHz, mean of {len(rt60['paths'])} paths): "
+                  f"{miss}, "
+                  f"{verdict} {rt60['tolerance_pct']} %")
+    console.print(f"RT60 per band, requested/delivered s: {bands}")
+    for p in rt60["paths"]:
+        if not p["within_tolerance"]:
+            miss = "n/a" if p["miss_pct"] is None else f"{p['miss_pct']:+.0f} %"
+            console.print(f"  path {p['speaker']} -> {p['mic']}: delivered {s(p['delivered_s'])} s, {miss} "
+                          f"from the requested {s(p['requested_s'])} s")
 
 
 @app.command("map")

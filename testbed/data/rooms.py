@@ -20,7 +20,8 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
     Returns
     -------
     rir : (n_taps,) float32, normalised so its direct-path peak is 1.0 and its onset is at tap 0.
-    facts : dict with ``size_m``, ``rt60_s``, ``distance_m``.
+    facts : dict with ``size_m``, ``rt60_s`` (delivered: T30 of the IR, 500 Hz-1 kHz; None if
+        it cannot be measured), ``rt60_requested_s`` (drawn), ``distance_m``.
     """
     from testbed.acoustics.pra import pyroomacoustics
 
@@ -49,7 +50,15 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
     onset = int(np.argmax(np.abs(h)))
     h = h[max(onset - 8, 0):]
     h = h / np.max(np.abs(h))
-    return h.astype(np.float32), {"size_m": size.round(2).tolist(), "rt60_s": round(rt60, 3),
+    # record the RT60 this room delivers (T30 at 500 Hz-1 kHz on the IR), not only the drawn one:
+    # a room too small for the drawn RT60 falls back to absorption 0.05 and the order is capped
+    from testbed.acoustics.decay import band_rt60_s
+
+    bands = band_rt60_s(h, sample_rate, (500, 1000))
+    delivered = 0.5 * (bands[500] + bands[1000])
+    return h.astype(np.float32), {"size_m": size.round(2).tolist(),
+                                  "rt60_s": round(delivered, 3) if np.isfinite(delivered) else None,
+                                  "rt60_requested_s": round(rt60, 3),
                                   "distance_m": round(float(np.linalg.norm(mic - src)), 2)}
 
 

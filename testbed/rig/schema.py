@@ -52,6 +52,34 @@ class Room(_Strict):
             raise ValueError("irs is only read when model = 'measured'")
         return self
 
+    # -- simulator realism (issue 20 item 5) --------------------------------
+    rt60_bands_s: tuple[float, float, float, float, float, float] | None = Field(
+        None, description="RT60 per octave band 125, 250, 500, 1k, 2k, 4k Hz in seconds (list, or "
+                          "table keyed by Hz); overrides rt60_s, which becomes the 500 Hz/1 kHz mean")
+    air_absorption: bool = Field(False, description="simulate air absorption (more at high frequencies)")
+    ray_tracing: bool = Field(False, description="hybrid image-source + ray-traced reverberant tail")
+
+    @field_validator("rt60_bands_s", mode="before")
+    @classmethod
+    def _bands(cls, v):
+        if isinstance(v, dict):
+            want = ("125", "250", "500", "1000", "2000", "4000")
+            keys = {str(k).removesuffix("_hz").replace("k", "000") for k in v}
+            if keys != set(want):
+                raise ValueError(f"rt60_bands_s needs exactly the bands {', '.join(want)} Hz, "
+                                 f"got {', '.join(map(str, v))}")
+            v = [v[k] for w in want for k in v if str(k).removesuffix("_hz").replace("k", "000") == w]
+        if v is not None and any(float(t) <= 0 for t in v):
+            raise ValueError(f"rt60_bands_s: every band needs an RT60 > 0 s, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _mid_rt60(self) -> "Room":
+        if self.rt60_bands_s is not None:
+            object.__setattr__(self, "rt60_s", round(0.5 * (self.rt60_bands_s[2] + self.rt60_bands_s[3]), 4))
+        return self
+    # -- end simulator realism ----------------------------------------------
+
     @field_validator("size_m")
     @classmethod
     def _positive(cls, v: Vec3) -> Vec3:
@@ -72,6 +100,9 @@ class Speaker(_Strict):
     max_seconds_at_ceiling: float = Field(1.0, ge=0.0, le=3600.0, allow_inf_nan=False,
                                           description="longest time a signal may sit within 1 dB of max_dbfs (true peak), s")
     channel: int = Field(1, ge=1, description="output channel (1-based) on hardware backends")
+    directivity: Literal["omni", "subcardioid", "cardioid", "hypercardioid", "model"] = Field(
+        "model", description="sim: radiation pattern pointing at facing_deg; 'model' = the speaker model's "
+                             "(small-bookshelf: subcardioid; flat, phone-speaker, CSV: omni)")
 
 
 class Mic(_Strict):
