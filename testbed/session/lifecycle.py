@@ -23,6 +23,7 @@ from testbed.session.deps import (
     command_utterances,
     load_calibration,
 )
+from testbed.session.catalog import parse_tags
 from testbed.session.manifest import build_manifest
 from testbed.session.plan import Plan, check_plan, load_plan, parse_plan
 from testbed.session.store import SessionStore, sessions_root
@@ -57,6 +58,7 @@ def create_session(
     session_id: str | None = None,
     models_root: Path | None = None,
     utterances: list[tuple[str, str, np.ndarray, dict]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> SessionStore:
     """Create ``sessions/<id>/`` with the expanded trials, the clean utterances and the manifest.
 
@@ -66,6 +68,7 @@ def create_session(
     ----------
     utterances : ``(utterance_id, label, signal float32 (n_samples,), meta)`` to use instead of
         the plan's ``[utterances] source`` (programmatic sessions with your own recordings).
+    tags : ``{key: value}`` stored in the manifest and the database, for ``session list --tag``.
     """
     plan, rig, models = prepare(plan_path, rig_path, models_root)
     root = sessions_root(root)
@@ -99,6 +102,7 @@ def create_session(
         plan_sha256=hashlib.sha256(plan_bytes).hexdigest(), rig_sha256=hashlib.sha256(rig_bytes).hexdigest(),
         calibration_sha256=cal_sha)
     manifest["model_cards"] = {m: models.card(m) for m in used}
+    manifest["tags"] = parse_tags([f"{k}={v}" for k, v in (tags or {}).items()])
     files["manifest.json"] = json.dumps(manifest, indent=2, default=str).encode()
     meta = {
         "session_id": sid,
@@ -114,6 +118,7 @@ def create_session(
         "sample_rate": rig.sample_rate,
         "dut_mic": rig.dut.mic,
         "models_root": str(Path(models_root).resolve()) if models_root else None,
+        "tags": manifest["tags"],
     }
     return SessionStore.create(root / sid, meta=meta, files=files, attacks=attack_configs(plan),
                                utterances=utts, planned=trials, sample_rate=rig.sample_rate)

@@ -18,13 +18,12 @@ import numpy as np
 
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
-from testbed.session.store import commit, recovery
+from testbed.session.store import commit, recovery, schema
 from testbed.session.store.audio import wav_float_bytes
 from testbed.session.store.lock import WriterLock
 from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
 from testbed.session.store.reader import SessionReader
 from testbed.session.store.records import EvalRecord, TrialRecord
-from testbed.session.store.schema import connect
 from testbed.session.trials import AttackConfig, TrialSpec
 
 _WHY = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
@@ -40,6 +39,13 @@ class SessionStore(SessionReader):
     def __init__(self, path: Path | str, readonly: bool = False):
         super().__init__(path, _writable=not readonly)
         self._lock = WriterLock(self.path)
+        if not readonly:
+            try:
+                schema.migrate(self.db)
+            except sqlite3.Error as exc:
+                super().close()
+                raise SessionError(f"{self.path / DB_NAME}: cannot bring session {self.session_id!r} to "
+                                   f"schema {schema.SCHEMA_VERSION}: {exc}") from None
 
     # -- creation / opening -------------------------------------------------
     @classmethod
@@ -74,7 +80,7 @@ class SessionStore(SessionReader):
             (tmp / "perturbations").mkdir()
             for name, data in files.items():
                 atomic_write(tmp / name, data)
-            db = connect(tmp / DB_NAME, readonly=False)
+            db = schema.connect(tmp / DB_NAME, readonly=False)
             try:
                 commit.populate_new(db, tmp, meta=meta, attacks=attacks, utterances=utterances,
                                     planned=planned, sample_rate=sample_rate)
@@ -85,6 +91,9 @@ class SessionStore(SessionReader):
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SessionError(f"{path}: cannot create the session folder: {exc.strerror or exc}") from None
+        except BaseException:   # a bad value, a database error, Ctrl-C: no half-made folder stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return cls(path)
 
     @classmethod
