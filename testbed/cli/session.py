@@ -365,8 +365,13 @@ def replay_cmd(
     if json_out:
         print_json(res.as_dict())
         return
-    console.print(f"added {res.evaluations} evaluations ({res.captures} captures, "
-                  f"{res.audio_s:.1f} s of audio per model)")
+    if res.evaluations == 0 and res.already:
+        console.print(f"already replayed: 0 new rows ({res.already} evaluations by "
+                      f"{', '.join(split_csv(models))} were recorded before)")
+    else:
+        console.print(f"added {res.evaluations} evaluations ({res.captures} captures, "
+                      f"{res.audio_s:.1f} s of audio per model)"
+                      + (f"; {res.already} already recorded" if res.already else ""))
     for s in res.skipped:
         console.print(f"  [yellow]skipped[/yellow] trial {s['trial_id']} mic {s['mic']}: {s['path']}: {s['problem']}")
 

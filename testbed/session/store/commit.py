@@ -114,11 +114,20 @@ def insert_trial(db: sqlite3.Connection, rec: TrialRecord, name: str, hashes: di
     db.execute("COMMIT")
 
 
-def insert_evaluations(db: sqlite3.Connection, rows: list[tuple[int, EvalRecord]]) -> None:
-    """Append ``(trial_id, evaluation)`` rows in one immediate transaction."""
+def insert_evaluations(db: sqlite3.Connection, rows: list[tuple[int, EvalRecord]],
+                       skip_existing: bool = False) -> int:
+    """Append ``(trial_id, evaluation)`` rows in one immediate transaction; returns how many were added.
+
+    ``skip_existing``: a row whose (trial, mic, model, weights hash, source) is already stored is
+    left out (the unique index decides) instead of failing the transaction.
+    """
+    sql = _EVAL_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO") if skip_existing else _EVAL_INSERT
     db.execute("BEGIN IMMEDIATE")
-    db.executemany(_EVAL_INSERT, _eval_rows(rows))
+    before = db.total_changes
+    db.executemany(sql, _eval_rows(rows))
+    added = db.total_changes - before
     db.execute("COMMIT")
+    return added
 
 
 def insert_event(db: sqlite3.Connection, kind: str, message: str) -> None:

@@ -138,6 +138,11 @@ class SessionReader:
 
         return pd.read_sql_query(EVALUATIONS_SQL, self.db)
 
+    def evaluated(self, source: str) -> set[tuple[int, str, str, str | None]]:
+        """``(trial_id, mic, model, model_hash)`` of every evaluation stored with ``eval_source = source``."""
+        return set(self.db.execute("SELECT trial_id, mic, model, model_hash FROM evaluations "
+                                   "WHERE eval_source = ?", (source,)))
+
     def events(self) -> list[dict]:
         return [{"time": t, "kind": k, "message": m}
                 for t, k, m in self.db.execute("SELECT time, kind, message FROM events ORDER BY event_id")]

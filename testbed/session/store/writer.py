@@ -199,11 +199,14 @@ class SessionStore(SessionReader):
             self.event("error", msg)
             raise SessionError(msg) from None
 
-    def add_evaluations(self, rows: list[tuple[int, EvalRecord]]) -> int:
-        """Append evaluations (e.g. a replay) in one transaction; returns how many."""
+    def add_evaluations(self, rows: list[tuple[int, EvalRecord]], skip_existing: bool = False) -> int:
+        """Append evaluations (e.g. a replay) in one transaction; returns how many were added.
+
+        ``skip_existing``: rows already stored (same trial, mic, model, weights hash and source)
+        are left out; otherwise such a row fails the whole transaction.
+        """
         try:
-            commit.insert_evaluations(self.db, rows)
+            return commit.insert_evaluations(self.db, rows, skip_existing)
         except sqlite3.Error as exc:
             commit.rollback(self.db)
             raise SessionError(f"{self.path / DB_NAME}: cannot add evaluations: {exc}") from None
-        return len(rows)
