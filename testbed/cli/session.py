@@ -105,7 +105,8 @@ def _cluster_spec(cluster: str, rig) -> object:
     return spec
 
 
-def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, cluster: object = "none") -> None:
+def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, cluster: object = "none",
+              allow_new_models: bool = False) -> None:
     from rich.console import Group
     from rich.live import Live
     from rich.table import Table
@@ -113,7 +114,7 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
 
     from testbed.session import Runner, TrialEvent, open_runner_parts
 
-    rig, plan, models, calibration = open_runner_parts(store, models_dir)
+    rig, plan, models, calibration = open_runner_parts(store, models_dir, allow_new_models=allow_new_models)
     progress = make_progress(disable=quiet)
     craft_task = None
     task = progress.add_task("trials", total=None)
@@ -245,6 +246,9 @@ def resume_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     cluster: str = ClusterOpt,
+    allow_new_models: bool = typer.Option(False, "--allow-new-models",
+                                          help="go on although the zoo's weights differ from those the session "
+                                               "was created with (recorded as an event in the session)"),
 ) -> None:
     """Continue a session exactly where it stopped (even after kill -9 or power loss).
 
@@ -254,7 +258,7 @@ def resume_cmd(
 
     with SessionStore.open(session, sessions_dir) as store:
         spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"
-        _live_run(store, models_dir, json_out, quiet, spec)
+        _live_run(store, models_dir, json_out, quiet, spec, allow_new_models)
 
 
 @app.command("status")

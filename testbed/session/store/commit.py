@@ -139,6 +139,14 @@ def set_meta(db: sqlite3.Connection, key: str, value) -> None:
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
 
+def set_cached(db: sqlite3.Connection, rel: str, sha256: str | None) -> None:
+    """Record (or, with ``sha256=None``, forget) the sha256 of a cached file at ``rel``."""
+    if sha256 is None:
+        db.execute("DELETE FROM cached WHERE path = ?", (rel,))
+    else:
+        db.execute("INSERT OR REPLACE INTO cached VALUES (?, ?)", (rel, sha256))
+
+
 def rollback(db: sqlite3.Connection) -> None:
     """Roll back an open transaction, if any (best effort)."""
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.session.store.audio import file_problem, read_float, read_float_or_none, read_verified
+from testbed.session.store.audio import cached_signal, file_problem, read_float, read_verified
 from testbed.session.store.lock import writer_running
 from testbed.session.store.paths import DB_NAME, resolve_session
 from testbed.session.store.schema import connect
@@ -101,9 +101,21 @@ class SessionReader:
         _, p = self.utterances()[utterance_id]
         return read_float(p)
 
+    def cached_hashes(self) -> dict[str, str]:
+        """``{rel path: sha256}`` of the cached files written by this session's writer."""
+        try:
+            return dict(self.db.execute("SELECT path, sha256 FROM cached"))
+        except sqlite3.OperationalError:   # a schema-1 session not opened by a writer since
+            return {}
+
     def read_cached(self, rel: str) -> np.ndarray | None:
-        """A cached exact signal (e.g. a perturbation) at ``rel``; ``None`` if missing or damaged."""
-        return read_float_or_none(self.path / rel)
+        """A cached exact signal (e.g. a perturbation) at ``rel``; ``None`` if missing or damaged
+        (unreadable, not finite, or not the bytes the writer recorded)."""
+        try:
+            row = self.db.execute("SELECT sha256 FROM cached WHERE path = ?", (rel,)).fetchone()
+        except sqlite3.OperationalError:   # a schema-1 session: no hashes recorded
+            row = None
+        return cached_signal(self.path / rel, row[0] if row else None)
 
     # -- what was recorded ----------------------------------------------------------------
     def captures(self) -> list[dict]:

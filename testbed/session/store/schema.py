@@ -6,7 +6,8 @@ Both run ``PRAGMA quick_check`` on open: a damaged database is refused with one
 :class:`DamagedSession` line naming the session, never a raw ``DatabaseError``.
 
 Schema versions: 1, the first; 2 adds :data:`EVAL_UNIQUE` (one evaluation per trial, mic, model,
-weights hash and source). :func:`migrate` brings a version-1 database to 2 when a writer opens it.
+weights hash and source) and the ``cached`` table (the sha256 of each cached perturbation).
+:func:`migrate` brings a version-1 database to 2 when a writer opens it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS evaluations(
 CREATE INDEX IF NOT EXISTS evaluations_trial ON evaluations(trial_id);
 CREATE UNIQUE INDEX IF NOT EXISTS evaluations_unique
     ON evaluations(trial_id, mic, model, IFNULL(model_hash, ''), eval_source);
+CREATE TABLE IF NOT EXISTS cached(path TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
 """
@@ -142,6 +144,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     each (trial, mic, model, weights hash, source), then :data:`EVAL_UNIQUE` is created. One
     immediate transaction; returns how many duplicates were deleted (0 when already current).
     """
+    conn.execute("CREATE TABLE IF NOT EXISTS cached(path TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
     have = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                         (EVAL_UNIQUE,)).fetchone()
     if have is not None:

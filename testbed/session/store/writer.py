@@ -19,7 +19,7 @@ import numpy as np
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
 from testbed.session.store import commit, recovery, schema
-from testbed.session.store.audio import wav_float_bytes
+from testbed.session.store.audio import sha256_hex, wav_float_bytes
 from testbed.session.store.lock import WriterLock
 from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
 from testbed.session.store.reader import SessionReader
@@ -135,7 +135,11 @@ class SessionStore(SessionReader):
         removed = recovery.half_written(self.path, self.done_ids())
         if removed:
             self.event("recovered", f"discarded half-written: {', '.join(removed)}")
-        return removed
+        bad = recovery.damaged_cached(self.path, self.cached_hashes())
+        if bad:
+            self._forget_cached(bad)
+            self.event("recovered", f"discarded unusable cached perturbation(s), crafted again: {', '.join(bad)}")
+        return removed + bad
 
     # -- writing --------------------------------------------------------------------
     def event(self, kind: str, message: str) -> None:
@@ -154,12 +158,38 @@ class SessionStore(SessionReader):
             raise SessionError(f"{self.path / DB_NAME}: cannot store meta {key!r}: {exc}") from None
 
     def write_cached(self, rel: str, signal: np.ndarray, sample_rate: int) -> None:
-        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``."""
+        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``, and its sha256."""
+        data = wav_float_bytes(signal, sample_rate)
         try:
-            atomic_write(self.path / rel, wav_float_bytes(signal, sample_rate))
+            commit.set_cached(self.db, rel, None)   # a crash before the new row: unverified, not wrong
+            atomic_write(self.path / rel, data)
+            commit.set_cached(self.db, rel, sha256_hex(data))
         except OSError as exc:
             raise SessionError(f"{self.path / rel}: cannot write: {exc.strerror or exc}; "
                                f"free space or fix permissions, then resume") from None
+        except sqlite3.Error as exc:
+            raise SessionError(f"{self.path / DB_NAME}: cannot record {rel}: {exc}") from None
+
+    def read_cached(self, rel: str) -> np.ndarray | None:
+        """Like the reader's, but an unusable file is deleted (with an event), so the next run's
+        crafting makes it again instead of tripping on it forever."""
+        sig = super().read_cached(rel)
+        if sig is None and (self.path / rel).is_file() and self._lock.held:
+            try:
+                (self.path / rel).unlink()
+            except OSError:
+                return None
+            self._forget_cached([rel])
+            self.event("recovered", f"discarded unusable cached perturbation {rel}; it is crafted again "
+                                    f"on resume")
+        return sig
+
+    def _forget_cached(self, rels: list[str]) -> None:
+        try:
+            for rel in rels:
+                commit.set_cached(self.db, rel, None)
+        except sqlite3.Error:
+            pass   # an orphan row names a missing file: harmless, it is replaced when crafted
 
     def commit_trial(self, rec: TrialRecord, sample_rate: int) -> None:
         """Commit one trial: files (temp, fsync, rename), then one transaction.
