@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ from testbed.session.store.paths import safe_name
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.store.schema import SCHEMA_VERSION, init_schema
 from testbed.session.trials import AttackConfig, TrialSpec
+
+#: The steps of a trial commit, in order; :data:`STEP_HOOK` is called with each as it completes.
+STEPS = ("written", "fsynced", "renamed", "begun", "inserted", "committed")
+#: Fault-injection hook (tests only): ``STEP_HOOK(step)`` after each of :data:`STEPS`; a test
+#: kills the process there to prove a crash at any step loses and duplicates nothing.
+STEP_HOOK: Callable[[str], None] | None = None
 
 _EVAL_INSERT = ("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, prediction, score_top, "
                 "scores, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
@@ -77,12 +84,19 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         for fname, data in blobs.items():
             with open(tmp / fname, "wb") as fh:   # the folder rename below is what makes it atomic
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             hashes[fname] = sha256_hex(data)
+        _step("written")
+        for fname in blobs:
+            fd = os.open(tmp / fname, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         fsync_dir(tmp)
+        _step("fsynced")
         os.rename(tmp, final)
         fsync_dir(audio)
+        _step("renamed")
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -92,6 +106,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
 def insert_trial(db: sqlite3.Connection, rec: TrialRecord, name: str, hashes: dict[str, str]) -> None:
     """The rows of one trial (trial, captures, played, evaluations) in ONE immediate transaction."""
     db.execute("BEGIN IMMEDIATE")
+    _step("begun")
     adv = rec.adv_pos_m or (None, None, None)
     db.execute(
         "INSERT INTO trials(trial_id, realised_delay_ms, xruns, clipped, failed, error, attempts, "
@@ -111,7 +126,9 @@ def insert_trial(db: sqlite3.Connection, rec: TrialRecord, name: str, hashes: di
                    (rec.trial_id, spk, f"audio/{name}/{spk}.played.flac", hashes[f"{spk}.played.flac"],
                     float(offset)))
     db.executemany(_EVAL_INSERT, _eval_rows([(rec.trial_id, e) for e in rec.evaluations]))
+    _step("inserted")
     db.execute("COMMIT")
+    _step("committed")
 
 
 def insert_evaluations(db: sqlite3.Connection, rows: list[tuple[int, EvalRecord]],
@@ -154,6 +171,11 @@ def rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
     except sqlite3.Error:
         pass
+
+
+def _step(name: str) -> None:
+    if STEP_HOOK is not None:
+        STEP_HOOK(name)
 
 
 def _eval_rows(rows: list[tuple[int, EvalRecord]]) -> list[tuple]:
