@@ -7,8 +7,10 @@ is a half-written trial that :mod:`~testbed.session.store.recovery` deletes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -30,6 +32,9 @@ STEPS = ("written", "fsynced", "renamed", "begun", "inserted", "committed")
 #: kills the process there to prove a crash at any step loses and duplicates nothing.
 STEP_HOOK: Callable[[str], None] | None = None
 
+#: What a mic or speaker name must look like to become a file name inside a trial's folder.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
 _EVAL_INSERT = ("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, prediction, score_top, "
                 "scores, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
 
@@ -47,8 +52,9 @@ def populate_new(db: sqlite3.Connection, folder: Path, *, meta: dict, attacks: l
         db.execute("INSERT INTO attacks VALUES (?,?,?,?,?,?,?)",
                    (a.attack_id, a.kind, a.eps, a.target, a.source_model, int(a.over_the_air),
                     json.dumps(a.params, sort_keys=True, default=str)))
+    used: set[str] = set()
     for uid, label, sig, umeta in utterances:
-        rel = f"utterances/{safe_name(uid)}.wav" if sig is not None else ""
+        rel = _unique_rel("utterances", uid, used) if sig is not None else ""
         if sig is not None:
             atomic_write(folder / rel, wav_float_bytes(sig, sample_rate))
         db.execute("INSERT INTO utterances VALUES (?,?,?,?)", (uid, label, rel, json.dumps(umeta, default=str)))
@@ -59,8 +65,53 @@ def populate_new(db: sqlite3.Connection, folder: Path, *, meta: dict, attacks: l
     db.execute("COMMIT")
 
 
+def _unique_rel(sub: str, name: str, used: set[str]) -> str:
+    """``sub/<safe name>.wav``, made unique among ``used`` (two ids may have the same safe name)."""
+    stem = safe_name(name).lstrip(".") or "_"
+    rel = f"{sub}/{stem}.wav"
+    if rel.lower() in used:
+        rel = f"{sub}/{stem}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.wav"
+    used.add(rel.lower())
+    return rel
+
+
+def check_file_names(rec: TrialRecord) -> None:
+    """Refuse a trial whose mic or speaker names cannot be file names inside its folder.
+
+    A name must be a plain file name (letters, digits, ``-``, ``_``, ``.``; no ``/`` and no
+    leading dot) and the trial's files must not collide (a mic called ``user.played`` would overwrite the
+    user speaker's played file).
+
+    Raises
+    ------
+    ValueError
+        One line naming the mic or speaker.
+    """
+    seen: dict[str, str] = {}
+    for kind, name, fname in ([("mic", c.mic, f"{c.mic}.flac") for c in rec.captures]
+                              + [("speaker", s, f"{s}.played.flac") for s in rec.played]):
+        if not isinstance(name, str) or not _FILE_NAME.match(name):
+            raise ValueError(f"{kind} name {name!r} cannot be a file name (use letters, digits, '-', '_' or '.')")
+        if fname.lower() in seen:
+            raise ValueError(f"{kind} {name!r} and {seen[fname.lower()]} would both write {fname}")
+        seen[fname.lower()] = f"{kind} {name!r}"
+
+
+def check_finite(rec: TrialRecord) -> None:
+    """Refuse a trial whose captures or played signals hold NaN or infinite samples (ValueError)."""
+    for kind, name, sig in ([("mic", c.mic, c.signal) for c in rec.captures]
+                            + [("speaker", s, sig) for s, (sig, _) in rec.played.items()]):
+        if not np.isfinite(np.asarray(sig)).all():
+            raise ValueError(f"{kind} {name!r}: the signal holds NaN or infinite samples")
+
+
 def trial_blobs(rec: TrialRecord, sample_rate: int) -> dict[str, bytes]:
-    """File name -> FLAC bytes of a trial: ``<mic>.flac`` and ``<speaker>.played.flac``."""
+    """File name -> FLAC bytes of a trial: ``<mic>.flac`` and ``<speaker>.played.flac``.
+
+    Raises ValueError (see :func:`check_file_names`, :func:`check_finite`) before encoding anything.
+    """
+    check_file_names(rec)
+    check_finite(rec)
     blobs = {f"{c.mic}.flac": flac_bytes(c.signal, sample_rate) for c in rec.captures}
     blobs.update({f"{spk}.played.flac": flac_bytes(sig, sample_rate) for spk, (sig, _) in rec.played.items()})
     return blobs

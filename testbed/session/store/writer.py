@@ -21,7 +21,7 @@ from testbed.fileio import atomic_write, fsync_dir
 from testbed.session.store import commit, recovery, schema
 from testbed.session.store.audio import sha256_hex, wav_float_bytes
 from testbed.session.store.lock import WriterLock
-from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
+from testbed.session.store.paths import DB_NAME, inside, resolve_session, trial_dir_name
 from testbed.session.store.reader import SessionReader
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.trials import AttackConfig, TrialSpec
@@ -70,6 +70,8 @@ class SessionStore(SessionReader):
         planned : the expanded trials in execution order.
         """
         path = Path(path)
+        if ".." in path.parts or path.name.startswith("."):
+            raise SessionError(f"{path}: a session id cannot be '..' or start with '.'; pick another --id")
         if path.exists():
             raise SessionError(f"{path}: a session with this id already exists; pick another --id")
         tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
@@ -158,7 +160,16 @@ class SessionStore(SessionReader):
             raise SessionError(f"{self.path / DB_NAME}: cannot store meta {key!r}: {exc}") from None
 
     def write_cached(self, rel: str, signal: np.ndarray, sample_rate: int) -> None:
-        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``, and its sha256."""
+        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``, and its sha256.
+
+        Raises
+        ------
+        SessionError
+            ``rel`` leaves the session folder, the signal is not finite, or the disk refuses.
+        """
+        inside(self.path, rel)
+        if not np.isfinite(np.asarray(signal)).all():
+            raise SessionError(f"{self.path / rel}: the signal holds NaN or infinite samples; not stored")
         data = wav_float_bytes(signal, sample_rate)
         try:
             commit.set_cached(self.db, rel, None)   # a crash before the new row: unverified, not wrong
@@ -206,7 +217,13 @@ class SessionStore(SessionReader):
             raise SessionError(f"{final}: trial {rec.trial_id} is already committed; a session never "
                                f"rewrites a recorded trial")
         try:
-            hashes = commit.place_trial_files(audio, name, commit.trial_blobs(rec, sample_rate))
+            blobs = commit.trial_blobs(rec, sample_rate)
+        except ValueError as exc:
+            msg = f"{audio}: trial {rec.trial_id}: {exc}; the trial was not kept"
+            self.event("error", msg)
+            raise SessionError(msg) from None
+        try:
+            hashes = commit.place_trial_files(audio, name, blobs)
         except OSError as exc:
             why = _WHY.get(exc.errno, exc.strerror or str(exc))
             msg = (f"{audio}: cannot write trial {rec.trial_id}: {why}; the trial was not kept and "
