@@ -5,11 +5,30 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from testbed.cli.common import console, err_console, make_progress, print_json, split_csv
 
-app = typer.Typer(help="Sessions: run a plan on a rig, resume, replay, export.", no_args_is_help=True)
+class _StoreErrors(TyperGroup):
+    """A session database that breaks after it was opened (and checked) is one line too, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except sqlite3.DatabaseError as exc:
+            from testbed.errors import SessionError
+
+            raise SessionError(f"session {ctx.invoked_subcommand or ''}: a session database failed: "
+                               f"{' '.join(str(exc).split())}; see 'testbed session list' for damaged "
+                               f"sessions") from None
+
+
+app = typer.Typer(cls=_StoreErrors, help="Sessions: run a plan on a rig, resume, replay, export.",
+                  no_args_is_help=True)
 
 PlanArg = typer.Argument(..., help="plan TOML file, e.g. sessions/plans/quick-sim.toml", show_default=False)
 IdArg = typer.Argument(..., help="session id (see 'testbed session list') or session folder", show_default=False)

@@ -191,3 +191,22 @@ def test_run_stores_tags_and_list_finds_the_session_by_them(cli, tmp_path, offic
     r = cli(["session", "run", plan, "--rig", office_rig_path, "--id", "t2", "--sessions-dir", sessions,
              "--models-dir", tiny_zoo, "--quiet", "--tag", "../x=1"])
     assert r.exit_code == 2 and "--tag[0]" in r.output and not (sessions / "t2").exists()
+
+
+def test_damage_found_after_opening_is_one_damaged_line_too(tmp_path):
+    import sqlite3
+
+    folder = make_session(tmp_path / "sessions", "s1", plan="p", rig="r", models=["m"], created=T0, commit=1)
+
+    class Broken:
+        def execute(self, *a, **k):
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        def close(self):
+            pass
+
+    with open_reader(folder) as r:
+        r.db = Broken()
+        for call in (r.status, r.meta, r.captures, r.done_ids):
+            with pytest.raises(DamagedSession, match="'s1' is damaged .database disk image is malformed"):
+                call()

@@ -5,8 +5,10 @@ touches the writer's lock, so polling it can never make a writer's lock attempt 
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from testbed.session.store.audio import cached_signal, file_problem, read_float, read_verified
 from testbed.session.store.lock import writer_running
 from testbed.session.store.paths import DB_NAME, resolve_session
-from testbed.session.store.schema import connect
+from testbed.session.store.schema import DamagedSession, connect
 from testbed.session.trials import AttackConfig, TrialSpec
 
 #: One row per evaluation with its trial, plan, attack and capture (what ``load_evaluations`` shapes).
@@ -34,6 +36,22 @@ ORDER BY e.trial_id, e.mic, e.eval_id
 """
 
 _LIFECYCLE = ("started", "stopped", "interrupted", "finished", "error")
+
+
+def _guarded(method: Callable) -> Callable:
+    """``method`` with SQLite errors from a database damaged after it was opened turned into one
+    :class:`DamagedSession` line naming the session (``quick_check`` on open catches most)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError) or not isinstance(self, SessionReader):
+                raise
+            raise DamagedSession(self.path / DB_NAME, " ".join(str(exc).split())) from None
+
+    return wrapper
 
 
 class SessionReader:
@@ -213,6 +231,12 @@ class SessionReader:
         if last == "started":
             return "killed"
         return {"finished": "stopped", None: "created"}.get(last, last)
+
+
+for _name in ("meta", "planned", "done_ids", "is_committed", "pending", "attacks", "utterances", "cached_hashes",
+              "read_cached", "captures", "capture_timing", "verify_captures", "evaluations_frame", "evaluated",
+              "events", "status"):
+    setattr(SessionReader, _name, _guarded(getattr(SessionReader, _name)))
 
 
 def open_reader(id_or_path: str | Path, root: Path | str | None = None) -> SessionReader:
