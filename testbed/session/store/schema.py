@@ -144,10 +144,11 @@ def migrate(conn: sqlite3.Connection) -> int:
     each (trial, mic, model, weights hash, source), then :data:`EVAL_UNIQUE` is created. One
     immediate transaction; returns how many duplicates were deleted (0 when already current).
     """
-    conn.execute("CREATE TABLE IF NOT EXISTS cached(path TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
-    have = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
-                        (EVAL_UNIQUE,)).fetchone()
-    if have is not None:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('cached', ?)",
+                                         (EVAL_UNIQUE,))}
+    if "cached" not in names:
+        conn.execute("CREATE TABLE IF NOT EXISTS cached(path TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+    if EVAL_UNIQUE in names:
         return 0
     conn.execute("BEGIN IMMEDIATE")
     try:
