@@ -105,7 +105,8 @@ def _cluster_spec(cluster: str, rig) -> object:
     return spec
 
 
-def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, cluster: object = "none") -> None:
+def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, cluster: object = "none",
+              allow_new_models: bool = False) -> None:
     from rich.console import Group
     from rich.live import Live
     from rich.table import Table
@@ -113,7 +114,7 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
 
     from testbed.session import RunEvent, Runner, open_runner_parts
 
-    rig, plan, models, calibration = open_runner_parts(store, models_dir)
+    rig, plan, models, calibration = open_runner_parts(store, models_dir, allow_new_models=allow_new_models)
     progress = make_progress(disable=quiet)
     craft_task = None
     task = progress.add_task("trials", total=None)
@@ -219,6 +220,8 @@ def run_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     cluster: str = ClusterOpt,
+    tag: list[str] = typer.Option(None, "--tag", help="KEY=VALUE stored with the session (repeatable); "
+                                  "find it later with 'testbed session list --tag KEY=VALUE'"),
 ) -> None:
     """Run a plan on a rig: craft perturbations, play, record, evaluate, store (resumable).
 
@@ -226,9 +229,12 @@ def run_cmd(
     """
     from testbed.rig import load_rig
     from testbed.session import create_session
+    from testbed.session.catalog import parse_tags
 
+    tags = parse_tags(tag)
     spec = _cluster_spec(cluster, load_rig(rig_path))
-    store = create_session(plan_path, rig_path, root=sessions_dir, session_id=session_id, models_root=models_dir)
+    store = create_session(plan_path, rig_path, root=sessions_dir, session_id=session_id, models_root=models_dir,
+                           tags=tags)
     if not json_out:
         console.print(f"session {store.session_id} created in {store.path}")
     with store:
@@ -243,6 +249,9 @@ def resume_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     cluster: str = ClusterOpt,
+    allow_new_models: bool = typer.Option(False, "--allow-new-models",
+                                          help="go on although the zoo's weights differ from those the session "
+                                               "was created with (recorded as an event in the session)"),
 ) -> None:
     """Continue a session exactly where it stopped (even after kill -9 or power loss).
 
@@ -252,7 +261,7 @@ def resume_cmd(
 
     with SessionStore.open(session, sessions_dir) as store:
         spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"
-        _live_run(store, models_dir, json_out, quiet, spec)
+        _live_run(store, models_dir, json_out, quiet, spec, allow_new_models)
 
 
 @app.command("status")
@@ -278,38 +287,6 @@ def status_cmd(
         console.print(f"  last error: {st['last_error']}")
     for c in st["corrupted"]:
         console.print(f"  [red]corrupted[/red] trial {c['trial_id']} mic {c['mic']}: {c['path']}: {c['problem']}")
-
-
-@app.command("list")
-def list_cmd(
-    sessions_dir: Path = DirOpt,
-    json_out: bool = typer.Option(False, "--json", help="print a JSON list"),
-) -> None:
-    """Every session under the sessions root with its progress.
-
-    Example: testbed session list --json
-    """
-    from rich.table import Table
-
-    from testbed.session import SessionStore, list_session_dirs
-
-    rows = []
-    for d in list_session_dirs(sessions_dir):
-        with SessionStore(d, readonly=True) as store:
-            st = store.status(verify=False)
-        rows.append({k: st[k] for k in ("id", "plan", "rig", "done", "total", "failed", "last_error", "state")})
-    if json_out:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("no sessions yet; start one with 'testbed session run PLAN --rig RIG'")
-        return
-    t = Table()
-    for col in ("id", "plan", "rig", "done", "failed", "state"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["id"], str(r["plan"]), str(r["rig"]), f"{r['done']}/{r['total']}", str(r["failed"]), r["state"])
-    console.print(t)
 
 
 @app.command("replay")
@@ -344,8 +321,13 @@ def replay_cmd(
     if json_out:
         print_json(res.as_dict())
         return
-    console.print(f"added {res.evaluations} evaluations ({res.captures} captures, "
-                  f"{res.audio_s:.1f} s of audio per model)")
+    if res.evaluations == 0 and res.already:
+        console.print(f"already replayed: 0 new rows ({res.already} evaluations by "
+                      f"{', '.join(split_csv(models))} were recorded before)")
+    else:
+        console.print(f"added {res.evaluations} evaluations ({res.captures} captures, "
+                      f"{res.audio_s:.1f} s of audio per model)"
+                      + (f"; {res.already} already recorded" if res.already else ""))
     for s in res.skipped:
         console.print(f"  [yellow]skipped[/yellow] trial {s['trial_id']} mic {s['mic']}: {s['path']}: {s['problem']}")
 
@@ -396,3 +378,12 @@ def export_cmd(
         print_json({"path": str(path), "rows": n})
         return
     console.print(f"wrote {n} rows to {path}")
+
+
+def _register_list() -> None:
+    from testbed.cli.session_list import list_cmd
+
+    app.command("list")(list_cmd)
+
+
+_register_list()

@@ -14,6 +14,7 @@ does not pull in the runner, the audio backends or torch.
 from importlib import import_module
 
 _WHERE = {
+    "catalog": "catalog",
     "PlanEstimate": "estimate", "estimate_plan": "estimate",
     "COLUMNS": "export", "export_session": "export", "load_evaluations": "export", "load_session_meta": "export",
     "import_folder": "importer",

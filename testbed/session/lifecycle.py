@@ -23,6 +23,7 @@ from testbed.session.deps import (
     command_utterances,
     load_calibration,
 )
+from testbed.session.catalog import parse_tags
 from testbed.session.manifest import build_manifest
 from testbed.session.plan import Plan, check_plan, load_plan, parse_plan
 from testbed.session.store import SessionStore, sessions_root
@@ -57,6 +58,7 @@ def create_session(
     session_id: str | None = None,
     models_root: Path | None = None,
     utterances: list[tuple[str, str, np.ndarray, dict]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> SessionStore:
     """Create ``sessions/<id>/`` with the expanded trials, the clean utterances and the manifest.
 
@@ -66,6 +68,7 @@ def create_session(
     ----------
     utterances : ``(utterance_id, label, signal float32 (n_samples,), meta)`` to use instead of
         the plan's ``[utterances] source`` (programmatic sessions with your own recordings).
+    tags : ``{key: value}`` stored in the manifest and the database, for ``session list --tag``.
     """
     plan, rig, models = prepare(plan_path, rig_path, models_root)
     root = sessions_root(root)
@@ -99,6 +102,7 @@ def create_session(
         plan_sha256=hashlib.sha256(plan_bytes).hexdigest(), rig_sha256=hashlib.sha256(rig_bytes).hexdigest(),
         calibration_sha256=cal_sha)
     manifest["model_cards"] = {m: models.card(m) for m in used}
+    manifest["tags"] = parse_tags([f"{k}={v}" for k, v in (tags or {}).items()])
     files["manifest.json"] = json.dumps(manifest, indent=2, default=str).encode()
     meta = {
         "session_id": sid,
@@ -114,6 +118,7 @@ def create_session(
         "sample_rate": rig.sample_rate,
         "dut_mic": rig.dut.mic,
         "models_root": str(Path(models_root).resolve()) if models_root else None,
+        "tags": manifest["tags"],
     }
     return SessionStore.create(root / sid, meta=meta, files=files, attacks=attack_configs(plan),
                                utterances=utts, planned=trials, sample_rate=rig.sample_rate)
@@ -130,10 +135,63 @@ def stored_rig_plan(store: SessionStore) -> tuple[Rig, Plan]:
     return rig, plan
 
 
-def open_runner_parts(store: SessionStore, models_root: Path | None = None) -> tuple[Rig, Plan, Models, object]:
-    """Rig, plan, models adapter and calibration profile for running ``store``."""
+def open_runner_parts(store: SessionStore, models_root: Path | None = None, *,
+                      allow_new_models: bool = False) -> tuple[Rig, Plan, Models, object]:
+    """Rig, plan, models adapter and calibration profile for running ``store``.
+
+    The zoo's weight hashes are compared with the session's manifest first (see
+    :func:`check_model_hashes`).
+    """
     rig, plan = stored_rig_plan(store)
     root = models_root or (Path(store.meta()["models_root"]) if store.meta().get("models_root") else None)
     models = Models(root)
+    check_model_hashes(store, models, allow_new_models=allow_new_models)
     calibration, _ = load_calibration(rig)
     return rig, plan, models, calibration
+
+
+def check_model_hashes(store: SessionStore, models: Models, *, allow_new_models: bool = False
+                       ) -> list[tuple[str, str, str | None]]:
+    """Refuse to go on with a zoo whose weights differ from those the session was created with.
+
+    Every model in the manifest's ``model_hashes`` must be in the zoo with the recorded sha256
+    (or one accepted earlier with ``--allow-new-models``), so one model name never mixes two sets
+    of weights silently. With ``allow_new_models`` the differences are accepted: the writer lock
+    is taken, a ``models-changed`` event names each model and both hashes, and the new hashes are
+    remembered in ``meta.allowed_model_hashes``.
+
+    Returns ``(model, recorded sha256, zoo sha256 or None)`` for each difference.
+
+    Raises
+    ------
+    SessionError
+        A difference without ``allow_new_models``: one line naming the model and both hash prefixes.
+    """
+    meta = store.meta()
+    recorded = (meta.get("manifest") or {}).get("model_hashes") or {}
+    allowed = {m: set(v) for m, v in (meta.get("allowed_model_hashes") or {}).items()}
+    changed = []
+    for name, want in sorted(recorded.items()):
+        if not want:
+            continue
+        now = models.model_hash(name) if models.exists(name) else None
+        if now != want and now not in allowed.get(name, set()):
+            changed.append((name, str(want), now))
+    if not changed:
+        return []
+    if not allow_new_models:
+        name, want, now = changed[0]
+        have = f"weights {now[:12]}" if now else "no such model"
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise SessionError(f"{store.path}: model {name!r}: the zoo has {have} but session {store.session_id!r} "
+                           f"was created with {want[:12]}{more}; point --models-dir at that zoo, or pass "
+                           f"--allow-new-models to mix them (recorded in the session)")
+    store.lock()
+    for name, want, now in changed:
+        if now:
+            allowed.setdefault(name, set()).add(now)
+    store.set_meta("allowed_model_hashes", {m: sorted(v) for m, v in allowed.items()})
+    store.event("models-changed", "; ".join(f"{n}: created with {w[:12]}, now "
+                                            f"{(h[:12] if h else 'missing from the zoo')} (--allow-new-models)"
+                                            for n, w, h in changed))
+    return changed

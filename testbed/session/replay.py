@@ -22,14 +22,15 @@ REPLAY_BATCH = 64
 class ReplayResult:
     """What a replay added."""
 
-    evaluations: int = 0
+    evaluations: int = 0                   # rows added
+    already: int = 0                       # evaluations found already recorded (not added again)
     captures: int = 0
     audio_s: float = 0.0                   # seconds of recorded audio evaluated (per model)
     skipped: list[dict] = field(default_factory=list)   # captures that could not be read
 
     def as_dict(self) -> dict:
-        return {"evaluations": self.evaluations, "captures": self.captures, "audio_s": self.audio_s,
-                "skipped": self.skipped}
+        return {"evaluations": self.evaluations, "already": self.already, "captures": self.captures,
+                "audio_s": self.audio_s, "skipped": self.skipped}
 
 
 def replay_session(
@@ -45,7 +46,10 @@ def replay_session(
     """Evaluate every recorded capture (of ``mics``, default all) with ``model_names``.
 
     Appends evaluations tagged ``eval_source = "replay"`` with each model's hash. A capture
-    whose FLAC is missing, altered or unreadable is skipped and reported, not fatal.
+    whose FLAC is missing, altered or unreadable is skipped and reported, not fatal. Rows are
+    unique per (trial, mic, model, weights hash, source): a capture every model has already
+    evaluated is not read again (counted in ``already``), and a replay with nothing new is a
+    no-op that writes nothing.
 
     ``executor`` (e.g. :class:`testbed.scale.DaskExecutor`) evaluates the chunks elsewhere: its
     ``evaluate(models, model_names, chunks, source, sample_rate)`` yields ``(chunk_index, model,
@@ -78,6 +82,15 @@ def replay_session(
         model_names = list(dict.fromkeys(model_names))
         loaded = {m: models.load(m) for m in model_names}
         result = ReplayResult()
+        have = store.evaluated("replay")
+        todo = []
+        for c in caps:
+            n_have = sum((c["trial_id"], c["mic"], m, loaded[m].model_hash) in have for m in model_names)
+            if n_have < len(model_names):
+                todo.append(c)
+            else:
+                result.already += n_have
+        caps = todo
         chunks: list[tuple[dict[str, tuple[np.ndarray, float]], dict[str, tuple[int, str]]]] = []
         by_part: dict[tuple[int, str], list] = {}
         done = 0
@@ -118,8 +131,15 @@ def replay_session(
                 for e in by_part.get((ci, m), []):
                     tid, mic = keys[e.mic]
                     e.mic = mic
-                    rows.append((tid, e))
-        result.evaluations = store.add_evaluations(rows)
+                    if (tid, mic, e.model, e.model_hash) in have:
+                        result.already += 1
+                    else:
+                        rows.append((tid, e))
+        if not rows:   # already replayed (or nothing readable): a no-op
+            return result
+        n_rows = len(rows)
+        result.evaluations = store.add_evaluations(rows, skip_existing=True)
+        result.already += n_rows - result.evaluations
         cards = dict(meta.get("replay_model_cards") or {})
         cards.update({m: {**models.card(m), "model_hash": models.model_hash(m)} for m in model_names})
         store.set_meta("replay_model_cards", cards)

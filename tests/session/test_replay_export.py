@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from testbed.session import Runner, create_session, load_evaluations, open_runner_parts, replay_session
+from testbed.session import Runner, create_session, load_evaluations, load_session_meta, open_runner_parts, replay_session
+from testbed.session.store import open_reader
 from tests.session.conftest import quick_plan, tone_utterances, tree_hashes
 
 
@@ -141,3 +142,66 @@ def test_import_folder_then_replay(tmp_path, tiny_zoo, cli):
     (rec / "bad.csv").write_text("file,label\nmissing.wav,yes\n")
     r = cli(["session", "import-folder", rec, "--csv", rec / "bad.csv", "--sessions-dir", sessions])
     assert r.exit_code == 2 and "bad.csv: line 2: file" in r.output and "Traceback" not in r.output
+
+
+def test_a_repeated_replay_is_a_no_op_that_says_so(recorded, tmp_path, tiny_zoo, cli):
+    sessions, folder = _copy(recorded, tmp_path)
+    first = replay_session("rec", ["lm-int8"], mics=["cheap"], models_root=tiny_zoo, root=sessions)
+    assert (first.evaluations, first.already) == (8, 0)
+    n_events = len(load_session_meta(folder)["events"])
+    before = load_evaluations(folder)
+    again = replay_session("rec", ["lm-int8"], mics=["cheap"], models_root=tiny_zoo, root=sessions)
+    assert (again.evaluations, again.already, again.captures) == (0, 8, 0)
+    assert len(load_evaluations(folder)) == len(before)
+    assert len(load_session_meta(folder)["events"]) == n_events        # nothing written at all
+    r = cli(["session", "replay", "rec", "--models", "lm-int8", "--mics", "cheap", "--sessions-dir", sessions,
+             "--models-dir", tiny_zoo])
+    assert r.exit_code == 0 and "already replayed: 0 new rows" in r.output, r.output
+    # a wider replay adds only what is new: lm-int8 on ref (8) and lm-lowrank everywhere (16)
+    res = replay_session("rec", ["lm-int8", "lm-lowrank"], models_root=tiny_zoo, root=sessions)
+    assert (res.evaluations, res.already) == (24, 8)
+    df = load_evaluations(folder)
+    rep = df[df.eval_source == "replay"]
+    assert not rep.duplicated(["trial_id", "mic", "model", "model_hash", "eval_source"]).any()
+    assert len(rep) == 32
+    r = cli(["session", "replay", "rec", "--models", "lm-int8", "--sessions-dir", sessions,
+             "--models-dir", tiny_zoo, "--json"])
+    assert json.loads(r.stdout)["evaluations"] == 0 and json.loads(r.stdout)["already"] == 16
+
+
+def test_an_old_session_with_duplicated_replays_is_deduplicated_when_a_writer_opens_it(recorded, tmp_path):
+    import sqlite3
+
+    from testbed.session.store import SessionStore
+
+    sessions, folder = _copy(recorded, tmp_path)
+    db = sqlite3.connect(folder / "session.sqlite")
+    # make it a schema-1 session with a replay run twice (what main did before the index)
+    db.execute("DROP INDEX evaluations_unique")
+    rows = db.execute("SELECT trial_id, mic, 'lm-x', 'h', 'replay', prediction, score_top, scores, created_at "
+                      "FROM evaluations WHERE eval_source = 'live' AND model = 'lm-fp32'").fetchall()
+    for _ in range(2):
+        db.executemany("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, prediction, "
+                       "score_top, scores, created_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    first_ids = None
+    with open_reader(folder) as r:   # a reader never migrates
+        assert len(r.evaluated("replay")) == 16
+        first_ids = [x[0] for x in r.db.execute("SELECT MIN(eval_id) FROM evaluations WHERE eval_source='replay' "
+                                                 "GROUP BY trial_id, mic ORDER BY 1")]
+    assert len(load_evaluations(folder).query("eval_source == 'replay'")) == 32
+    with SessionStore(folder) as s:
+        ev = [e for e in s.events() if e["kind"] == "migrated"]
+        assert len(ev) == 1 and "deleted 16 duplicate" in ev[0]["message"]
+        assert s.meta()["schema_version"] == 2
+        kept = [x[0] for x in s.db.execute("SELECT eval_id FROM evaluations WHERE eval_source='replay' ORDER BY 1")]
+        assert kept == first_ids                       # the first of each is kept
+        with pytest.raises(sqlite3.IntegrityError):    # and the index now refuses a duplicate
+            s.db.execute("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, scores, "
+                         "created_at) SELECT trial_id, mic, model, model_hash, eval_source, scores, created_at "
+                         "FROM evaluations WHERE eval_source = 'replay' LIMIT 1")
+    with SessionStore(folder) as s:   # migrating twice changes nothing
+        assert len([e for e in s.events() if e["kind"] == "migrated"]) == 1
+    assert len(load_evaluations(folder).query("eval_source == 'replay'")) == 16

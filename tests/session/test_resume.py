@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from testbed.session import create_session, load_evaluations
+from testbed.session.store import open_reader
 from tests.session.conftest import quick_plan, tone_utterances
 
 N_KILLS = 10
@@ -163,3 +165,120 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path, office_rig
     assert proc.returncode == 0, out.decode()
     assert _done(db_path) == 8
     assert sorted(p.name for p in (folder / "audio").iterdir()) == [f"{i:06d}" for i in range(8)]
+
+
+def _rebuilt_zoo(tiny_zoo, tmp_path, name: str = "lm-int8"):
+    """A copy of the tiny zoo where ``name`` was rebuilt: same name, other weights."""
+    import shutil
+
+    import torch
+
+    from testbed.models import Zoo, build_model
+    from tests.session.conftest import KWS, SR
+
+    root = tmp_path / "rebuilt-zoo"
+    shutil.copytree(tiny_zoo, root)
+    shutil.rmtree(root / name)
+    torch.manual_seed(99)
+    Zoo(root).save(name, build_model("lm", KWS), {"arch": "lm", "variant": name.split("-")[1], "labels": KWS,
+                                                   "sample_rate": SR, "clip_samples": SR})
+    return root
+
+
+def test_resume_refuses_a_zoo_whose_weights_changed_unless_allowed_and_recorded(tmp_path, office_rig_path,
+                                                                                 tiny_zoo, cli):
+    from testbed.models import Zoo
+    from testbed.session import SessionStore
+
+    sessions = tmp_path / "sessions"
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=sessions, models_root=tiny_zoo,
+                           session_id="s", utterances=tone_utterances(["yes", "no"]))
+    store.close()
+    zoo2 = _rebuilt_zoo(tiny_zoo, tmp_path)
+    old, new = Zoo(tiny_zoo).model_hash("lm-int8"), Zoo(zoo2).model_hash("lm-int8")
+    assert old != new
+    args = ["session", "resume", "s", "--sessions-dir", sessions, "--models-dir", zoo2, "--quiet", "--json"]
+    r = cli(args)
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "'lm-int8'" in lines[0] and old[:12] in lines[0] and new[:12] in lines[0]
+    assert "--allow-new-models" in lines[0] and "Traceback" not in r.output
+    assert _done(sessions / "s" / "session.sqlite") == 0          # nothing ran
+    r = cli(args + ["--allow-new-models"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["done"] == 8
+    with SessionStore(sessions / "s", readonly=True) as s:
+        ev = [e for e in s.events() if e["kind"] == "models-changed"]
+        assert len(ev) == 1 and "lm-int8" in ev[0]["message"] and new[:12] in ev[0]["message"]
+        assert s.meta()["allowed_model_hashes"] == {"lm-int8": [new]}
+    df = load_evaluations(sessions / "s")
+    assert set(df.loc[df.model == "lm-int8", "model_hash"]) == {new}
+    # once accepted, the same rebuilt zoo resumes without the flag; the original still does too
+    for zoo in (zoo2, tiny_zoo):
+        r = cli(["session", "resume", "s", "--sessions-dir", sessions, "--models-dir", zoo, "--quiet"])
+        assert r.exit_code == 0, r.output
+    # a model missing from the zoo is refused the same way
+    import shutil
+
+    shutil.rmtree(zoo2 / "lm-lowrank")
+    r = cli(["session", "resume", "s", "--sessions-dir", sessions, "--models-dir", zoo2, "--quiet"])
+    assert r.exit_code == 2 and "'lm-lowrank'" in r.output and "no such model" in r.output
+
+
+def _perturbations(folder):
+    return sorted((folder / "perturbations").glob("*.wav"))
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_an_unusable_cached_perturbation_is_crafted_again_on_resume(tmp_path, office_rig_path, tiny_zoo, how):
+    from testbed.session import Runner, SessionStore, open_runner_parts
+
+    sessions = tmp_path / "sessions"
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=sessions, models_root=tiny_zoo,
+                           session_id="s", utterances=tone_utterances(["yes", "no"]))
+    rig, plan, models, cal = open_runner_parts(store)
+    # stop after the first committed trial: every perturbation is crafted by then
+    Runner(store, rig, plan, models, calibration=cal, should_stop=lambda: bool(store.done_ids())).run()
+    folder = store.path
+    store.close()
+    paths = _perturbations(folder)
+    assert len(paths) == 2 and _done(folder / "session.sqlite") < 8
+    victim = paths[0]
+    original, _ = sf.read(victim, dtype="float32")
+    data = victim.read_bytes()
+    victim.write_bytes(b"\x00garbage" * 100 if how == "garbage" else data[: len(data) // 2])
+    with SessionStore(folder) as store:
+        rig, plan, models, cal = open_runner_parts(store)
+        result = Runner(store, rig, plan, models, calibration=cal).run()
+        assert result.reason == "finished" and len(store.done_ids()) == 8
+        ev = [e["message"] for e in store.events() if e["kind"] == "recovered"]
+        assert any(victim.name in m and "crafted again" in m for m in ev), ev
+        failed = [e for e in store.events() if e["kind"] == "error"]
+        assert failed == []
+        again = store.read_cached(f"perturbations/{victim.name}")
+    assert again is not None and again.shape == original.shape
+    assert np.allclose(again, original, atol=1e-6)        # the same perturbation, crafted again
+
+
+def test_a_perturbation_damaged_mid_run_is_discarded_so_resume_crafts_it(tmp_path, office_rig_path, tiny_zoo):
+    from testbed.session import Runner, SessionStore, open_runner_parts
+
+    sessions = tmp_path / "sessions"
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=sessions, models_root=tiny_zoo,
+                           session_id="s", utterances=tone_utterances(["yes", "no"]))
+    rig, plan, models, cal = open_runner_parts(store)
+    Runner(store, rig, plan, models, calibration=cal, should_stop=lambda: bool(store.done_ids())).run()
+    victim = _perturbations(store.path)[0]
+    rel = f"perturbations/{victim.name}"
+    victim.write_bytes(b"RIFF" + bytes(40))
+    with open_reader(store.path) as r:
+        assert r.read_cached(rel) is None and victim.exists()        # a reader never deletes
+    with store.locked():
+        assert store.read_cached(rel) is None
+    assert not victim.exists()
+    assert any("crafted again on resume" in e["message"] for e in store.events())
+    store.close()
+    with SessionStore(sessions / "s") as store:
+        rig, plan, models, cal = open_runner_parts(store)
+        assert Runner(store, rig, plan, models, calibration=cal).run().reason == "finished"
+        assert store.read_cached(rel) is not None and len(store.done_ids()) == 8

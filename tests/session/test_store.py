@@ -285,3 +285,63 @@ def test_a_writer_waits_out_a_slow_reader_probe_instead_of_being_refused(hand_st
         release.join()
         probe.close()
         hand_store.unlock()
+
+
+@pytest.mark.parametrize("mic, words", [
+    ("../../../../escaped", "cannot be a file name"), ("/abs", "cannot be a file name"),
+    (".hidden", "cannot be a file name"), ("user.played", "would both write user.played.flac"),
+])
+def test_a_mic_name_that_is_not_a_safe_file_name_is_refused_and_writes_nothing(hand_store, tmp_path, mic, words):
+    rng = np.random.default_rng(0)
+    rec = make_record(0, rng)
+    rec.captures[0].mic = mic
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(SessionError, match="trial 0") as err:
+        hand_store.commit_trial(rec, SR)
+    assert words in str(err.value) and mic in str(err.value) and "\n" not in str(err.value)
+    after = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert [p for p in after if p not in before and not p.endswith(("-wal", "-shm"))] == []
+    assert not hand_store.is_committed(0)
+
+
+def test_a_capture_with_nan_or_inf_is_refused_before_any_file_is_written(hand_store):
+    rng = np.random.default_rng(0)
+    for bad in (np.nan, np.inf):
+        rec = make_record(1, rng)
+        rec.captures[1].signal[100] = bad
+        with pytest.raises(SessionError, match="mic 'cheap'.*NaN or infinite"):
+            hand_store.commit_trial(rec, SR)
+    assert not (hand_store.path / "audio" / "000001").exists()
+    assert not list((hand_store.path / "audio").glob(".tmp-*"))
+    hand_store.commit_trial(make_record(1, rng), SR)     # the trial can still be recorded properly
+    assert hand_store.is_committed(1)
+
+
+def test_cached_files_stay_inside_the_session_and_are_finite(hand_store, tmp_path):
+    with pytest.raises(SessionError, match="leaves the session folder"):
+        hand_store.write_cached("../../outside.wav", np.zeros(10, np.float32), SR)
+    with pytest.raises(SessionError, match="NaN or infinite"):
+        hand_store.write_cached("perturbations/x.wav", np.full(10, np.inf, np.float32), SR)
+    assert not (tmp_path / "outside.wav").exists() and not (hand_store.path / "perturbations" / "x.wav").exists()
+
+
+def test_utterance_ids_with_the_same_safe_name_get_distinct_files(tmp_path):
+    from testbed.session.trials import AttackConfig, TrialSpec
+
+    a = np.full(100, 0.1, np.float32)
+    b = np.full(100, 0.2, np.float32)
+    utts = [("a/b", "yes", a, {}), ("a_b", "yes", b, {}), ("..", "no", a, {})]
+    planned = [TrialSpec(0, "a/b", "yes", "none", 0.0, None, 0)]
+    store = SessionStore.create(tmp_path / "s", meta={}, files={}, utterances=utts, planned=planned, sample_rate=SR,
+                                attacks=[AttackConfig("none", "none", 0.0, "untargeted", None, False, {})])
+    with store:
+        assert np.array_equal(store.read_utterance("a/b"), a) and np.array_equal(store.read_utterance("a_b"), b)
+        paths = [p for _, p in store.utterances().values()]
+        assert len(set(paths)) == 3 and all(p.parent == store.path / "utterances" for p in paths)
+
+
+@pytest.mark.parametrize("sid", ["..", ".hidden"])
+def test_create_refuses_an_id_that_leaves_or_hides_in_the_sessions_folder(tmp_path, sid):
+    with pytest.raises(SessionError, match="--id"):
+        SessionStore.create(tmp_path / "sessions" / sid, meta={}, files={}, attacks=[], utterances=[], planned=[],
+                            sample_rate=SR)

@@ -40,11 +40,11 @@ from testbed.session.store.paths import (
 )
 from testbed.session.store.reader import SessionReader, open_reader
 from testbed.session.store.records import CaptureRecord, EvalRecord, TrialRecord
-from testbed.session.store.schema import SCHEMA_VERSION
+from testbed.session.store.schema import SCHEMA_VERSION, DamagedSession
 from testbed.session.store.writer import SessionStore
 
 __all__ = [
-    "COLUMNS", "DB_NAME", "SCHEMA_VERSION", "SESSIONS_ENV", "CaptureRecord", "EvalRecord", "SessionReader",
+    "COLUMNS", "DB_NAME", "SCHEMA_VERSION", "DamagedSession", "SESSIONS_ENV", "CaptureRecord", "EvalRecord", "SessionReader",
     "SessionStore", "TrialRecord", "flac_bytes", "is_session", "known_sessions", "list_session_dirs",
     "load_evaluations", "load_session_meta", "open_reader", "read_verified", "resolve_session", "safe_name",
     "sessions_root", "trial_dir_name", "wav_float_bytes", "write_atomic", "writer_running",

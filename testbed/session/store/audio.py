@@ -46,6 +46,19 @@ def read_float_or_none(path: Path) -> np.ndarray | None:
         return None
 
 
+def cached_signal(path: Path, sha256: str | None) -> np.ndarray | None:
+    """A cached float32 WAV (n_samples,), or ``None`` when it is missing, unreadable, empty, holds
+    non-finite samples, or (when ``sha256`` is known) is not the bytes that were written."""
+    if sha256 is not None:
+        _, problem = file_problem(path, sha256)
+        if problem:
+            return None
+    sig = read_float_or_none(path)
+    if sig is None or sig.size == 0 or not np.isfinite(sig).all():
+        return None
+    return sig
+
+
 def file_problem(path: Path, sha256: str) -> tuple[bytes | None, str | None]:
     """``(bytes, None)`` when ``path`` holds what was recorded, else ``(None, problem)``."""
     try:

@@ -7,11 +7,14 @@ is a half-written trial that :mod:`~testbed.session.store.recovery` deletes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,15 @@ from testbed.session.store.paths import safe_name
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.store.schema import SCHEMA_VERSION, init_schema
 from testbed.session.trials import AttackConfig, TrialSpec
+
+#: The steps of a trial commit, in order; :data:`STEP_HOOK` is called with each as it completes.
+STEPS = ("written", "fsynced", "renamed", "begun", "inserted", "committed")
+#: Fault-injection hook (tests only): ``STEP_HOOK(step)`` after each of :data:`STEPS`; a test
+#: kills the process there to prove a crash at any step loses and duplicates nothing.
+STEP_HOOK: Callable[[str], None] | None = None
+
+#: What a mic or speaker name must look like to become a file name inside a trial's folder.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _EVAL_INSERT = ("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, prediction, score_top, "
                 "scores, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
@@ -40,8 +52,9 @@ def populate_new(db: sqlite3.Connection, folder: Path, *, meta: dict, attacks: l
         db.execute("INSERT INTO attacks VALUES (?,?,?,?,?,?,?)",
                    (a.attack_id, a.kind, a.eps, a.target, a.source_model, int(a.over_the_air),
                     json.dumps(a.params, sort_keys=True, default=str)))
+    used: set[str] = set()
     for uid, label, sig, umeta in utterances:
-        rel = f"utterances/{safe_name(uid)}.wav" if sig is not None else ""
+        rel = _unique_rel("utterances", uid, used) if sig is not None else ""
         if sig is not None:
             atomic_write(folder / rel, wav_float_bytes(sig, sample_rate))
         db.execute("INSERT INTO utterances VALUES (?,?,?,?)", (uid, label, rel, json.dumps(umeta, default=str)))
@@ -52,8 +65,53 @@ def populate_new(db: sqlite3.Connection, folder: Path, *, meta: dict, attacks: l
     db.execute("COMMIT")
 
 
+def _unique_rel(sub: str, name: str, used: set[str]) -> str:
+    """``sub/<safe name>.wav``, made unique among ``used`` (two ids may have the same safe name)."""
+    stem = safe_name(name).lstrip(".") or "_"
+    rel = f"{sub}/{stem}.wav"
+    if rel.lower() in used:
+        rel = f"{sub}/{stem}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.wav"
+    used.add(rel.lower())
+    return rel
+
+
+def check_file_names(rec: TrialRecord) -> None:
+    """Refuse a trial whose mic or speaker names cannot be file names inside its folder.
+
+    A name must be a plain file name (letters, digits, ``-``, ``_``, ``.``; no ``/`` and no
+    leading dot) and the trial's files must not collide (a mic called ``user.played`` would overwrite the
+    user speaker's played file).
+
+    Raises
+    ------
+    ValueError
+        One line naming the mic or speaker.
+    """
+    seen: dict[str, str] = {}
+    for kind, name, fname in ([("mic", c.mic, f"{c.mic}.flac") for c in rec.captures]
+                              + [("speaker", s, f"{s}.played.flac") for s in rec.played]):
+        if not isinstance(name, str) or not _FILE_NAME.match(name):
+            raise ValueError(f"{kind} name {name!r} cannot be a file name (use letters, digits, '-', '_' or '.')")
+        if fname.lower() in seen:
+            raise ValueError(f"{kind} {name!r} and {seen[fname.lower()]} would both write {fname}")
+        seen[fname.lower()] = f"{kind} {name!r}"
+
+
+def check_finite(rec: TrialRecord) -> None:
+    """Refuse a trial whose captures or played signals hold NaN or infinite samples (ValueError)."""
+    for kind, name, sig in ([("mic", c.mic, c.signal) for c in rec.captures]
+                            + [("speaker", s, sig) for s, (sig, _) in rec.played.items()]):
+        if not np.isfinite(np.asarray(sig)).all():
+            raise ValueError(f"{kind} {name!r}: the signal holds NaN or infinite samples")
+
+
 def trial_blobs(rec: TrialRecord, sample_rate: int) -> dict[str, bytes]:
-    """File name -> FLAC bytes of a trial: ``<mic>.flac`` and ``<speaker>.played.flac``."""
+    """File name -> FLAC bytes of a trial: ``<mic>.flac`` and ``<speaker>.played.flac``.
+
+    Raises ValueError (see :func:`check_file_names`, :func:`check_finite`) before encoding anything.
+    """
+    check_file_names(rec)
+    check_finite(rec)
     blobs = {f"{c.mic}.flac": flac_bytes(c.signal, sample_rate) for c in rec.captures}
     blobs.update({f"{spk}.played.flac": flac_bytes(sig, sample_rate) for spk, (sig, _) in rec.played.items()})
     return blobs
@@ -77,12 +135,19 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         for fname, data in blobs.items():
             with open(tmp / fname, "wb") as fh:   # the folder rename below is what makes it atomic
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             hashes[fname] = sha256_hex(data)
+        _step("written")
+        for fname in blobs:
+            fd = os.open(tmp / fname, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         fsync_dir(tmp)
+        _step("fsynced")
         os.rename(tmp, final)
         fsync_dir(audio)
+        _step("renamed")
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -92,6 +157,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
 def insert_trial(db: sqlite3.Connection, rec: TrialRecord, name: str, hashes: dict[str, str]) -> None:
     """The rows of one trial (trial, captures, played, evaluations) in ONE immediate transaction."""
     db.execute("BEGIN IMMEDIATE")
+    _step("begun")
     adv = rec.adv_pos_m or (None, None, None)
     db.execute(
         "INSERT INTO trials(trial_id, realised_delay_ms, xruns, clipped, failed, error, attempts, "
@@ -111,14 +177,25 @@ def insert_trial(db: sqlite3.Connection, rec: TrialRecord, name: str, hashes: di
                    (rec.trial_id, spk, f"audio/{name}/{spk}.played.flac", hashes[f"{spk}.played.flac"],
                     float(offset)))
     db.executemany(_EVAL_INSERT, _eval_rows([(rec.trial_id, e) for e in rec.evaluations]))
+    _step("inserted")
     db.execute("COMMIT")
+    _step("committed")
 
 
-def insert_evaluations(db: sqlite3.Connection, rows: list[tuple[int, EvalRecord]]) -> None:
-    """Append ``(trial_id, evaluation)`` rows in one immediate transaction."""
+def insert_evaluations(db: sqlite3.Connection, rows: list[tuple[int, EvalRecord]],
+                       skip_existing: bool = False) -> int:
+    """Append ``(trial_id, evaluation)`` rows in one immediate transaction; returns how many were added.
+
+    ``skip_existing``: a row whose (trial, mic, model, weights hash, source) is already stored is
+    left out (the unique index decides) instead of failing the transaction.
+    """
+    sql = _EVAL_INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO") if skip_existing else _EVAL_INSERT
     db.execute("BEGIN IMMEDIATE")
-    db.executemany(_EVAL_INSERT, _eval_rows(rows))
+    before = db.total_changes
+    db.executemany(sql, _eval_rows(rows))
+    added = db.total_changes - before
     db.execute("COMMIT")
+    return added
 
 
 def insert_event(db: sqlite3.Connection, kind: str, message: str) -> None:
@@ -130,6 +207,14 @@ def set_meta(db: sqlite3.Connection, key: str, value) -> None:
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
 
+def set_cached(db: sqlite3.Connection, rel: str, sha256: str | None) -> None:
+    """Record (or, with ``sha256=None``, forget) the sha256 of a cached file at ``rel``."""
+    if sha256 is None:
+        db.execute("DELETE FROM cached WHERE path = ?", (rel,))
+    else:
+        db.execute("INSERT OR REPLACE INTO cached VALUES (?, ?)", (rel, sha256))
+
+
 def rollback(db: sqlite3.Connection) -> None:
     """Roll back an open transaction, if any (best effort)."""
     try:
@@ -137,6 +222,11 @@ def rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
     except sqlite3.Error:
         pass
+
+
+def _step(name: str) -> None:
+    if STEP_HOOK is not None:
+        STEP_HOOK(name)
 
 
 def _eval_rows(rows: list[tuple[int, EvalRecord]]) -> list[tuple]:

@@ -76,3 +76,18 @@ def safe_name(s: str) -> str:
 def trial_dir_name(trial_id: int) -> str:
     """The folder name of a trial's audio under ``audio/``: six digits."""
     return f"{trial_id:06d}"
+
+
+def inside(folder: Path, rel: str) -> Path:
+    """``folder / rel``, refused when it resolves outside ``folder`` (``..``, an absolute path, a link).
+
+    Raises
+    ------
+    SessionError
+        One line naming the path.
+    """
+    base = Path(folder).resolve()
+    p = (base / rel).resolve()
+    if p != base and base not in p.parents:
+        raise SessionError(f"{Path(folder) / rel}: leaves the session folder {folder}; refused")
+    return Path(folder) / rel

@@ -5,16 +5,18 @@ touches the writer's lock, so polling it can never make a writer's lock attempt 
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from testbed.session.store.audio import file_problem, read_float, read_float_or_none, read_verified
+from testbed.session.store.audio import cached_signal, file_problem, read_float, read_verified
 from testbed.session.store.lock import writer_running
 from testbed.session.store.paths import DB_NAME, resolve_session
-from testbed.session.store.schema import connect
+from testbed.session.store.schema import DamagedSession, connect
 from testbed.session.trials import AttackConfig, TrialSpec
 
 #: One row per evaluation with its trial, plan, attack and capture (what ``load_evaluations`` shapes).
@@ -34,6 +36,22 @@ ORDER BY e.trial_id, e.mic, e.eval_id
 """
 
 _LIFECYCLE = ("started", "stopped", "interrupted", "finished", "error")
+
+
+def _guarded(method: Callable) -> Callable:
+    """``method`` with SQLite errors from a database damaged after it was opened turned into one
+    :class:`DamagedSession` line naming the session (``quick_check`` on open catches most)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError) or not isinstance(self, SessionReader):
+                raise
+            raise DamagedSession(self.path / DB_NAME, " ".join(str(exc).split())) from None
+
+    return wrapper
 
 
 class SessionReader:
@@ -101,9 +119,21 @@ class SessionReader:
         _, p = self.utterances()[utterance_id]
         return read_float(p)
 
+    def cached_hashes(self) -> dict[str, str]:
+        """``{rel path: sha256}`` of the cached files written by this session's writer."""
+        try:
+            return dict(self.db.execute("SELECT path, sha256 FROM cached"))
+        except sqlite3.OperationalError:   # a schema-1 session not opened by a writer since
+            return {}
+
     def read_cached(self, rel: str) -> np.ndarray | None:
-        """A cached exact signal (e.g. a perturbation) at ``rel``; ``None`` if missing or damaged."""
-        return read_float_or_none(self.path / rel)
+        """A cached exact signal (e.g. a perturbation) at ``rel``; ``None`` if missing or damaged
+        (unreadable, not finite, or not the bytes the writer recorded)."""
+        try:
+            row = self.db.execute("SELECT sha256 FROM cached WHERE path = ?", (rel,)).fetchone()
+        except sqlite3.OperationalError:   # a schema-1 session: no hashes recorded
+            row = None
+        return cached_signal(self.path / rel, row[0] if row else None)
 
     # -- what was recorded ----------------------------------------------------------------
     def captures(self) -> list[dict]:
@@ -137,6 +167,11 @@ class SessionReader:
         import pandas as pd
 
         return pd.read_sql_query(EVALUATIONS_SQL, self.db)
+
+    def evaluated(self, source: str) -> set[tuple[int, str, str, str | None]]:
+        """``(trial_id, mic, model, model_hash)`` of every evaluation stored with ``eval_source = source``."""
+        return set(self.db.execute("SELECT trial_id, mic, model, model_hash FROM evaluations "
+                                   "WHERE eval_source = ?", (source,)))
 
     def events(self) -> list[dict]:
         return [{"time": t, "kind": k, "message": m}
@@ -196,6 +231,12 @@ class SessionReader:
         if last == "started":
             return "killed"
         return {"finished": "stopped", None: "created"}.get(last, last)
+
+
+for _name in ("meta", "planned", "done_ids", "is_committed", "pending", "attacks", "utterances", "cached_hashes",
+              "read_cached", "captures", "capture_timing", "verify_captures", "evaluations_frame", "evaluated",
+              "events", "status"):
+    setattr(SessionReader, _name, _guarded(getattr(SessionReader, _name)))
 
 
 def open_reader(id_or_path: str | Path, root: Path | str | None = None) -> SessionReader:

@@ -18,13 +18,12 @@ import numpy as np
 
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
-from testbed.session.store import commit, recovery
-from testbed.session.store.audio import wav_float_bytes
+from testbed.session.store import commit, recovery, schema
+from testbed.session.store.audio import sha256_hex, wav_float_bytes
 from testbed.session.store.lock import WriterLock
-from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
+from testbed.session.store.paths import DB_NAME, inside, resolve_session, trial_dir_name
 from testbed.session.store.reader import SessionReader
 from testbed.session.store.records import EvalRecord, TrialRecord
-from testbed.session.store.schema import connect
 from testbed.session.trials import AttackConfig, TrialSpec
 
 _WHY = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
@@ -40,6 +39,13 @@ class SessionStore(SessionReader):
     def __init__(self, path: Path | str, readonly: bool = False):
         super().__init__(path, _writable=not readonly)
         self._lock = WriterLock(self.path)
+        if not readonly:
+            try:
+                schema.migrate(self.db)
+            except sqlite3.Error as exc:
+                super().close()
+                raise SessionError(f"{self.path / DB_NAME}: cannot bring session {self.session_id!r} to "
+                                   f"schema {schema.SCHEMA_VERSION}: {exc}") from None
 
     # -- creation / opening -------------------------------------------------
     @classmethod
@@ -64,6 +70,8 @@ class SessionStore(SessionReader):
         planned : the expanded trials in execution order.
         """
         path = Path(path)
+        if ".." in path.parts or path.name.startswith("."):
+            raise SessionError(f"{path}: a session id cannot be '..' or start with '.'; pick another --id")
         if path.exists():
             raise SessionError(f"{path}: a session with this id already exists; pick another --id")
         tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
@@ -74,7 +82,7 @@ class SessionStore(SessionReader):
             (tmp / "perturbations").mkdir()
             for name, data in files.items():
                 atomic_write(tmp / name, data)
-            db = connect(tmp / DB_NAME, readonly=False)
+            db = schema.connect(tmp / DB_NAME, readonly=False)
             try:
                 commit.populate_new(db, tmp, meta=meta, attacks=attacks, utterances=utterances,
                                     planned=planned, sample_rate=sample_rate)
@@ -85,6 +93,9 @@ class SessionStore(SessionReader):
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SessionError(f"{path}: cannot create the session folder: {exc.strerror or exc}") from None
+        except BaseException:   # a bad value, a database error, Ctrl-C: no half-made folder stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return cls(path)
 
     @classmethod
@@ -126,7 +137,11 @@ class SessionStore(SessionReader):
         removed = recovery.half_written(self.path, self.done_ids())
         if removed:
             self.event("recovered", f"discarded half-written: {', '.join(removed)}")
-        return removed
+        bad = recovery.damaged_cached(self.path, self.cached_hashes())
+        if bad:
+            self._forget_cached(bad)
+            self.event("recovered", f"discarded unusable cached perturbation(s), crafted again: {', '.join(bad)}")
+        return removed + bad
 
     # -- writing --------------------------------------------------------------------
     def event(self, kind: str, message: str) -> None:
@@ -145,12 +160,47 @@ class SessionStore(SessionReader):
             raise SessionError(f"{self.path / DB_NAME}: cannot store meta {key!r}: {exc}") from None
 
     def write_cached(self, rel: str, signal: np.ndarray, sample_rate: int) -> None:
-        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``."""
+        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``, and its sha256.
+
+        Raises
+        ------
+        SessionError
+            ``rel`` leaves the session folder, the signal is not finite, or the disk refuses.
+        """
+        inside(self.path, rel)
+        if not np.isfinite(np.asarray(signal)).all():
+            raise SessionError(f"{self.path / rel}: the signal holds NaN or infinite samples; not stored")
+        data = wav_float_bytes(signal, sample_rate)
         try:
-            atomic_write(self.path / rel, wav_float_bytes(signal, sample_rate))
+            commit.set_cached(self.db, rel, None)   # a crash before the new row: unverified, not wrong
+            atomic_write(self.path / rel, data)
+            commit.set_cached(self.db, rel, sha256_hex(data))
         except OSError as exc:
             raise SessionError(f"{self.path / rel}: cannot write: {exc.strerror or exc}; "
                                f"free space or fix permissions, then resume") from None
+        except sqlite3.Error as exc:
+            raise SessionError(f"{self.path / DB_NAME}: cannot record {rel}: {exc}") from None
+
+    def read_cached(self, rel: str) -> np.ndarray | None:
+        """Like the reader's, but an unusable file is deleted (with an event), so the next run's
+        crafting makes it again instead of tripping on it forever."""
+        sig = super().read_cached(rel)
+        if sig is None and (self.path / rel).is_file() and self._lock.held:
+            try:
+                (self.path / rel).unlink()
+            except OSError:
+                return None
+            self._forget_cached([rel])
+            self.event("recovered", f"discarded unusable cached perturbation {rel}; it is crafted again "
+                                    f"on resume")
+        return sig
+
+    def _forget_cached(self, rels: list[str]) -> None:
+        try:
+            for rel in rels:
+                commit.set_cached(self.db, rel, None)
+        except sqlite3.Error:
+            pass   # an orphan row names a missing file: harmless, it is replaced when crafted
 
     def commit_trial(self, rec: TrialRecord, sample_rate: int) -> None:
         """Commit one trial: files (temp, fsync, rename), then one transaction.
@@ -167,7 +217,13 @@ class SessionStore(SessionReader):
             raise SessionError(f"{final}: trial {rec.trial_id} is already committed; a session never "
                                f"rewrites a recorded trial")
         try:
-            hashes = commit.place_trial_files(audio, name, commit.trial_blobs(rec, sample_rate))
+            blobs = commit.trial_blobs(rec, sample_rate)
+        except ValueError as exc:
+            msg = f"{audio}: trial {rec.trial_id}: {exc}; the trial was not kept"
+            self.event("error", msg)
+            raise SessionError(msg) from None
+        try:
+            hashes = commit.place_trial_files(audio, name, blobs)
         except OSError as exc:
             why = _WHY.get(exc.errno, exc.strerror or str(exc))
             msg = (f"{audio}: cannot write trial {rec.trial_id}: {why}; the trial was not kept and "
@@ -190,11 +246,14 @@ class SessionStore(SessionReader):
             self.event("error", msg)
             raise SessionError(msg) from None
 
-    def add_evaluations(self, rows: list[tuple[int, EvalRecord]]) -> int:
-        """Append evaluations (e.g. a replay) in one transaction; returns how many."""
+    def add_evaluations(self, rows: list[tuple[int, EvalRecord]], skip_existing: bool = False) -> int:
+        """Append evaluations (e.g. a replay) in one transaction; returns how many were added.
+
+        ``skip_existing``: rows already stored (same trial, mic, model, weights hash and source)
+        are left out; otherwise such a row fails the whole transaction.
+        """
         try:
-            commit.insert_evaluations(self.db, rows)
+            return commit.insert_evaluations(self.db, rows, skip_existing)
         except sqlite3.Error as exc:
             commit.rollback(self.db)
             raise SessionError(f"{self.path / DB_NAME}: cannot add evaluations: {exc}") from None
-        return len(rows)
