@@ -372,9 +372,7 @@ def test_dut_garbage_bytes_are_ignored_not_fatal(junk):
     _check_result_line(junk.replace(b"\n", b"") + b"\n")
 
 
-@pytest.mark.xfail(strict=True, reason="R3-devices (issue #22 item 5): a DUT answer with a non-scalar trial id "
-                                       "or NaN/Infinity scores crashes the run or is stored")
-@XFAIL_SETTINGS
+@SETTINGS
 @given(trial=json_value, scores=st.lists(st.sampled_from([math.nan, math.inf, -math.inf, 0.5]), min_size=3,
                                            max_size=3))
 @example(trial=[1], scores=[0.5, 0.5, 0.5])
@@ -384,9 +382,7 @@ def test_dut_result_lines_with_odd_trial_ids_and_non_finite_scores(trial, scores
     _check_result_line(_line({"trial": 1, "label": "yes", "scores": [0.1, 0.2, 0.3], "latency_ms": scores[0]}))
 
 
-@pytest.mark.xfail(strict=True, reason="R3-devices (issue #22 item 5): a hello with odd field types "
-                                       "('protocol': null) raises TypeError instead of a protocol error")
-@XFAIL_SETTINGS
+@SETTINGS
 @given(field=st.sampled_from(["model", "labels", "sample_rate", "protocol", "firmware", "input"]),
        value=json_value)
 @example(field="protocol", value=None)
