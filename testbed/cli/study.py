@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, err_console, make_progress, print_json
+from testbed.cli.common import console, err_console, make_progress, print_json, split_csv
 
 app = typer.Typer(help="Resumable studies on the zoo, reported against the paper's claims.", no_args_is_help=True)
 
@@ -21,6 +21,7 @@ def paper(
                               help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)"),
     out: Path = typer.Option(None, "--out", "-o", help="study folder (default analysis/study-paper, "
                                                        "analysis/study-paper-ambient with --data ambient:...)"),
+    only: str = typer.Option(None, "--only", help="only these figures' cells, e.g. fig6,fig7 (fig9 reads fig4's)"),
     cluster: str = typer.Option("none", "--cluster", help="none | local[:N] | tcp://host:8786: compute cells as "
                                                           "Dask tasks (this process stores every result)"),
     json_out: bool = typer.Option(False, "--json", help="print the run's counts and the report path as JSON"),
@@ -57,6 +58,7 @@ def paper(
 
         try:
             res = study_paper(models_root=root or default_root(), out_dir=out, quick=quick, data=data,
+                              only=split_csv(only) or None,
                               progress=on_cell, should_stop=lambda: stop["now"],
                               executor=CellExecutor(client) if client is not None else None,
                               build_progress=on_build)

@@ -18,6 +18,7 @@ COMPRESSED = ("fp32", "lowrank", "int16", "int8", "int4")
 BIT_DEPTHS = ("fp32", "int16", "int8", "int4")
 DEFENCES = ("slr8", "advtrain", "distill", "rse", "smooth")
 STOCHASTIC = ("slr", "rse", "smooth")
+FIGURES = frozenset({"fig4", "fig5", "fig6", "fig7", "fig8", "defence", "certified"})  # Fig 9 reads Fig 4's cells
 
 
 @dataclass(frozen=True)

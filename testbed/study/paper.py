@@ -5,13 +5,14 @@ resumably on a zoo (the KWS zoo, or a scene zoo built from ``ambient:PATH``), re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from testbed.attacks.registry import ATTACKS, attack_params
+from testbed.errors import TestbedError
 from testbed.models import Zoo, build_zoo
-from testbed.study.grid import ARCH_ORDER, COMPRESSED, DEFENCES, StudySettings, paper_cells
+from testbed.study.grid import ARCH_ORDER, COMPRESSED, DEFENCES, FIGURES, StudySettings, paper_cells
 from testbed.study.report import write_report
 from testbed.study.run import StudyRun, run_cells
 
@@ -46,7 +47,7 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
 
 
 def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = False, data: str | None = None,
-                progress: Callable[[int, int, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
+                only: Sequence[str] | None = None, progress: Callable[[int, int, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
                 executor=None, build_progress: Callable | None = None) -> PaperStudy:
     """Run (or resume) the paper's grid and write its report.
 
@@ -56,6 +57,7 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
     out_dir : the study folder (``analysis/study-paper``; ``-ambient`` for scenes).
     quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
     data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
+    only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``).
     """
     settings = StudySettings.quick() if quick else StudySettings()
     root = Path(models_root)
@@ -65,6 +67,11 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
     zoo = Zoo(root)
     attacks = {k: attack_params(k) for k in ATTACKS}
     cells = paper_cells(zoo.exists, attacks, settings)
+    if only:
+        unknown = sorted(set(only) - FIGURES)
+        if unknown:
+            raise TestbedError(f"--only: unknown figure {', '.join(unknown)} (have: {', '.join(sorted(FIGURES))})")
+        cells = [c for c in cells if c.figure in set(only)]
     out = Path(out_dir)
     run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=should_stop, executor=executor)
     names = set(zoo.names())

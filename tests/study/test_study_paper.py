@@ -72,13 +72,13 @@ def test_study_resumes_after_a_kill_without_recomputing_finished_cells(quick_zoo
     out = tmp_path / "study"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "testbed.cli.app", "study", "paper", "--quick", "--root", str(quick_zoo),
-           "--out", str(out)]
+           "--out", str(out), "--only", "fig4"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cells_dir = out / "cells"
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= 3:
+            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= 2:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the study finished before it could be killed"
@@ -86,11 +86,11 @@ def test_study_resumes_after_a_kill_without_recomputing_finished_cells(quick_zoo
     finally:
         proc.wait(timeout=60)
     before = {p.name: p.read_bytes() for p in cells_dir.glob("*.json")}
-    assert len(before) >= 3
+    assert len(before) >= 2
     from testbed.models import Zoo
     from testbed.study import study_paper
 
-    res = study_paper(models_root=quick_zoo, out_dir=out, quick=True)
+    res = study_paper(models_root=quick_zoo, out_dir=out, quick=True, only=["fig4"])
     assert res.run.cached == len(before)
     assert res.run.computed == res.run.total - len(before) and res.run.undone == 0
     after = {p.name: p.read_bytes() for p in cells_dir.glob("*.json")}
@@ -98,6 +98,38 @@ def test_study_resumes_after_a_kill_without_recomputing_finished_cells(quick_zoo
     assert len(after) == res.run.total
     assert len(list(CellStore(out).results())) == res.run.total
     # a third run computes nothing
-    again = study_paper(models_root=quick_zoo, out_dir=out, quick=True)
+    again = study_paper(models_root=quick_zoo, out_dir=out, quick=True, only=["fig4"])
     assert again.run.cached == again.run.total and again.run.computed == 0
     assert Zoo(quick_zoo).exists("lm-fp32")
+
+
+def test_an_unknown_figure_is_one_line(cli, tmp_path):
+    res = cli(["study", "paper", "--quick", "--root", tmp_path / "zoo", "--out", tmp_path / "s", "--only", "fig42"])
+    assert res.exit_code == 2
+    assert "fig42" in res.output and "Traceback" not in res.output
+
+
+def test_the_scene_task_builds_its_zoo_and_runs_the_grid(cli, tmp_path):
+    """``--data ambient:PATH``: long recordings cut into 3-s chunks, split by time, a scene zoo built
+    under the zoo folder, and the same grid reported (here only Fig 6's cells, to stay quick)."""
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    rng = np.random.default_rng(0)
+    for name, f in (("hum", 120.0), ("whistle", 2000.0)):
+        t = np.arange(60 * sr) / sr
+        x = 0.2 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(scenes / f"{name}.wav", x.astype(np.float32), sr)
+    out = tmp_path / "study"
+    res = cli(["study", "paper", "--quick", "--data", f"ambient:{scenes}", "--root", tmp_path / "zoo",
+               "--out", out, "--only", "fig6", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["zoo"].startswith(str(tmp_path / "zoo" / "scenes-"))
+    assert got["total"] == got["computed"] > 0
+    rows = (out / "rows.csv").read_text().splitlines()
+    assert all(",fig6," in f",{line}," for line in rows[1:])
+    assert "fig6" in json.loads((out / "summary.json").read_text())["figures"]
