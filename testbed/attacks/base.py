@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from testbed.attacks.best import Best
 from testbed.attacks.ste import straight_through
 from testbed.errors import AttackError
 
@@ -27,6 +28,8 @@ DEFAULT_EOT_SAMPLES = 8
 #: defensively distilled model, trained at temperature T and deployed at 1) makes the
 #: cross-entropy's vanish in float32
 LOSSES: tuple[str, ...] = ("ce", "margin")
+#: Croce & Hein's difference-of-logits ratio, shift- and scale-invariant (APGD-DLR)
+DLR_LOSSES: tuple[str, ...] = ("ce", "margin", "dlr")
 
 
 class Attack:
@@ -47,16 +50,27 @@ class Attack:
     bpda : bool
         Straight-through (BPDA) gradients through the model's quantisers while attacking.
     loss : str
-        The objective ascended, one of :data:`LOSSES`: ``"ce"`` (cross-entropy, the default) or
-        ``"margin"`` (the logit margin, for models whose softmax saturates).
+        The objective ascended, one of the class's :attr:`losses` (:data:`LOSSES`): ``"ce"``
+        (cross-entropy, the default) or ``"margin"`` (the logit margin, for models whose softmax
+        saturates); APGD also takes ``"dlr"``.
+    restarts : int
+        Independent runs per batch, each after the first from a fresh random start; per clip
+        the best result is kept (a clip once fooled stays fooled), so restarts never lower
+        the error.
 
     Attributes
     ----------
     queries : int
-        Single-example model evaluations spent so far (forward passes x batch size).
+        Single-example model evaluations spent so far (forward passes x batch size) by the
+        attack's search: gradients for white-box attacks, score queries for black-box ones.
+    checks : int
+        Single-example forward passes spent only on best-iterate bookkeeping (scoring a final
+        iterate or a restart), not counted in ``queries``.
     """
 
     name: ClassVar[str] = "attack"
+    #: the objectives this attack accepts
+    losses: ClassVar[tuple[str, ...]] = LOSSES
     supported_modes: ClassVar[tuple[str, ...]] = ("untargeted", "targeted")
     #: Whether the perturbation is made of gradients (False: score-only, e.g. NES).
     needs_gradients: ClassVar[bool] = True
@@ -70,6 +84,7 @@ class Attack:
         eot_samples: int | None = None,
         bpda: bool = True,
         loss: str = "ce",
+        restarts: int = 1,
     ) -> None:
         try:
             eps = float(eps)
@@ -81,15 +96,18 @@ class Attack:
         self.eps = eps
         self.seed = int(seed)
         self.bpda = bool(bpda)
-        if loss not in LOSSES:
-            raise AttackError(f"{self.name}: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if loss not in self.losses:
+            raise AttackError(f"{self.name}: loss must be one of {', '.join(self.losses)}, got {loss!r}")
         self.loss = loss
+        self.restarts = _positive_int(self.name, "restarts", restarts)
+        self._restart = 0
         self.stochastic = bool(getattr(model, "stochastic", False))
         if eot_samples is None:
             eot_samples = DEFAULT_EOT_SAMPLES if self.stochastic else 1
         self.eot_samples = _positive_int(self.name, "eot_samples", eot_samples)
         self.labels: list[str] = list(getattr(model, "labels", []) or [])
         self.queries = 0
+        self.checks = 0
         self.device = _model_device(model)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
 
@@ -110,9 +128,16 @@ class Attack:
             ``S_delta == S`` and ``x + delta`` stays in [-1, 1].
         """
         x, y, target = self._check(x, y, target)
+        best = None
         with self.attack_mode():
-            delta = self._perturb(x, y, target)
-        return delta.detach()
+            for r in range(self.restarts):
+                self._restart = r
+                found = self._search(x, y, target)
+                if best is None:
+                    best = found
+                else:
+                    best.merge(found)
+        return best.delta.detach()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """The digital adversarial example ``clip(x + delta, -1, 1)``, shape (B, S)."""
@@ -131,14 +156,53 @@ class Attack:
         -------
         float tensor, same shape as ``delta``
         """
+        return self.value_and_grad(x, delta, y, target)[1]
+
+    def value_and_grad(
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Objective, its gradient and success at ``delta``, averaged over ``eot_samples`` draws.
+
+        Returns
+        -------
+        loss : float tensor (B,), the per-example objective (mean over draws)
+        grad : float tensor, same shape as ``delta``
+        fooled : bool tensor (B,), from the draws' mean logits (see :meth:`fooled`)
+        """
         delta = delta.detach().requires_grad_(True)
-        total = None
+        total = loss_sum = logit_sum = None
         for _ in range(self.eot_samples):
-            loss = self.objective(self.model(self.model_input(x, delta)), y, target).sum()
-            (g,) = torch.autograd.grad(loss, delta)
-            total = g if total is None else total + g
+            logits = self.model(self.model_input(x, delta))
+            loss = self.objective(logits, y, target)
+            (g,) = torch.autograd.grad(loss.sum(), delta)
+            if total is None:
+                total, loss_sum, logit_sum = g, loss.detach(), logits.detach()
+            else:
+                total, loss_sum, logit_sum = total + g, loss_sum + loss.detach(), logit_sum + logits.detach()
             self.queries += x.shape[0]
-        return total / self.eot_samples
+        k = self.eot_samples
+        return loss_sum / k, total / k, self.fooled(logit_sum / k, y, target)
+
+    @torch.no_grad()
+    def score(
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective (B,) and success (B,) at ``delta`` without gradients, over ``eot_samples`` draws."""
+        loss_sum = logit_sum = None
+        for _ in range(self.eot_samples):
+            logits = self.model(self.model_input(x, delta))
+            loss = self.objective(logits, y, target)
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            logit_sum = logits if logit_sum is None else logit_sum + logits
+            self.checks += x.shape[0]
+        k = self.eot_samples
+        return loss_sum / k, self.fooled(logit_sum / k, y, target)
+
+    @staticmethod
+    def fooled(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Per example (B,): the top class is wrong (untargeted) or is the target (targeted)."""
+        top = logits.argmax(dim=-1)
+        return top != y if target is None else top == target
 
     def model_input(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """What the model hears for command ``x`` and perturbation ``delta`` (digital: ``x + delta``).
@@ -153,6 +217,8 @@ class Attack:
         or its negative for the target label (targeted)."""
         if self.loss == "margin":
             return logit_margin(logits, y) if target is None else -logit_margin(logits, target)
+        if self.loss == "dlr":
+            return dlr_loss(logits, y) if target is None else targeted_dlr_loss(logits, y, target)
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
         return -F.cross_entropy(logits, target, reduction="none")
@@ -186,7 +252,7 @@ class Attack:
 
     def hyper(self) -> dict:
         """The attack's settings as a plain dict (for logs and session records)."""
-        skip = {"model", "generator", "device", "labels", "queries", "stochastic"}
+        skip = {"model", "generator", "device", "labels", "queries", "checks", "stochastic", "losses"}
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
                 and isinstance(v, (int, float, str, bool, tuple, type(None)))} | {"kind": self.name}
 
@@ -195,6 +261,22 @@ class Attack:
         return f"{type(self).__name__}({args})"
 
     # -- for subclasses --------------------------------------------------------------
+    def random_start_now(self) -> bool:
+        """Whether this run starts at random: always after the first restart."""
+        return bool(getattr(self, "random_start", False)) or getattr(self, "_restart", 0) > 0
+
+    def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
+        """One run of the attack as a :class:`Best` (scored only when restarts must be merged).
+
+        Attacks that track their best iterate override this; the default runs
+        :meth:`_perturb` and scores its result once.
+        """
+        delta = self._perturb(x, y, target)
+        if self.restarts == 1:
+            return Best(delta)
+        loss, fooled = self.score(x, delta, y, target)
+        return Best(delta, loss, fooled)
+
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -277,3 +359,28 @@ def logit_margin(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     own = logits.gather(1, label.unsqueeze(1)).squeeze(1)
     others = logits.scatter(1, label.unsqueeze(1), float("-inf"))
     return others.max(dim=1).values - own
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Croce & Hein's DLR loss per example (B,): ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)``.
+
+    ``pi`` sorts the logits in decreasing order; positive once misclassified, invariant to
+    shifting and scaling the logits. Needs at least 3 classes.
+    """
+    if logits.shape[-1] < 3:
+        raise AttackError(f"dlr loss: needs at least 3 classes, the model has {logits.shape[-1]}")
+    z = logits.sort(dim=1, descending=True).values
+    return logit_margin(logits, y) / (z[:, 0] - z[:, 2] + 1e-12)
+
+
+def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR per example (B,): ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, ascended.
+
+    Needs at least 4 classes.
+    """
+    if logits.shape[-1] < 4:
+        raise AttackError(f"targeted dlr loss: needs at least 4 classes, the model has {logits.shape[-1]}")
+    z = logits.sort(dim=1, descending=True).values
+    z_y = logits.gather(1, y.unsqueeze(1)).squeeze(1)
+    z_t = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+    return -(z_y - z_t) / (z[:, 0] - 0.5 * (z[:, 2] + z[:, 3]) + 1e-12)
