@@ -172,9 +172,10 @@ class Attack:
         delta = delta.detach().requires_grad_(True)
         total = loss_sum = logit_sum = None
         for _ in range(self.eot_samples):
-            logits = self.model(self.model_input(x, delta))
-            loss = self.objective(logits, y, target)
-            (g,) = torch.autograd.grad(loss.sum(), delta)
+            with torch.enable_grad():          # also when the caller runs under no_grad
+                logits = self.model(self.model_input(x, delta))
+                loss = self.objective(logits, y, target)
+                (g,) = torch.autograd.grad(loss.sum(), delta)
             if total is None:
                 total, loss_sum, logit_sum = g, loss.detach(), logits.detach()
             else:
