@@ -17,6 +17,7 @@ from testbed.attacks.base import (
     logit_margin,
     targeted_dlr_loss,
 )
+from testbed.attacks.auto import AutoAttack
 from testbed.attacks.best import Best
 from testbed.attacks.channels import ChannelBank, OverTheAir
 from testbed.attacks.eot_pgd import EOTPGD
@@ -27,15 +28,15 @@ from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
 from testbed.attacks.registry import ATTACKS, attack_params, make_attack
 from testbed.attacks.square import Square
-from testbed.attacks.ste import straight_through
+from testbed.attacks.ste import GRADIENTS, bpda, gradient_mode, straight_through
 from testbed.attacks.timing import ms_to_samples, shift_perturbation
 from testbed.attacks.universal import Universal
 
 __all__ = [
-    "APGD", "APGDCE", "APGDDLR", "Best", "Square", "checkpoints", "dlr_loss", "targeted_dlr_loss",
+    "APGD", "APGDCE", "APGDDLR", "AutoAttack", "Best", "Square", "checkpoints", "dlr_loss", "targeted_dlr_loss",
     "ATTACKS", "COLUMNS", "DEFAULT_EOT_SAMPLES", "EOTPGD", "FGSM", "LOSSES", "NES", "OTAPGD", "PGD",
     "Attack", "ChannelBank", "OverTheAir", "Universal",
     "apply_perturbation", "attack_params", "craft", "evaluate_attack", "fit_length",
     "label_index", "logit_margin", "make_attack", "ms_to_samples", "predictions", "shift_perturbation",
-    "snr_db", "straight_through", "transfer_matrix",
+    "snr_db", "straight_through", "transfer_matrix", "GRADIENTS", "bpda", "gradient_mode",
 ]

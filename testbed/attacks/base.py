@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from testbed.attacks.best import Best
-from testbed.attacks.ste import straight_through
+from testbed.attacks.ste import GRADIENTS, gradient_mode
 from testbed.errors import AttackError
 
 #: EOT samples used by default against models that declare ``stochastic = True``.
@@ -48,7 +48,12 @@ class Attack:
         the transform's randomness). ``None``: ``DEFAULT_EOT_SAMPLES`` for models with
         ``stochastic = True``, else 1.
     bpda : bool
-        Straight-through (BPDA) gradients through the model's quantisers while attacking.
+        Differentiate through the model's quantisers (False: the true, masked gradient, as
+        ``gradient="exact"``).
+    gradient : str
+        How, one of ``"ste"`` (straight-through rounding, the default; clipping still blocks
+        gradients at saturated activations) or ``"bpda"`` (quantised forward, the fp32 layer's
+        backward through the same weights: full BPDA), see :mod:`testbed.attacks.ste`.
     loss : str
         The objective ascended, one of the class's :attr:`losses` (:data:`LOSSES`): ``"ce"``
         (cross-entropy, the default) or ``"margin"`` (the logit margin, for models whose softmax
@@ -85,6 +90,7 @@ class Attack:
         bpda: bool = True,
         loss: str = "ce",
         restarts: int = 1,
+        gradient: str = "ste",
     ) -> None:
         try:
             eps = float(eps)
@@ -96,6 +102,9 @@ class Attack:
         self.eps = eps
         self.seed = int(seed)
         self.bpda = bool(bpda)
+        if gradient not in GRADIENTS[:2]:
+            raise AttackError(f"{self.name}: gradient must be one of {', '.join(GRADIENTS[:2])}, got {gradient!r}")
+        self.gradient_mode = gradient if self.bpda else "exact"
         if loss not in self.losses:
             raise AttackError(f"{self.name}: loss must be one of {', '.join(self.losses)}, got {loss!r}")
         self.loss = loss
@@ -128,16 +137,21 @@ class Attack:
             ``S_delta == S`` and ``x + delta`` stays in [-1, 1].
         """
         x, y, target = self._check(x, y, target)
-        best = None
         with self.attack_mode():
-            for r in range(self.restarts):
-                self._restart = r
-                found = self._search(x, y, target)
-                if best is None:
-                    best = found
-                else:
-                    best.merge(found)
-        return best.delta.detach()
+            return self.run(x, y, target).delta.detach()
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> Best:
+        """All :attr:`restarts` runs on checked inputs, already in :meth:`attack_mode`; per clip
+        the best result (see :class:`~testbed.attacks.best.Best`)."""
+        best = None
+        for r in range(self.restarts):
+            self._restart = r
+            found = self._search(x, y, target)
+            if best is None:
+                best = found
+            else:
+                best.merge(found)
+        return best
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """The digital adversarial example ``clip(x + delta, -1, 1)``, shape (B, S)."""
@@ -236,7 +250,8 @@ class Attack:
 
     @contextmanager
     def attack_mode(self) -> Iterator[None]:
-        """Eval mode, frozen parameters and straight-through quantisers; restored on exit."""
+        """Eval mode, frozen parameters and differentiable quantisers (:attr:`gradient_mode`);
+        restored on exit."""
         model = self.model
         was_training = model.training
         flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -244,7 +259,7 @@ class Attack:
         for p, _ in flags:
             p.requires_grad_(False)
         try:
-            with straight_through(model, self.bpda):
+            with gradient_mode(model, self.gradient_mode):
                 yield
         finally:
             for p, req in flags:

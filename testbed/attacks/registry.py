@@ -7,6 +7,7 @@ import inspect
 import torch
 
 from testbed.attacks.apgd import APGD, APGDCE, APGDDLR
+from testbed.attacks.auto import AutoAttack
 from testbed.attacks.base import Attack
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
@@ -19,7 +20,7 @@ from testbed.errors import AttackError
 
 #: kind (as written in plans and on the command line) -> attack class.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, APGD, APGDCE, APGDDLR, Square)
+    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, APGD, APGDCE, APGDDLR, Square, AutoAttack)
 }
 
 
@@ -43,7 +44,7 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
     ----------
     kind : str
         One of ``ATTACKS``: fgsm, pgd, nes, eot-pgd, ota-pgd, universal, apgd, apgd-ce,
-        apgd-dlr, square.
+        apgd-dlr, square, auto.
     model : torch.nn.Module
         Raw-PCM model (B, S) -> logits (B, n_labels).
     eps : float
