@@ -8,8 +8,6 @@ passes) and Square averages its scores the same way.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 
 from testbed.attacks.apgd import APGDCE, APGDDLR
@@ -116,5 +114,6 @@ class AutoAttack(Attack):
 
     def counts(self) -> dict[str, int]:
         """How many clips each attack broke, plus ``clean`` and ``robust``, in ensemble order."""
-        c = Counter(self.broken_by)
-        return {k: int(c.get(k, 0)) for k in (CLEAN, *SEQUENCE, ROBUST)}
+        from testbed.attacks.evaluate import broken_by_counts
+
+        return broken_by_counts(self.broken_by)

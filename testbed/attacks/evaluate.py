@@ -19,6 +19,7 @@ import torch
 
 from testbed.attacks._intervals import mcnemar_exact, wilson_interval
 from testbed.attacks.adaptive import NON_ADAPTIVE, FixedDraw, eot_draws
+from testbed.attacks.auto import CLEAN, ROBUST, SEQUENCE
 from testbed.attacks.base import fit_length, label_index
 from testbed.attacks.registry import make_attack
 from testbed.attacks.timing import ms_to_samples, shift_perturbation
@@ -178,7 +179,7 @@ def evaluate_attack(
             info: dict = {}
             delta, queries = craft(craft_on, kind, e, xt, yt, target=target, batch_size=batch_size,
                                    params=run_params, progress=tick, info=info)
-            broken = json.dumps(dict(Counter(info["broken_by"]))) if "broken_by" in info else ""
+            broken = json.dumps(broken_by_counts(info["broken_by"])) if "broken_by" in info else ""
             delta = fit_length(delta, s)
             for d_ms in delays_ms:
                 shifted = shift_perturbation(delta, ms_to_samples(d_ms, sample_rate), n_out=s)
@@ -217,6 +218,12 @@ def evaluate_attack(
                         "eot_draws": int(info["eot_draws"]), "p_vs_first": p_first, "broken_by": broken,
                     })
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def broken_by_counts(broken_by: Sequence[str]) -> dict[str, int]:
+    """Clips per outcome of an ``auto`` run, every outcome listed in cascade order."""
+    c = Counter(broken_by)
+    return {k: int(c.get(k, 0)) for k in (CLEAN, *SEQUENCE, ROBUST)}
 
 
 def _interval(name: str, k: int, n: int) -> dict[str, float]:
