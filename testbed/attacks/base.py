@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from testbed.attacks.best import Best
+from testbed.attacks.losses import dlr_loss, logit_margin, targeted_dlr_loss
 from testbed.attacks.ste import GRADIENTS, gradient_mode
 from testbed.errors import AttackError
 
@@ -270,7 +271,7 @@ class Attack:
         """The attack's settings as a plain dict (for logs and session records)."""
         skip = {"model", "generator", "device", "labels", "queries", "checks", "stochastic", "losses"}
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
-                and isinstance(v, (int, float, str, bool, tuple, type(None)))} | {"kind": self.name}
+                and _plain(v)} | {"kind": self.name}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items() if k != "kind")
@@ -352,6 +353,13 @@ def label_index(model: torch.nn.Module, label: str) -> int:
     return labels.index(label)
 
 
+def _plain(v) -> bool:
+    """A setting worth logging: a number, string, bool, None, or a tuple of those."""
+    if isinstance(v, tuple):
+        return all(_plain(e) for e in v)
+    return isinstance(v, (int, float, str, bool, type(None)))
+
+
 def _positive_int(attack: str, name: str, value) -> int:
     try:
         v = int(value)
@@ -368,35 +376,3 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for b in model.buffers():
         return b.device
     return torch.device("cpu")
-
-
-def logit_margin(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """``max_{j != label} z_j - z_label`` per example, shape (B,): positive once misclassified."""
-    own = logits.gather(1, label.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, label.unsqueeze(1), float("-inf"))
-    return others.max(dim=1).values - own
-
-
-def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Croce & Hein's DLR loss per example (B,): ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3)``.
-
-    ``pi`` sorts the logits in decreasing order; positive once misclassified, invariant to
-    shifting and scaling the logits. Needs at least 3 classes.
-    """
-    if logits.shape[-1] < 3:
-        raise AttackError(f"dlr loss: needs at least 3 classes, the model has {logits.shape[-1]}")
-    z = logits.sort(dim=1, descending=True).values
-    return logit_margin(logits, y) / (z[:, 0] - z[:, 2] + 1e-12)
-
-
-def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Targeted DLR per example (B,): ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, ascended.
-
-    Needs at least 4 classes.
-    """
-    if logits.shape[-1] < 4:
-        raise AttackError(f"targeted dlr loss: needs at least 4 classes, the model has {logits.shape[-1]}")
-    z = logits.sort(dim=1, descending=True).values
-    z_y = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-    z_t = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-    return -(z_y - z_t) / (z[:, 0] - 0.5 * (z[:, 2] + z[:, 3]) + 1e-12)
