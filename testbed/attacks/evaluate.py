@@ -28,7 +28,7 @@ from testbed.attacks.timing import ms_to_samples, shift_perturbation
 COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "target_label", "n",
            "clean_accuracy", "error_rate", "success_rate", "snr_db", "queries",
            "errors", "error_low", "error_high", "success_n", "success_low", "success_high",
-           "clean_low", "clean_high", "eot_draws", "p_vs_first", "broken_by")
+           "clean_low", "clean_high", "eot_draws", "p_vs_first", "broken_by", "queries_max")
 #: a paired difference with an exact McNemar p-value at or above this is "within noise"
 NOISE_P = 0.05
 
@@ -153,7 +153,8 @@ def evaluate_attack(
     success rate); ``eot_draws`` is the number of model draws behind each gradient;
     ``p_vs_first`` is the exact McNemar p-value of this target's errors against the first
     target's on the same clips (NaN for the first); ``broken_by`` (auto only) is a JSON object
-    counting which attack broke each clip on the source.
+    counting which attack broke each clip on the source; ``queries_max`` is the most queries
+    one clip used (Square and auto count per clip; otherwise the mean).
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
@@ -216,6 +217,8 @@ def evaluate_attack(
                         **_interval("success", int(hits.sum()), int(eligible.sum())),
                         **_interval("clean", n_clean, n),
                         "eot_draws": int(info["eot_draws"]), "p_vs_first": p_first, "broken_by": broken,
+                        "queries_max": float(max(info["clip_queries"])) if info.get("clip_queries")
+                        else float(queries),
                     })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

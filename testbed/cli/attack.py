@@ -70,7 +70,7 @@ def eval_(
     {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
     "clean_interval": [lo, hi], "error_rate": [...], "error_interval": [[lo, hi], ...],
     "success_rate": [...], "success_interval": [...], "success_n": [...], "snr_db": [...],
-    "queries": [...], "p_vs_first": [...], "within_noise": [...]}}, ...} with one list entry per
+    "queries": [...], "queries_max": [...], "p_vs_first": [...], "within_noise": [...]}}, ...} with one list entry per
     setting, plus "n", "adaptive", "non_adaptive" ("fixed-draw" or null), "eot_samples" and
     "eot_draws" {source: model draws per gradient}, "loss", "gradient", "restarts" and, for
     --attack auto, "broken_by" (per setting: clips broken by each attack, clean, robust).
@@ -202,7 +202,8 @@ def eval_(
         result["targets"][name] = {
             "clean_accuracy": float(g["clean_accuracy"].iloc[0]),
             "clean_interval": [float(g["clean_low"].iloc[0]), float(g["clean_high"].iloc[0])],
-            **{k: [_finite(float(v)) for v in g[k]] for k in ("error_rate", "success_rate", "snr_db", "queries")},
+            **{k: [_finite(float(v)) for v in g[k]]
+               for k in ("error_rate", "success_rate", "snr_db", "queries", "queries_max")},
             "error_interval": [[float(lo), float(hi)] for lo, hi in zip(g["error_low"], g["error_high"])],
             "success_interval": [[_finite(float(lo)), _finite(float(hi))]
                                  for lo, hi in zip(g["success_low"], g["success_high"])],

@@ -152,3 +152,11 @@ def test_bad_gradient_and_restarts(cli, untrained_zoo):
     _assert_one_line_error(r, "gradient must be one of ste, bpda")
     r = cli(["attack", "eval", "--model", "lm-raw", "--restarts", "0", "--root", untrained_zoo])
     _assert_one_line_error(r, "restarts must be a positive integer")
+
+
+def test_square_reports_queries_within_its_budget(cli, untrained_zoo, tmp_path):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--attack", "square", "--eps", "0.0005", "--n", "3",
+             "--steps", "7", "--root", untrained_zoo, "--out", tmp_path / "sq", "--json"])
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.stdout)["targets"]["lm-raw"]
+    assert 1 <= t["queries"][0] <= t["queries_max"][0] <= 7
