@@ -17,7 +17,6 @@ from testbed.acoustics.channel import (
     build_channel,
     clear_caches,
     mic_noise_rms,
-    sample_channel,
     speaker_gain_pa,
 )
 from testbed.acoustics.fractional import apply_clock_ppm, fractional_delay, resample_at
@@ -34,6 +33,7 @@ from testbed.acoustics.responses import (
     speaker_response_db,
 )
 from testbed.acoustics.decay import DecayStats, decay_stats
+from testbed.acoustics.draw import sample_channel
 from testbed.acoustics.room import RirCache, RoomSpec, SourceDirectivity, compute_rirs, default_rir_cache
 
 __all__ = [

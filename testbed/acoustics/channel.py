@@ -221,7 +221,7 @@ def rig_key(rig: "Rig") -> str:
     return f"{rig.source}|{rig.model_dump_json()}"
 
 
-def sample_channel(
+def shoebox_channel(
     rig: "Rig",
     mic: str,
     placement: str | None = None,
@@ -256,10 +256,6 @@ def sample_channel(
     if mic not in rig.mics:
         where = rig.source or rig.name
         raise RigError(f"{where}: mics: no mic {mic!r} (have: {', '.join(rig.mics)})")
-    if rig.room.model == "measured":  # the lab's own IRs: fixed paths, varied by attacks' EOT instead
-        from testbed.acoustics.measured import measured_channel
-
-        return measured_channel(rig, mic, placement)
     pos = dict(placement_positions(rig, placement))
     if position_jitter_m > 0:
         size = np.asarray(rig.room.size_m, dtype=np.float64)

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from testbed.acoustics.channel import Channel, mic_noise_rms, pair_fir, placement_positions, speaker_gain_pa
 from testbed.acoustics.irstats import onset_index
+from testbed.acoustics.responses import mic_facts
 from testbed.errors import RigError
+from testbed.rig.geometry import SPEED_OF_SOUND_M_S
 
 if TYPE_CHECKING:
-    from testbed.acoustics.channel import Channel
     from testbed.rig import Rig
 
 #: File extensions read as impulse responses; other files in the folder are ignored.
@@ -225,10 +227,6 @@ def measured_channel(rig: "Rig", mic: str, placement: str | None = None) -> "Cha
         times ``10 ** (gain_db / 20)``; ``direct_delay_samples`` and ``distance_m`` from the
         rig's geometry; ``noise_rms`` from ``room.noise_dbspl`` and the mic model.
     """
-    from testbed.acoustics.channel import Channel, mic_noise_rms, pair_fir, placement_positions, speaker_gain_pa
-    from testbed.acoustics.responses import mic_facts
-    from testbed.rig.geometry import SPEED_OF_SOUND_M_S
-
     pos = placement_positions(rig, placement)
     files = {s: ir_for(rig, s, mic, placement) for s in rig.speakers}
     key = (f"{rig.source}|{rig.model_dump_json()}", mic, placement,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from testbed.acoustics.irstats import onset_index
+from testbed.acoustics.measured import measured_channel
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,7 @@ def measured_draws(rig, mics: Sequence[str], placement: str | None, n_channels: 
     ``eot=None`` gives the nominal measured channels (no variation). Tails are swapped
     between every measured path of the room (all speakers and mics at ``placement``).
     """
-    from testbed.acoustics.channel import sample_channel
-
-    nominal = {m: sample_channel(rig, m, placement, rng=rng) for m in rig.mics}
+    nominal = {m: measured_channel(rig, m, placement) for m in rig.mics}
     pool = [np.asarray(c.h[s], dtype=np.float64) for c in nominal.values() for s in rig.speakers]
     out = []
     for i in range(int(n_channels)):

@@ -17,7 +17,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from testbed.attacks.ste import straight_through
+from testbed.attacks.best import Best
+from testbed.attacks.losses import dlr_loss, logit_margin, targeted_dlr_loss
+from testbed.attacks.ste import GRADIENTS, gradient_mode
 from testbed.errors import AttackError
 
 #: EOT samples used by default against models that declare ``stochastic = True``.
@@ -27,6 +29,8 @@ DEFAULT_EOT_SAMPLES = 8
 #: defensively distilled model, trained at temperature T and deployed at 1) makes the
 #: cross-entropy's vanish in float32
 LOSSES: tuple[str, ...] = ("ce", "margin")
+#: Croce & Hein's difference-of-logits ratio, shift- and scale-invariant (APGD-DLR)
+DLR_LOSSES: tuple[str, ...] = ("ce", "margin", "dlr")
 
 
 class Attack:
@@ -45,18 +49,34 @@ class Attack:
         the transform's randomness). ``None``: ``DEFAULT_EOT_SAMPLES`` for models with
         ``stochastic = True``, else 1.
     bpda : bool
-        Straight-through (BPDA) gradients through the model's quantisers while attacking.
+        Differentiate through the model's quantisers (False: the true, masked gradient, as
+        ``gradient="exact"``).
+    gradient : str
+        How, one of ``"ste"`` (straight-through rounding, the default; clipping still blocks
+        gradients at saturated activations) or ``"bpda"`` (quantised forward, the fp32 layer's
+        backward through the same weights: full BPDA), see :mod:`testbed.attacks.ste`.
     loss : str
-        The objective ascended, one of :data:`LOSSES`: ``"ce"`` (cross-entropy, the default) or
-        ``"margin"`` (the logit margin, for models whose softmax saturates).
+        The objective ascended, one of the class's :attr:`losses` (:data:`LOSSES`): ``"ce"``
+        (cross-entropy, the default) or ``"margin"`` (the logit margin, for models whose softmax
+        saturates); APGD also takes ``"dlr"``.
+    restarts : int
+        Independent runs per batch, each after the first from a fresh random start; per clip
+        the best result is kept (a clip once fooled stays fooled), so restarts never lower
+        the error.
 
     Attributes
     ----------
     queries : int
-        Single-example model evaluations spent so far (forward passes x batch size).
+        Single-example model evaluations spent so far (forward passes x batch size) by the
+        attack's search: gradients for white-box attacks, score queries for black-box ones.
+    checks : int
+        Single-example forward passes spent only on best-iterate bookkeeping (scoring a final
+        iterate or a restart), not counted in ``queries``.
     """
 
     name: ClassVar[str] = "attack"
+    #: the objectives this attack accepts
+    losses: ClassVar[tuple[str, ...]] = LOSSES
     supported_modes: ClassVar[tuple[str, ...]] = ("untargeted", "targeted")
     #: Whether the perturbation is made of gradients (False: score-only, e.g. NES).
     needs_gradients: ClassVar[bool] = True
@@ -70,6 +90,8 @@ class Attack:
         eot_samples: int | None = None,
         bpda: bool = True,
         loss: str = "ce",
+        restarts: int = 1,
+        gradient: str = "ste",
     ) -> None:
         try:
             eps = float(eps)
@@ -81,15 +103,21 @@ class Attack:
         self.eps = eps
         self.seed = int(seed)
         self.bpda = bool(bpda)
-        if loss not in LOSSES:
-            raise AttackError(f"{self.name}: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if gradient not in GRADIENTS[:2]:
+            raise AttackError(f"{self.name}: gradient must be one of {', '.join(GRADIENTS[:2])}, got {gradient!r}")
+        self.gradient_mode = gradient if self.bpda else "exact"
+        if loss not in self.losses:
+            raise AttackError(f"{self.name}: loss must be one of {', '.join(self.losses)}, got {loss!r}")
         self.loss = loss
+        self.restarts = _positive_int(self.name, "restarts", restarts)
+        self._restart = 0
         self.stochastic = bool(getattr(model, "stochastic", False))
         if eot_samples is None:
             eot_samples = DEFAULT_EOT_SAMPLES if self.stochastic else 1
         self.eot_samples = _positive_int(self.name, "eot_samples", eot_samples)
         self.labels: list[str] = list(getattr(model, "labels", []) or [])
         self.queries = 0
+        self.checks = 0
         self.device = _model_device(model)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
 
@@ -111,8 +139,20 @@ class Attack:
         """
         x, y, target = self._check(x, y, target)
         with self.attack_mode():
-            delta = self._perturb(x, y, target)
-        return delta.detach()
+            return self.run(x, y, target).delta.detach()
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> Best:
+        """All :attr:`restarts` runs on checked inputs, already in :meth:`attack_mode`; per clip
+        the best result (see :class:`~testbed.attacks.best.Best`)."""
+        best = None
+        for r in range(self.restarts):
+            self._restart = r
+            found = self._search(x, y, target)
+            if best is None:
+                best = found
+            else:
+                best.merge(found)
+        return best
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """The digital adversarial example ``clip(x + delta, -1, 1)``, shape (B, S)."""
@@ -131,14 +171,54 @@ class Attack:
         -------
         float tensor, same shape as ``delta``
         """
+        return self.value_and_grad(x, delta, y, target)[1]
+
+    def value_and_grad(
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Objective, its gradient and success at ``delta``, averaged over ``eot_samples`` draws.
+
+        Returns
+        -------
+        loss : float tensor (B,), the per-example objective (mean over draws)
+        grad : float tensor, same shape as ``delta``
+        fooled : bool tensor (B,), from the draws' mean logits (see :meth:`fooled`)
+        """
         delta = delta.detach().requires_grad_(True)
-        total = None
+        total = loss_sum = logit_sum = None
         for _ in range(self.eot_samples):
-            loss = self.objective(self.model(self.model_input(x, delta)), y, target).sum()
-            (g,) = torch.autograd.grad(loss, delta)
-            total = g if total is None else total + g
+            with torch.enable_grad():          # also when the caller runs under no_grad
+                logits = self.model(self.model_input(x, delta))
+                loss = self.objective(logits, y, target)
+                (g,) = torch.autograd.grad(loss.sum(), delta)
+            if total is None:
+                total, loss_sum, logit_sum = g, loss.detach(), logits.detach()
+            else:
+                total, loss_sum, logit_sum = total + g, loss_sum + loss.detach(), logit_sum + logits.detach()
             self.queries += x.shape[0]
-        return total / self.eot_samples
+        k = self.eot_samples
+        return loss_sum / k, total / k, self.fooled(logit_sum / k, y, target)
+
+    @torch.no_grad()
+    def score(
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective (B,) and success (B,) at ``delta`` without gradients, over ``eot_samples`` draws."""
+        loss_sum = logit_sum = None
+        for _ in range(self.eot_samples):
+            logits = self.model(self.model_input(x, delta))
+            loss = self.objective(logits, y, target)
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            logit_sum = logits if logit_sum is None else logit_sum + logits
+            self.checks += x.shape[0]
+        k = self.eot_samples
+        return loss_sum / k, self.fooled(logit_sum / k, y, target)
+
+    @staticmethod
+    def fooled(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Per example (B,): the top class is wrong (untargeted) or is the target (targeted)."""
+        top = logits.argmax(dim=-1)
+        return top != y if target is None else top == target
 
     def model_input(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """What the model hears for command ``x`` and perturbation ``delta`` (digital: ``x + delta``).
@@ -153,6 +233,8 @@ class Attack:
         or its negative for the target label (targeted)."""
         if self.loss == "margin":
             return logit_margin(logits, y) if target is None else -logit_margin(logits, target)
+        if self.loss == "dlr":
+            return dlr_loss(logits, y) if target is None else targeted_dlr_loss(logits, y, target)
         if target is None:
             return F.cross_entropy(logits, y, reduction="none")
         return -F.cross_entropy(logits, target, reduction="none")
@@ -169,7 +251,8 @@ class Attack:
 
     @contextmanager
     def attack_mode(self) -> Iterator[None]:
-        """Eval mode, frozen parameters and straight-through quantisers; restored on exit."""
+        """Eval mode, frozen parameters and differentiable quantisers (:attr:`gradient_mode`);
+        restored on exit."""
         model = self.model
         was_training = model.training
         flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -177,7 +260,7 @@ class Attack:
         for p, _ in flags:
             p.requires_grad_(False)
         try:
-            with straight_through(model, self.bpda):
+            with gradient_mode(model, self.gradient_mode):
                 yield
         finally:
             for p, req in flags:
@@ -186,15 +269,31 @@ class Attack:
 
     def hyper(self) -> dict:
         """The attack's settings as a plain dict (for logs and session records)."""
-        skip = {"model", "generator", "device", "labels", "queries", "stochastic"}
+        skip = {"model", "generator", "device", "labels", "queries", "checks", "stochastic", "losses"}
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in skip
-                and isinstance(v, (int, float, str, bool, tuple, type(None)))} | {"kind": self.name}
+                and _plain(v)} | {"kind": self.name}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items() if k != "kind")
         return f"{type(self).__name__}({args})"
 
     # -- for subclasses --------------------------------------------------------------
+    def random_start_now(self) -> bool:
+        """Whether this run starts at random: always after the first restart."""
+        return bool(getattr(self, "random_start", False)) or getattr(self, "_restart", 0) > 0
+
+    def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
+        """One run of the attack as a :class:`Best` (scored only when restarts must be merged).
+
+        Attacks that track their best iterate override this; the default runs
+        :meth:`_perturb` and scores its result once.
+        """
+        delta = self._perturb(x, y, target)
+        if self.restarts == 1:
+            return Best(delta)
+        loss, fooled = self.score(x, delta, y, target)
+        return Best(delta, loss, fooled)
+
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -254,6 +353,13 @@ def label_index(model: torch.nn.Module, label: str) -> int:
     return labels.index(label)
 
 
+def _plain(v) -> bool:
+    """A setting worth logging: a number, string, bool, None, or a tuple of those."""
+    if isinstance(v, tuple):
+        return all(_plain(e) for e in v)
+    return isinstance(v, (int, float, str, bool, type(None)))
+
+
 def _positive_int(attack: str, name: str, value) -> int:
     try:
         v = int(value)
@@ -270,10 +376,3 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     for b in model.buffers():
         return b.device
     return torch.device("cpu")
-
-
-def logit_margin(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """``max_{j != label} z_j - z_label`` per example, shape (B,): positive once misclassified."""
-    own = logits.gather(1, label.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, label.unsqueeze(1), float("-inf"))
-    return others.max(dim=1).values - own

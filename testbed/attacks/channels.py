@@ -75,8 +75,7 @@ class ChannelBank:
 
     @classmethod
     def from_rig(cls, rig, *, mics: Sequence[str] | None = None, placement: str | None = None,
-                 n_channels: int = 8, position_jitter_m: float = 0.1, seed: int = 0,
-                 use_calibration: bool = True) -> "ChannelBank":
+                 n_channels: int = 8, position_jitter_m: float = 0.1, seed: int = 0) -> "ChannelBank":
         """Draw ``n_channels`` channels from the rig's simulated acoustics.
 
         For a measured-room rig (``[room] model = "measured"``) the draws are the measured
@@ -93,11 +92,10 @@ class ChannelBank:
         position_jitter_m : float
             Standard deviation of the random displacement of speakers and mics, metres.
         seed : int
-        use_calibration : bool
-            A physical rig whose calibration profile holds impulse responses
-            (``testbed calibrate --what response``) is drawn from those measured paths
-            (:func:`testbed.calibration.irs.calibrated_twin`) instead of a shoebox of its
-            geometry; ``False`` keeps the shoebox. ``bank.source`` says which.
+
+        A physical rig crafts through its calibration's measured twin when the caller passes
+        that twin (:func:`testbed.calibration.irs.crafting_rig`, which the session and
+        ``attack eval`` use); ``bank.source`` says which paths were drawn.
         """
         from testbed.acoustics import sample_channel
 
@@ -113,16 +111,6 @@ class ChannelBank:
             raise AttackError(f"rig {rig.name}: no speaker with role 'adversary' to play the perturbation")
         rng = np.random.default_rng(seed)
         source = "shoebox"
-        if use_calibration and rig.is_physical:
-            from testbed.calibration.irs import calibrated_twin
-            from testbed.errors import CalibrationError
-
-            try:
-                twin = calibrated_twin(rig)
-            except CalibrationError as exc:  # a stale profile must not stop crafting: say so
-                twin, source = None, f"shoebox (calibration not used: {exc})"
-            if twin is not None:
-                rig = twin
         if rig.room.model == "measured":
             source = f"measured IRs ({rig.room.irs})"
             # measured paths cannot move: vary the recorded responses instead (shift, gain,

@@ -12,6 +12,8 @@ class FGSM(Attack):
 
     ``delta = eps * sign(grad)`` of the cross-entropy (untargeted: ascended; targeted:
     the cross-entropy to the target descended), then clipped so ``x + delta`` is in [-1, 1].
+    With ``restarts > 1`` the later runs step from a random point of the eps ball (R+FGSM)
+    and each clip keeps the best of the runs.
 
     Example
     -------
@@ -22,5 +24,8 @@ class FGSM(Attack):
     name = "fgsm"
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        g = self.gradient(x, torch.zeros_like(x), y, target)
-        return self.project(x, self.eps * g.sign())
+        start = torch.zeros_like(x)
+        if self._restart > 0:
+            start = self.project(x, self.uniform_noise(start))
+        g = self.gradient(x, start, y, target)
+        return self.project(x, start + self.eps * g.sign())

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from testbed.analysis.stats import wilson_interval
+from testbed.stats import wilson_interval
 from testbed.attacks.base import fit_length
 from testbed.attacks.channels import ChannelBank, OverTheAir
 from testbed.attacks.evaluate import craft, predictions

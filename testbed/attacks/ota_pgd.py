@@ -86,4 +86,4 @@ class OTAPGD(PGD):
     def init_delta(self, x: torch.Tensor) -> torch.Tensor:
         n = self.length_samples or x.shape[-1]
         delta = torch.zeros((x.shape[0], n), device=x.device, dtype=x.dtype)
-        return self.project(x, self.uniform_noise(delta) if self.random_start else delta)
+        return self.project(x, self.uniform_noise(delta) if self.random_start_now() else delta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from testbed.attacks.base import Attack, _positive_int
+from testbed.attacks.best import Best
 from testbed.errors import AttackError
 
 
@@ -20,7 +21,13 @@ class PGD(Attack):
     alpha : float or None
         Step size, PCM scale; default ``2.5 * eps / steps`` (Madry et al.).
     random_start : bool
-        Start from uniform noise in the eps ball rather than from zero.
+        Start from uniform noise in the eps ball rather than from zero (restarts after the
+        first always start at random).
+    restarts : int
+        Runs per batch; per clip the best iterate of all runs is returned.
+
+    The returned perturbation is, per clip, the best iterate seen (not the last one): a
+    fooling iterate if any step fooled the model, else the one of highest objective.
 
     Example
     -------
@@ -43,13 +50,19 @@ class PGD(Attack):
     def init_delta(self, x: torch.Tensor) -> torch.Tensor:
         """Starting perturbation (B, S_delta): random in the ball, or zero."""
         delta = torch.zeros_like(x)
-        if self.random_start:
+        if self.random_start_now():
             delta = self.uniform_noise(delta)
         return self.project(x, delta)
 
-    def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
         delta = self.init_delta(x)
+        best = Best(delta)
         for _ in range(self.steps):
-            g = self.gradient(x, delta, y, target)
+            loss, g, fooled = self.value_and_grad(x, delta, y, target)
+            best.update(delta, loss, fooled)
             delta = self.project(x, delta + self.alpha * g.sign())
-        return delta
+        loss, fooled = self.score(x, delta, y, target)
+        return best.update(delta, loss, fooled)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        return self._search(x, y, target).delta

@@ -6,18 +6,21 @@ import inspect
 
 import torch
 
+from testbed.attacks.apgd import APGD, APGDCE, APGDDLR
+from testbed.attacks.auto import AutoAttack
 from testbed.attacks.base import Attack
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
 from testbed.attacks.nes import NES
 from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
+from testbed.attacks.square import Square
 from testbed.attacks.universal import Universal
 from testbed.errors import AttackError
 
 #: kind (as written in plans and on the command line) -> attack class.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal)
+    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, APGD, APGDCE, APGDDLR, Square, AutoAttack)
 }
 
 
@@ -40,7 +43,8 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
     Parameters
     ----------
     kind : str
-        One of ``ATTACKS``: fgsm, pgd, nes, eot-pgd, ota-pgd, universal.
+        One of ``ATTACKS``: fgsm, pgd, nes, eot-pgd, ota-pgd, universal, apgd, apgd-ce,
+        apgd-dlr, square, auto.
     model : torch.nn.Module
         Raw-PCM model (B, S) -> logits (B, n_labels).
     eps : float

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 
 from testbed.attacks.base import _positive_int
+from testbed.attacks.best import Best
 from testbed.attacks.channels import OverTheAir
 from testbed.attacks.ota_pgd import build_over_the_air
 from testbed.attacks.pgd import PGD
 from testbed.attacks.timing import shift_perturbation
+from testbed.errors import AttackError
 
 
 class Universal(PGD):
@@ -60,6 +62,9 @@ class Universal(PGD):
                  sample_rate: int | None = None, **params) -> None:
         alpha = alpha if alpha is not None else float(eps) / 20.0
         super().__init__(model, eps, steps=steps, alpha=alpha, **params)
+        if self.restarts != 1:
+            raise AttackError(f"{self.name}: restarts must be 1 (one perturbation for the whole set), "
+                              f"got {self.restarts}")
         self.length_samples = None if length_samples is None else _positive_int(
             self.name, "length_samples", length_samples)
         self.batch_size = _positive_int(self.name, "batch_size", batch_size)
@@ -87,6 +92,9 @@ class Universal(PGD):
 
     def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return delta.clamp(-self.eps, self.eps)
+
+    def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
+        return Best(self._perturb(x, y, target))
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         n = self.length_samples or x.shape[-1]

@@ -29,6 +29,7 @@ from scipy import fft as sfft
 
 from testbed.acoustics import adc, apply_clock_ppm, fractional_delay, mic_facts, sample_channel
 from testbed.acoustics.channel import Channel, placement_positions
+from testbed.acoustics.measured import check_measured
 from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache, source_directivities
@@ -76,6 +77,8 @@ class SimBackend:
         self._spectra: dict[tuple, tuple[int, dict[str, np.ndarray]]] = {}
         self._trimmed: dict[str | None, dict[str, list[np.ndarray]]] = {}
         self._colorings: dict[tuple, np.ndarray] = {}
+        if rig.room.model == "measured":
+            check_measured(rig)   # every IR file the rig needs, read once: RigError naming the file
 
     # -- channels ------------------------------------------------------------
     def channels(self, placement: str | None = None) -> dict[str, Channel]:

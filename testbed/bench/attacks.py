@@ -1,8 +1,11 @@
-"""Attack benchmark: our PGD's wall time over torchattacks' PGD with identical settings.
+"""Attack benchmark: our PGD and APGD against torchattacks' with identical settings.
 
 Both run the same number of steps with the same step size on the same LM model and inputs
 (torchattacks sees the model on [0, 1]: ``u -> model(2u - 1)``, with eps and alpha halved,
-which is the same attack). Key: ``pgd_time_ratio_vs_torchattacks`` (target <= 1.0).
+which is the same attack). Keys: ``pgd_time_ratio_vs_torchattacks`` and
+``apgd_time_ratio_vs_torchattacks`` (target <= 1.0, same or higher error rate). APGD runs
+the same number of gradient evaluations on both sides (torchattacks' ``steps`` counts the
+updates after the first gradient, ours the gradients).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ def _unit_range(model):
             self.inner = inner
 
         def forward(self, u):
-            return self.inner(2.0 * u - 1.0)
+            # (B, 1, 1, S) "images" for attacks that assume 4-D inputs (torchattacks' APGD)
+            return self.inner(2.0 * u.reshape(u.shape[0], -1) - 1.0)
 
     return UnitRange(model).eval()
 
@@ -36,7 +40,7 @@ def run(quick: bool = False) -> dict:
     import numpy as np
     import torch
 
-    from testbed.attacks import PGD
+    from testbed.attacks import APGD, PGD
     from testbed.errors import TestbedError
     from testbed.models import build_model
 
@@ -75,7 +79,22 @@ def run(quick: bool = False) -> dict:
     with torch.no_grad():
         err_ours = float((model(x_ours).argmax(1) != y).float().mean())
         err_theirs = float((model(2 * u_theirs - 1).argmax(1) != y).float().mean())
+
+    apgd_ours = APGD(model, eps=eps, steps=steps + 1, loss="ce", seed=0)
+    apgd_theirs = torchattacks.APGD(_unit_range(model), norm="Linf", eps=eps / 2, steps=steps, n_restarts=1,
+                                    loss="ce", seed=0)
+    best(lambda: apgd_ours(x[:2], y[:2]))
+    apgd_ours_s, xa_ours = best(lambda: apgd_ours(x, y))
+    apgd_theirs_s, ua_theirs = best(lambda: apgd_theirs(((x + 1) / 2).reshape(x.shape[0], 1, 1, -1), y))
+    ua_theirs = ua_theirs.reshape(x.shape)
+    with torch.no_grad():
+        aerr_ours = float((model(xa_ours).argmax(1) != y).float().mean())
+        aerr_theirs = float((model(2 * ua_theirs - 1).argmax(1) != y).float().mean())
     return {
+        "apgd_time_ratio_vs_torchattacks": round(apgd_ours_s / apgd_theirs_s, 3),
+        "apgd_ours_s": round(apgd_ours_s, 3), "apgd_torchattacks_s": round(apgd_theirs_s, 3),
+        "apgd_error_rate_ours": aerr_ours, "apgd_error_rate_torchattacks": aerr_theirs,
+        "apgd_gradients": steps + 1,
         "pgd_time_ratio_vs_torchattacks": round(ours_s / theirs_s, 3),
         "pgd_ours_s": round(ours_s, 3), "pgd_torchattacks_s": round(theirs_s, 3),
         "batch": batch, "steps": steps, "eps": eps, "model": "lm (untrained, 12 classes)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -25,13 +26,21 @@ def _finite(v):
 @app.command("eval")
 def eval_(
     model: str = typer.Option(..., "--model", "-m", help="source model(s) to craft on, comma-separated, e.g. lm-fp32"),
-    attack: str = typer.Option("pgd", "--attack", "-a", help="fgsm | pgd | nes | eot-pgd | ota-pgd | universal"),
+    attack: str = typer.Option("pgd", "--attack", "-a", help="fgsm | pgd | nes | eot-pgd | ota-pgd | universal | apgd | apgd-ce | apgd-dlr "
+                                                               "| square | auto (APGD-CE, APGD-DLR, Square in cascade, "
+                                                               "a clip robust only if all fail)"),
     eps: str = typer.Option("0.001,0.005,0.01,0.05", "--eps", help="L-inf bounds, PCM scale, comma-separated"),
     targets: str = typer.Option(None, "--targets", help="models to evaluate on, comma-separated (default: the sources)"),
     delay_ms: str = typer.Option("0", "--delay-ms", help="sync delays of the perturbation against the command, ms"),
     n: int = typer.Option(200, "--n", help="test clips to attack"),
     target_label: str = typer.Option(None, "--target-label", help="targeted attack: the label to aim for"),
-    steps: int = typer.Option(None, "--steps", help="iterations (pgd, eot-pgd, ota-pgd, universal; nes: iterations)"),
+    steps: int = typer.Option(None, "--steps", help="iterations (pgd, apgd, eot-pgd, ota-pgd, universal, auto; nes: iterations; "
+                                                   "square: query budget per clip)"),
+    restarts: int = typer.Option(1, "--restarts", help="random restarts per clip (white-box attacks, square); the "
+                                                       "best per clip is kept, so restarts never lower the error"),
+    gradient: str = typer.Option("ste", "--gradient",
+                                 help="through quantised models: ste (straight-through rounding) | bpda "
+                                      "(quantised forward, fp32 backward through the same weights)"),
     param: list[str] = typer.Option(None, "--param", help="more hyper-parameters, KEY=VALUE (JSON values), repeatable"),
     data: str = typer.Option(None, "--data", help="data set spec (default: the source model's card)"),
     rig_path: Path = typer.Option(None, "--rig", help="rig TOML for over-the-air kinds (ota-pgd, universal)"),
@@ -42,11 +51,12 @@ def eval_(
     adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive",
                                   help="stochastic models (slr, rse): average every gradient over several draws "
                                        "of the model's noise (adaptive EOT attack, the default); --no-adaptive: "
-                                       "one draw per gradient, the plain attack the paper measured"),
-    loss: str = typer.Option("ce", "--loss",
-                             help="objective the attack ascends: ce (cross-entropy) | margin (logit margin "
-                                  "max_{j!=y} z_j - z_y: its gradient survives a saturated softmax, e.g. a "
-                                  "distilled model's)"),
+                                       "craft on ONE fixed, seeded draw of the model (a deterministic member), the "
+                                       "non-adaptive attack a paper would run, and evaluate on the stochastic model"),
+    loss: str = typer.Option(None, "--loss",
+                             help="objective the attack ascends (default: the attack's own; ce for most): ce "
+                                  "(cross-entropy) | margin (logit margin max_{j!=y} z_j - z_y: its gradient "
+                                  "survives a saturated softmax, e.g. a distilled model's) | dlr (apgd only)"),
     batch_size: int = typer.Option(64, "--batch-size", help="clips per attack batch"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object (keys per target)"),
     # -- held-out-channel protocol (issue 20; see testbed/cli/attack_heldout.py) --------------------
@@ -61,23 +71,29 @@ def eval_(
 ) -> None:
     """Craft an attack on source model(s) and evaluate it digitally on target models.
 
+    Prints a table per target: clean accuracy, error rate under attack with its Wilson 95 %
+    interval, success rate, mean SNR of the perturbation (dB), queries per clip and, from the
+    second target on, the exact McNemar p-value of its errors against the first target's on
+    the same clips ("within noise" when p >= 0.05). Writes results.csv, error_vs_eps.png,
+    error_vs_delay.png and transfer.png to --out. With --json:
+
+    {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
+    "clean_interval": [lo, hi], "error_rate": [...], "error_interval": [[lo, hi], ...],
+    "success_rate": [...], "success_interval": [...], "success_n": [...], "snr_db": [...],
+    "queries": [...], "queries_max": [...], "p_vs_first": [...], "within_noise": [...]}}, ...} with one list entry per
+    setting, plus "n", "adaptive", "non_adaptive" ("fixed-draw" or null), "eot_samples" and
+    "eot_draws" {source: model draws per gradient}, "loss", "gradient", "restarts" and, for
+    --attack auto, "broken_by" (per setting: clips broken by each attack, clean, robust).
+    On a stochastic source (slr, rse) the attack is adaptive by default: every gradient is an
+    expectation over noise draws (EOT); --no-adaptive crafts on one fixed draw for comparison.
+    --loss margin attacks the logit margin instead of the cross-entropy (check a defence
+    that saturates the softmax with it, e.g. lm-distill).
+
     With --eval-rig (ota-pgd only): craft through --rig's channels and report, per evaluation
     rig, the error of the same perturbations through its channels, beside digital PGD and the
     clean command through the same channels, with Wilson 95 % intervals and the gap to the
     crafting channels (writes heldout.json). Example:
     testbed attack eval --model lm-fp32 --attack ota-pgd --eps 0.005 --rig rigs/office-sim.toml --eval-rig rigs/office-sim.toml --eval-rig rigs/lab-measured.toml
-
-    Prints a table per target: clean accuracy, error rate under attack, success rate,
-    mean SNR of the perturbation (dB) and queries per clip. Writes results.csv,
-    error_vs_eps.png, error_vs_delay.png and transfer.png to --out. With --json:
-    {"settings": [{source, eps, delay_ms}, ...], "targets": {NAME: {"clean_accuracy": x,
-    "error_rate": [...], "success_rate": [...], "snr_db": [...], "queries": [...]}}, ...}
-    with one list entry per setting, plus "adaptive", "eot_samples" {stochastic source: draws}
-    and "loss".
-    On a stochastic source (slr, rse) the attack is adaptive by default: every gradient is an
-    expectation over noise draws (EOT); --no-adaptive gives the plain attack for comparison.
-    --loss margin attacks the logit margin instead of the cross-entropy (check a defence
-    that saturates the softmax with it, e.g. lm-distill).
 
     Example: testbed attack eval --model lm-fp32 --attack pgd --eps 0.001,0.005,0.01,0.05 --targets lm-int8,lm-lowrank --delay-ms 0,100,500 --n 200
     """
@@ -104,17 +120,21 @@ def eval_(
     target_names = split_csv(targets) or list(sources)
     params = parse_key_values(param, "--param", "population=32")
     if steps is not None:
-        params["iterations" if kind == "nes" else "steps"] = steps
+        params[{"nes": "iterations", "square": "n_queries"}.get(kind, "steps")] = steps
     params.setdefault("seed", seed)
-    params.setdefault("loss", loss.strip())
+    if loss is not None:
+        params.setdefault("loss", loss.strip())
+    if restarts != 1:
+        params.setdefault("restarts", restarts)
+    if gradient.strip() != "ste":
+        params.setdefault("gradient", gradient.strip())
 
-    import numpy as np
     import torch
 
     from testbed.attacks import evaluate_attack, label_index, transfer_matrix
     from testbed.attacks.plots import plot_error_vs_delay, plot_error_vs_eps, plot_transfer_heatmap
     from testbed.errors import ModelError
-    from testbed.models import Zoo
+    from testbed.models import Zoo, held_out_clips
 
     zoo = Zoo(root)
     loaded = {name: zoo.load(name) for name in dict.fromkeys(sources + target_names)}
@@ -128,21 +148,21 @@ def eval_(
     from testbed.attacks import DEFAULT_EOT_SAMPLES
 
     stochastic = [s for s in sources if getattr(loaded[s], "stochastic", False)]
-    if not adaptive:
-        params["eot_samples"] = 1
-    eot = {s: int(params.get("eot_samples") or DEFAULT_EOT_SAMPLES) for s in stochastic}
+    eot = {s: 1 if not adaptive else int(params.get("eot_samples") or DEFAULT_EOT_SAMPLES) for s in stochastic}
     if stochastic and not json_out:
         if adaptive:
             console.print(f"{', '.join(stochastic)}: stochastic model, so the attack is adaptive: EOT over "
-                          f"{', '.join(str(v) for v in sorted(set(eot.values())))} noise draws per gradient "
-                          "(--no-adaptive for the plain attack, as in the paper)")
+                          f"{', '.join(str(v) for v in sorted(set(eot.values())))} passes per gradient "
+                          "(--no-adaptive for the non-adaptive attack on one fixed draw)")
         else:
             console.print(f"{', '.join(stochastic)}: stochastic model attacked non-adaptively (--no-adaptive): "
-                          "one noise draw per gradient, no EOT")
+                          "crafted on one fixed, seeded draw of the model, evaluated on the model itself")
     if rig_path is not None:
         from testbed.rig import load_rig
 
-        params.setdefault("rig", load_rig(rig_path))
+        from testbed.calibration.irs import crafting_rig
+
+        params.setdefault("rig", crafting_rig(load_rig(rig_path))[0])
         if kind == "universal":
             params.setdefault("over_the_air", True)
     elif kind == "ota-pgd":
@@ -150,11 +170,12 @@ def eval_(
     # Build one attack up front so bad hyper-parameters fail before any data is loaded.
     from testbed.attacks import make_attack
 
-    make_attack(kind, first, eps_list[0], **params)
-    if params["loss"] != "ce" and not json_out:
-        console.print(f"objective: {params['loss']} (not the cross-entropy)")
+    probe = make_attack(kind, first, eps_list[0], **params)
+    loss_used = "ensemble" if kind == "auto" else probe.loss
+    if loss_used != "ce" and not json_out:
+        console.print(f"objective: {loss_used} (not the cross-entropy)")
 
-    x, y, spec = _test_clips(getattr(first, "card", {}) or {}, data, n, seed)
+    x, y, spec = held_out_clips(getattr(first, "card", {}) or {}, data, n, seed)
     # -- held-out-channel protocol (issue 20) ---------------------------------------------------------
     if eval_rig:
         from testbed.cli.attack_heldout import run_heldout
@@ -171,7 +192,7 @@ def eval_(
         table = evaluate_attack(
             {s: loaded[s] for s in sources}, {t: loaded[t] for t in target_names}, x, y,
             kind=kind, eps=eps_list, delays_ms=delays, target_label=target_label, params=params,
-            sample_rate=sample_rate, batch_size=batch_size,
+            sample_rate=sample_rate, batch_size=batch_size, adaptive=adaptive, draw_seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -182,26 +203,47 @@ def eval_(
              plot_transfer_heatmap(transfer_matrix(table, delay_ms=float(min(delays))), out / "transfer.png",
                                    title=f"{kind} transfer, eps {max(eps_list):g}: error rate (%)")]
 
-    settings = table[table["target"] == target_names[0]][["source", "eps", "delay_ms"]]
+    from testbed.attacks.evaluate import NOISE_P, non_adaptive_mode
+
+    first_rows = table[table["target"] == target_names[0]]
+    settings = first_rows[["source", "eps", "delay_ms"]]
     result = {
         "attack": kind, "sources": sources, "n": int(len(x)), "data": spec,
         "target_label": target_label or "untargeted", "out": str(out), "csv": str(csv_path),
-        "adaptive": bool(stochastic) and adaptive, "eot_samples": eot, "loss": params["loss"],
+        "adaptive": bool(stochastic) and adaptive,
+        "non_adaptive": non_adaptive_mode({s: loaded[s] for s in sources}, adaptive),
+        "eot_samples": eot,
+        "eot_draws": {s: int(g["eot_draws"].iloc[0]) for s, g in first_rows.groupby("source", sort=False)},
+        "loss": loss_used, "gradient": getattr(probe, "gradient_mode", "ste"), "restarts": getattr(probe, "apgd_restarts", probe.restarts),
         "plots": [str(p) for p in plots],
         "settings": [{"source": r.source, "eps": float(r.eps), "delay_ms": float(r.delay_ms)}
                      for r in settings.itertuples()],
         "targets": {},
     }
-    for name in target_names:
+    if kind == "auto":
+        result["broken_by"] = [json.loads(v) if v else {} for v in first_rows["broken_by"]]
+    for i, name in enumerate(target_names):
         g = table[table["target"] == name]
+        p = [_finite(float(v)) for v in g["p_vs_first"]]
         result["targets"][name] = {
             "clean_accuracy": float(g["clean_accuracy"].iloc[0]),
-            **{k: [_finite(float(v)) for v in g[k]] for k in ("error_rate", "success_rate", "snr_db", "queries")},
+            "clean_interval": [float(g["clean_low"].iloc[0]), float(g["clean_high"].iloc[0])],
+            **{k: [_finite(float(v)) for v in g[k]]
+               for k in ("error_rate", "success_rate", "snr_db", "queries", "queries_max")},
+            "error_interval": [[float(lo), float(hi)] for lo, hi in zip(g["error_low"], g["error_high"])],
+            "success_interval": [[_finite(float(lo)), _finite(float(hi))]
+                                 for lo, hi in zip(g["success_low"], g["success_high"])],
+            "success_n": [int(v) for v in g["success_n"]],
+            "p_vs_first": p,
+            "within_noise": [None if i == 0 or v is None else bool(v >= NOISE_P) for v in p],
         }
     if json_out:
         print_json(result)
         return
     _print_tables(table, target_names, kind, len(x), target_label)
+    if kind == "auto":
+        for st, counts in zip(result["settings"], result["broken_by"]):
+            console.print(f"auto, {st['source']} eps {st['eps']:g}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     console.print(f"wrote {csv_path} and {len(plots)} plots to {out}")
 
 
@@ -242,22 +284,6 @@ def craft(
                   f"{res.cached} already cached ({res.cache_root})")
 
 
-def _test_clips(card: dict, data: str | None, n: int, seed: int):
-    """``n`` test clips (seeded choice) of the data set named by ``data`` or the model card."""
-    import numpy as np
-
-    from testbed.data import load_dataset
-
-    info = card.get("data", {}) if isinstance(card.get("data"), dict) else {}
-    spec = data or info.get("spec") or "synthetic"
-    quick = bool(info.get("quick", False)) if data is None or data == info.get("spec") else False
-    ds = load_dataset(spec, quick=quick, seed=int(info.get("seed", 0)))
-    split = ds.test
-    k = min(n, len(split.y))
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split.y))[:k])
-    return np.asarray(split.x[idx], dtype=np.float32), np.asarray(split.y[idx], dtype=np.int64), spec
-
-
 def _print_tables(table, target_names: list[str], kind: str, n: int, target_label: str | None) -> None:
     from rich.table import Table
 
@@ -265,10 +291,27 @@ def _print_tables(table, target_names: list[str], kind: str, n: int, target_labe
         g = table[table["target"] == name]
         t = Table(title=f"{name}: {kind}, {n} clips, {target_label or 'untargeted'}, "
                         f"clean accuracy {100 * g['clean_accuracy'].iloc[0]:.1f}%")
-        for col in ("source", "eps", "delay ms", "error %", "success %", "SNR dB", "queries"):
+        paired = name != target_names[0]
+        cols = ["source", "eps", "delay ms", "error % [95% CI]", "success % [95% CI]", "SNR dB", "queries",
+                "draws"] + ([f"McNemar p vs {target_names[0]}"] if paired else [])
+        for col in cols:
             t.add_column(col, justify="left" if col == "source" else "right")
         for r in g.itertuples():
-            t.add_row(r.source, f"{r.eps:g}", f"{r.delay_ms:g}", f"{100 * r.error_rate:.1f}",
-                      "-" if r.success_rate != r.success_rate else f"{100 * r.success_rate:.1f}",
-                      f"{r.snr_db:.1f}", f"{r.queries:.0f}")
+            row = [r.source, f"{r.eps:g}", f"{r.delay_ms:g}",
+                   f"{100 * r.error_rate:.1f} [{100 * r.error_low:.1f}, {100 * r.error_high:.1f}]",
+                   "-" if r.success_rate != r.success_rate else
+                   f"{100 * r.success_rate:.1f} [{100 * r.success_low:.1f}, {100 * r.success_high:.1f}] "
+                   f"(n={r.success_n})",
+                   f"{r.snr_db:.1f}", f"{r.queries:.0f}", f"{r.eot_draws}"]
+            if paired:
+                row.append(f"{r.p_vs_first:.3g}" + (" within noise" if r.p_vs_first >= 0.05 else ""))
+            t.add_row(*row)
         console.print(t)
+        console.print(f"{name}: clean accuracy 95% CI [{100 * g['clean_low'].iloc[0]:.1f}, "
+                      f"{100 * g['clean_high'].iloc[0]:.1f}] %, n={n}")
+        if paired:
+            ref = table[table["target"] == target_names[0]]
+            for r, e0 in zip(g.itertuples(), ref["error_rate"]):
+                console.print(f"{name} vs {target_names[0]}, {r.source} eps {r.eps:g} delay {r.delay_ms:g} ms: "
+                              f"error {100 * r.error_rate:.1f} % vs {100 * e0:.1f} %, exact McNemar p = "
+                              f"{r.p_vs_first:.3g}" + (" (within noise)" if r.p_vs_first >= 0.05 else ""))

@@ -67,6 +67,12 @@ def craft_params(cfg, rig, plan: Plan, source_hash: str | None) -> CraftParams:
     :class:`~testbed.session.trials.AttackConfig`) in a session of ``plan`` on ``rig``."""
     channel = through_channel(cfg.kind)
     delays = plan.sweep.delay_ms
+    if channel:
+        # a physical rig crafts through its calibration's measured twin; imported here because
+        # testbed.calibration costs a noticeable start-up and most sessions craft nothing over the air
+        from testbed.calibration.irs import crafting_rig
+
+        rig = crafting_rig(rig)[0]
     return CraftParams(
         kind=cfg.kind, eps=float(cfg.eps), target=cfg.target, source_model=cfg.source_model,
         over_the_air=cfg.over_the_air, params=dict(cfg.params), source_hash=source_hash,

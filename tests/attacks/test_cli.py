@@ -91,3 +91,72 @@ def test_eval_with_the_margin_loss_says_so_and_attacks(cli, quick_zoo, tmp_path)
              "--loss", "margin", "--root", quick_zoo, "--out", tmp_path / "ev2"])
     assert r.exit_code == 0, r.output
     assert "objective: margin" in r.output
+
+
+def test_auto_reports_which_attack_broke_each_clip(cli, untrained_zoo, tmp_path):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--attack", "auto", "--eps", "0.05", "--n", "6",
+             "--steps", "3", "--param", "n_queries=4", "--root", untrained_zoo, "--out", tmp_path / "auto",
+             "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    (counts,) = res["broken_by"]
+    assert list(counts) == ["clean", "apgd-ce", "apgd-dlr", "square", "robust"]
+    assert sum(counts.values()) == res["n"] == 6
+    t = res["targets"]["lm-raw"]
+    # every clip wrong after the cascade was wrong clean or broken by one of the attacks
+    assert round(t["error_rate"][0] * 6) == 6 - counts["robust"]
+    lo, hi = t["error_interval"][0]
+    assert lo <= t["error_rate"][0] <= hi
+    r = cli(["attack", "eval", "--model", "lm-raw", "--attack", "auto", "--eps", "0.05", "--n", "3",
+             "--steps", "2", "--param", "n_queries=2", "--root", untrained_zoo, "--out", tmp_path / "a2"])
+    assert r.exit_code == 0, r.output
+    assert "auto, lm-raw eps 0.05: clean" in r.output and "robust" in r.output
+
+
+def test_eval_prints_intervals_and_paired_tests(cli, quick_zoo, tmp_path):
+    r = cli(["attack", "eval", "--model", "lm-fp32", "--attack", "apgd-ce", "--eps", "0.01", "--n", "10",
+             "--steps", "4", "--targets", "lm-fp32,lm-int8", "--root", quick_zoo, "--out", tmp_path / "p",
+             "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    first, second = res["targets"]["lm-fp32"], res["targets"]["lm-int8"]
+    assert first["p_vs_first"] == [None] and first["within_noise"] == [None]
+    p = second["p_vs_first"][0]
+    assert 0.0 <= p <= 1.0 and second["within_noise"] == [p >= 0.05]
+    for t in (first, second):
+        lo, hi = t["clean_interval"]
+        assert 0.0 <= lo <= t["clean_accuracy"] <= hi <= 1.0
+        assert hi - lo > 0.2                         # 10 clips: a wide interval
+    r = cli(["attack", "eval", "--model", "lm-fp32", "--attack", "pgd", "--eps", "0.01", "--n", "6",
+             "--steps", "2", "--targets", "lm-fp32,lm-int8", "--root", quick_zoo, "--out", tmp_path / "q"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "lm-fp32: clean accuracy 95% CI [" in out
+    assert "lm-int8 vs lm-fp32, lm-fp32 eps 0.01 delay 0 ms: error" in out and "exact McNemar p = " in out
+
+
+def test_non_adaptive_and_adaptive_differ_in_draws(cli, quick_zoo, tmp_path):
+    common = ["attack", "eval", "--model", "lm-slr8", "--attack", "pgd", "--eps", "0.01", "--n", "4",
+              "--steps", "2", "--root", quick_zoo, "--json"]
+    plain = json.loads(cli(common + ["--no-adaptive", "--out", tmp_path / "a"]).stdout)
+    eot = json.loads(cli(common + ["--param", "eot_samples=2", "--out", tmp_path / "b"]).stdout)
+    assert plain["non_adaptive"] == "fixed-draw" and plain["adaptive"] is False
+    assert plain["eot_draws"] == {"lm-slr8": 1}
+    assert eot["non_adaptive"] is None and eot["adaptive"] is True
+    assert eot["eot_draws"]["lm-slr8"] == 2 * 8           # 2 passes of the 8-member ensemble
+    assert eot["targets"]["lm-slr8"]["queries"][0] == 2 * plain["targets"]["lm-slr8"]["queries"][0]
+
+
+def test_bad_gradient_and_restarts(cli, untrained_zoo):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--gradient", "magic", "--root", untrained_zoo])
+    _assert_one_line_error(r, "gradient must be one of ste, bpda")
+    r = cli(["attack", "eval", "--model", "lm-raw", "--restarts", "0", "--root", untrained_zoo])
+    _assert_one_line_error(r, "restarts must be a positive integer")
+
+
+def test_square_reports_queries_within_its_budget(cli, untrained_zoo, tmp_path):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--attack", "square", "--eps", "0.0005", "--n", "3",
+             "--steps", "7", "--root", untrained_zoo, "--out", tmp_path / "sq", "--json"])
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.stdout)["targets"]["lm-raw"]
+    assert 1 <= t["queries"][0] <= t["queries_max"][0] <= 7

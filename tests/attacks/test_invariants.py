@@ -19,6 +19,11 @@ FAST = {
     "eot-pgd": {"steps": 2, "eot_samples": 2},
     "ota-pgd": {"steps": 2, "eot_samples": 1},
     "universal": {"steps": 3, "batch_size": 2},
+    "apgd": {"steps": 3},
+    "apgd-ce": {"steps": 3},
+    "apgd-dlr": {"steps": 3},
+    "square": {"n_queries": 5},
+    "auto": {"steps": 2, "n_queries": 3},
 }
 
 
@@ -56,7 +61,8 @@ def test_result_in_eps_ball_and_pcm_range(kind, batch, n_samples, eps, loud, see
     if loud:
         x = torch.sign(x) * 0.999
     y = torch.from_numpy(rng.integers(0, 3, batch))
-    target = torch.from_numpy(rng.integers(0, 3, batch)) if targeted else None
+    # the targeted DLR loss needs 4 classes (TinyNet has 3; tests/attacks/test_apgd.py)
+    target = torch.from_numpy(rng.integers(0, 3, batch)) if targeted and kind != "apgd-dlr" else None
     attack = make_attack(kind, model, eps, seed=seed, **_params(kind))
     delta = attack.perturb(x, y, target)
     assert delta.shape[0] == batch
@@ -65,5 +71,5 @@ def test_result_in_eps_ball_and_pcm_range(kind, batch, n_samples, eps, loud, see
     assert x_adv.shape == x.shape
     assert torch.all(x_adv.abs() <= 1.0)
     assert torch.all((x_adv - x).abs() <= eps + 1e-6)
-    if kind in ("fgsm", "pgd", "nes", "eot-pgd"):   # digital: x + delta itself is in range
+    if kind in ("fgsm", "pgd", "nes", "eot-pgd", "apgd", "apgd-ce", "apgd-dlr", "square", "auto"):   # digital: x + delta itself is in range
         assert torch.all((x + delta).abs() <= 1.0 + 1e-6)

@@ -19,9 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def quick_study(quick_zoo, tmp_path_factory, cli):
+def quick_study(quick_zoo, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from testbed.cli.app import app
+
     out = tmp_path_factory.mktemp("study") / "study-paper"
-    res = cli(["study", "paper", "--quick", "--root", quick_zoo, "--out", out, "--json"])
+    res = CliRunner().invoke(app, ["study", "paper", "--quick", "--root", str(quick_zoo), "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     return out, json.loads(res.stdout)
 

@@ -1,0 +1,126 @@
+"""``auto``: the standard ensemble run per clip, a clip robust only if every attack fails.
+
+Like AutoAttack (Croce & Hein 2020): APGD-CE, then APGD-DLR, then Square, each run only on
+the clips every earlier attack left correctly classified. Against a stochastic model the
+white-box attacks are their EOT versions (every gradient averaged over ``eot_samples``
+passes) and Square averages its scores the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+from testbed.attacks.apgd import APGDCE, APGDDLR
+from testbed.attacks.base import Attack, _positive_int
+from testbed.attacks.best import Best
+from testbed.attacks.square import Square
+
+#: the ensemble, in the order it runs
+SEQUENCE: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "square")
+#: ``broken_by`` entries for clips no attack was needed for, or none could break
+CLEAN, ROBUST = "clean", "robust"
+
+
+class AutoAttack(Attack):
+    """APGD-CE, APGD-DLR and Square in cascade; per clip the first attack that fools the model.
+
+    APGD-DLR is skipped on models with too few classes for its loss (3; targeted: 4).
+
+    Parameters
+    ----------
+    model, eps, seed, gradient, bpda
+        See :class:`~testbed.attacks.base.Attack`.
+    steps : int
+        APGD gradient evaluations per run (AutoAttack: 100).
+    n_queries : int
+        Square's query budget per clip (AutoAttack: 5000).
+    restarts : int
+        APGD runs per clip (each later one from a random start).
+    eot_samples : int or None
+        Passes per gradient / score against a stochastic model (default
+        :data:`~testbed.attacks.base.DEFAULT_EOT_SAMPLES`; 1 for deterministic models).
+
+    Attributes
+    ----------
+    broken_by : list[str]
+        Per attacked clip, in order: ``"clean"`` (wrong before any attack), the name of the
+        first attack that fooled the model, or ``"robust"`` (all failed).
+    clip_queries : list[int]
+        Square's queries per clip it ran on (as :attr:`Square.clip_queries`).
+
+    Example
+    -------
+    >>> auto = AutoAttack(model, eps=0.002, steps=100, n_queries=1000)
+    >>> x_adv = auto(x, y); collections.Counter(auto.broken_by)
+    """
+
+    name = "auto"
+
+    def __init__(self, model, eps: float, *, steps: int = 100, n_queries: int = 1000, **common) -> None:
+        restarts = common.pop("restarts", 1)
+        common.pop("loss", None)            # each attack of the ensemble has its own objective
+        super().__init__(model, eps, **common)
+        self.steps = _positive_int(self.name, "steps", steps)
+        self.n_queries = _positive_int(self.name, "n_queries", n_queries)
+        self.apgd_restarts = _positive_int(self.name, "restarts", restarts)
+        shared = dict(seed=self.seed, eot_samples=self.eot_samples, bpda=self.bpda,
+                      gradient=self.gradient_mode if self.gradient_mode != "exact" else "ste")
+        self.attacks: tuple[Attack, ...] = (
+            APGDCE(model, eps, steps=self.steps, restarts=self.apgd_restarts, **shared),
+            APGDDLR(model, eps, steps=self.steps, restarts=self.apgd_restarts, **shared),
+            Square(model, eps, n_queries=self.n_queries, **shared))
+        self.broken_by: list[str] = []
+        self.clip_queries: list[int] = []
+
+    @torch.no_grad()
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(dim=-1)
+
+    def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
+        delta = torch.zeros_like(x)
+        wrong = self._fooled_now(x, delta, y, target)
+        label = [CLEAN if bool(w) else ROBUST for w in wrong]
+        with torch.no_grad():
+            n_classes = len(self.labels) or int(self.model(x[:1]).shape[-1])
+        for attack in self.attacks:
+            if attack.loss == "dlr" and n_classes < (3 if target is None else 4):
+                continue                    # DLR needs 3 classes (targeted: 4)
+            left = (~wrong).nonzero().squeeze(1)
+            if left.numel() == 0:
+                break
+            t = None if target is None else target[left]
+            before = attack.queries
+            d = attack.run(x[left], y[left], t).delta          # already inside attack_mode
+            self.queries += attack.queries - before
+            if isinstance(attack, Square):
+                self.clip_queries.extend(attack.clip_queries[-left.numel():])
+            fooled = self._fooled_now(x[left], d, y[left], t)
+            hit = left[fooled]
+            delta[hit] = d[fooled]
+            wrong[hit] = True
+            for i in hit.tolist():
+                label[i] = attack.name
+        self.broken_by.extend(label)
+        return Best(delta)
+
+    def _fooled_now(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor,
+                    target: torch.Tensor | None) -> torch.Tensor:
+        self.checks += x.shape[0]
+        return self.fooled_by_prediction(self._predict((x + delta).clamp(-1.0, 1.0)), y, target)
+
+    @staticmethod
+    def fooled_by_prediction(pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        return pred != y if target is None else pred == target
+
+    def counts(self) -> dict[str, int]:
+        """How many clips each attack broke, plus ``clean`` and ``robust``, in ensemble order."""
+        return broken_by_counts(self.broken_by)
+
+
+def broken_by_counts(broken_by: Sequence[str]) -> dict[str, int]:
+    """Clips per outcome of an ``auto`` run, every outcome listed in cascade order."""
+    c = Counter(broken_by)
+    return {k: int(c.get(k, 0)) for k in (CLEAN, *SEQUENCE, ROBUST)}
