@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from testbed.attacks.bounds import Annotated, Range, Seed
 from testbed.attacks.ste import straight_through
 from testbed.errors import AttackError
 
@@ -66,8 +67,8 @@ class Attack:
         model: torch.nn.Module,
         eps: float,
         *,
-        seed: int = 0,
-        eot_samples: int | None = None,
+        seed: Seed = 0,
+        eot_samples: Annotated[int | None, Range(1, 10_000, integer=True)] = None,
         bpda: bool = True,
         loss: str = "ce",
     ) -> None:
