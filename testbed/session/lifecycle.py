@@ -26,6 +26,7 @@ from testbed.session.deps import (
 from testbed.session.manifest import build_manifest
 from testbed.session.plan import Plan, check_plan, load_plan, parse_plan
 from testbed.session.store import SessionStore, sessions_root
+from testbed.session.store.paths import new_session_dir
 from testbed.session.trials import attack_configs, expand_trials
 
 
@@ -71,8 +72,7 @@ def create_session(
     root = sessions_root(root)
     root.mkdir(parents=True, exist_ok=True)
     sid = session_id or new_session_id(plan, root)
-    if not all(c.isalnum() or c in "-_." for c in sid):
-        raise SessionError(f"--id: {sid!r}: use letters, digits, '-', '_' or '.' only")
+    path = new_session_dir(root, sid)   # a safe name that stays inside the sessions root
     u = plan.utterances
     try:
         utts = utterances if utterances is not None else command_utterances(
@@ -115,7 +115,7 @@ def create_session(
         "dut_mic": rig.dut.mic,
         "models_root": str(Path(models_root).resolve()) if models_root else None,
     }
-    return SessionStore.create(root / sid, meta=meta, files=files, attacks=attack_configs(plan),
+    return SessionStore.create(path, meta=meta, files=files, attacks=attack_configs(plan),
                                utterances=utts, planned=trials, sample_rate=rig.sample_rate)
 
 

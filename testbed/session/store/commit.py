@@ -18,7 +18,7 @@ import numpy as np
 
 from testbed.fileio import atomic_write, fsync_dir
 from testbed.session.store.audio import flac_bytes, sha256_hex, wav_float_bytes
-from testbed.session.store.paths import safe_name
+from testbed.session.store.paths import contained, safe_name
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.store.schema import SCHEMA_VERSION, init_schema
 from testbed.session.trials import AttackConfig, TrialSpec
@@ -64,7 +64,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
     ``audio/<name>`` and fsync ``audio``; returns file name -> sha256.
 
     A leftover ``audio/<name>`` (a crash between rename and commit: never committed) is replaced.
-    Raises OSError with nothing left behind.
+    Raises OSError (or SessionError for a file name that would leave the folder) with nothing left behind.
     """
     final = audio / name
     tmp = audio / f".tmp-{name}-{os.getpid()}"
@@ -75,7 +75,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         tmp.mkdir()
         hashes = {}
         for fname, data in blobs.items():
-            with open(tmp / fname, "wb") as fh:   # the folder rename below is what makes it atomic
+            with open(contained(tmp, fname), "wb") as fh:   # the folder rename below is what makes it atomic
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -83,7 +83,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         fsync_dir(tmp)
         os.rename(tmp, final)
         fsync_dir(audio)
-    except OSError:
+    except BaseException:   # any failure, an interrupt included: no .tmp- folder stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return hashes

@@ -18,7 +18,9 @@ import numpy as np
 
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
+from testbed.names import name_problem
 from testbed.session.store import commit, recovery
+from testbed.session.store.finite import quarantine_nonfinite
 from testbed.session.store.audio import wav_float_bytes
 from testbed.session.store.lock import WriterLock
 from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
@@ -85,6 +87,9 @@ class SessionStore(SessionReader):
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SessionError(f"{path}: cannot create the session folder: {exc.strerror or exc}") from None
+        except BaseException:   # anything else (bad data, an interrupt): no half-made folder stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return cls(path)
 
     @classmethod
@@ -155,11 +160,16 @@ class SessionStore(SessionReader):
     def commit_trial(self, rec: TrialRecord, sample_rate: int) -> None:
         """Commit one trial: files (temp, fsync, rename), then one transaction.
 
+        A capture or played signal with NaN or inf samples is committed as a FAILED trial naming
+        them (see :func:`~testbed.session.store.finite.quarantine_nonfinite`), never encoded as is.
+
         Raises
         ------
         SessionError
             The disk is full or read-only; the trial is not kept, nothing committed is touched.
         """
+        rec = quarantine_nonfinite(rec)
+        _check_file_names(self.path, rec)
         name = trial_dir_name(rec.trial_id)
         audio = self.path / "audio"
         final = audio / name
@@ -198,3 +208,18 @@ class SessionStore(SessionReader):
             commit.rollback(self.db)
             raise SessionError(f"{self.path / DB_NAME}: cannot add evaluations: {exc}") from None
         return len(rows)
+
+
+def _check_file_names(folder: Path, rec: TrialRecord) -> None:
+    """Refuse a trial whose mic or speaker names are not safe names (:mod:`testbed.names`) or whose
+    files would collide (``<mic>.flac`` vs ``<speaker>.played.flac``, or two names differing in case):
+    no file of a trial can overwrite another or land outside its folder."""
+    named = [("mic", c.mic) for c in rec.captures] + [("speaker", s) for s in rec.played]
+    for what, n in named:
+        problem = name_problem(n)
+        if problem is not None:
+            raise SessionError(f"{folder}: trial {rec.trial_id}: {what} name {problem}; nothing was written")
+    files = [f"{c.mic}.flac" for c in rec.captures] + [f"{s}.played.flac" for s in rec.played]
+    if len({f.casefold() for f in files}) != len(files):
+        raise SessionError(f"{folder}: trial {rec.trial_id}: two files of the trial would be one "
+                           f"({', '.join(sorted(files))}); nothing was written")
