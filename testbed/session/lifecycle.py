@@ -19,6 +19,7 @@ from testbed.session.deps import (
     Models,
     attack_kinds,
     attack_param_names,
+    attack_param_problem,
     calibration_dict,
     command_utterances,
     load_calibration,
@@ -46,7 +47,7 @@ def prepare(plan_path: Path | str, rig_path: Path | str, models_root: Path | Non
     plan = load_plan(plan_path)
     rig = load_rig(rig_path)
     models = Models(models_root)
-    check_plan(plan, rig, models.labels(), attack_kinds(), attack_param_names())
+    check_plan(plan, rig, models.labels(), attack_kinds(), attack_param_names(), attack_param_problem)
     return plan, rig, models
 
 

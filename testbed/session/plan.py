@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -259,6 +260,7 @@ def check_plan(
     model_labels: dict[str, list[str]] | None,
     attack_kinds: list[str] | None = None,
     attack_params: dict[str, list[str]] | None = None,
+    attack_bounds: Callable[[str, str, Any], str | None] | None = None,
 ) -> None:
     """Check ``plan`` against ``rig`` and the zoo; raise one-line :class:`PlanError`.
 
@@ -268,6 +270,8 @@ def check_plan(
         the model checks (no zoo yet, e.g. a dry run on a fresh workspace).
     attack_kinds : the attack registry's kinds, or None to skip that check.
     attack_params : ``{kind: accepted hyper-parameter names}``, or None to skip that check.
+    attack_bounds : ``(kind, parameter, value) -> problem or None`` by the bounds each attack
+        declares (:func:`testbed.session.deps.attack_param_problem`), or None to skip that check.
     """
     src = plan.source or "<plan>"
     _check_source(src, plan.utterances.source)
@@ -299,7 +303,10 @@ def check_plan(
                     where = "steps" if p == "steps" and p not in a.params else f"params.{p}"
                     raise PlanError(f"{src}: attacks[{i}].{where}: attack {kind!r} takes no parameter {p!r} "
                                     f"(accepted: {', '.join(accepted)})")
-            _check_param_bounds(src, i, kind, a.params)
+            for name, value in a.params.items() if attack_bounds is not None else ():
+                problem = attack_bounds(kind, name, value)
+                if problem is not None:
+                    raise PlanError(f"{src}: attacks[{i}].params.{name}: {problem} (attack {kind!r})")
         if a.kind != NO_ATTACK and a.source_model is None:
             raise PlanError(f"{src}: attacks[{i}].source_model: required for attack {a.kind!r}")
     if model_labels is None:
@@ -339,15 +346,3 @@ def _check_source(src: object, source: str) -> None:
             return
     raise PlanError(f"{src}: utterances.source: unknown source {source!r} "
                     f"(use synthetic, {', '.join(p + 'PATH' for p in FOLDER_SOURCES)})")
-
-
-def _check_param_bounds(src: object, i: int, kind: str, params: dict[str, Any]) -> None:
-    """Range-check ``params`` by the bounds attack ``kind`` declares on its own parameters."""
-    from testbed.attacks.registry import ATTACKS, param_problem   # lazy: imports torch
-
-    if kind not in ATTACKS:
-        return
-    for name, value in params.items():
-        problem = param_problem(kind, name, value)
-        if problem is not None:
-            raise PlanError(f"{src}: attacks[{i}].params.{name}: {problem} (attack {kind!r})")
