@@ -239,3 +239,53 @@ def test_capture_record_with_finite_signal_is_unchanged(hand_store):
     hand_store.commit_trial(rec, SR)
     assert not rec.failed and rec.error is None and np.array_equal(rec.captures[0].signal, sig)
     assert isinstance(rec.captures[0], CaptureRecord) and "nonfinite_samples" not in rec.facts
+
+
+def test_zoo_model_names_cannot_leave_the_zoo(tmp_path):
+    from testbed.errors import ModelError
+    from testbed.models import Zoo
+
+    zoo = Zoo(tmp_path / "zoo")
+    for bad in ("../evil", "a/b", "..", ".hidden"):
+        with pytest.raises(ModelError, match="model name"):
+            zoo.card(bad)
+        with pytest.raises(ModelError):
+            zoo.add_files(bad, {"name": bad}, b"x")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_a_run_whose_backend_returns_nan_records_a_failed_trial_and_finishes(tmp_path, office_rig_path, tiny_zoo):
+    """End to end: a NaN from the audio backend (a broken driver) fails that one trial with the reason;
+    the run finishes every other trial, leaves no .tmp- folder and the session resumes cleanly."""
+    import sqlite3
+
+    from testbed.audio.sim import SimBackend
+    from testbed.session import Runner, create_session, open_runner_parts
+    from tests.session.conftest import quick_plan, tone_utterances
+
+    class NanSim(SimBackend):
+        calls = 0
+
+        def run_trial(self, plays, record_s, placement=None):
+            cap = super().run_trial(plays, record_s, placement)
+            NanSim.calls += 1
+            if NanSim.calls == 2:
+                cap.mics["cheap"][50:60] = np.nan
+            return cap
+
+    store = create_session(quick_plan(tmp_path), office_rig_path, root=tmp_path / "s", models_root=tiny_zoo,
+                           session_id="nan-run", utterances=tone_utterances(["yes"]))
+    rig, plan, models, cal = open_runner_parts(store)
+    Runner(store, rig, plan, models, backend=NanSim(rig, seed=1)).run()
+    st = store.status()
+    assert st["done"] == 4 and st["failed"] == 1 and "non-finite" in st["last_error"]
+    assert _leftovers(store.path) == [] and store.verify_captures() == []
+    with sqlite3.connect(store.path / "session.sqlite") as db:
+        (err,) = db.execute("SELECT error FROM trials WHERE failed = 1").fetchone()
+    assert "mic cheap: 10 sample(s)" in err
+    store.close()
+    again = SessionStore.open("nan-run", root=tmp_path / "s")
+    r, p, m, c = open_runner_parts(again)
+    Runner(again, r, p, m, calibration=c).run()          # nothing left: resume is a clean no-op
+    assert again.status()["done"] == 4
+    again.close()
