@@ -37,19 +37,23 @@ class Range:
         return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
 
     def problem(self, v: object) -> str | None:
-        """Why the single value ``v`` is out of bounds, or None."""
+        """Why the single value ``v`` is out of bounds (``"must be ..., got v"``), or None."""
         if isinstance(v, bool) or not isinstance(v, Real):
             return f"must be a{'n integer' if self.integer else ' number'}, got {v!r}"
         if not math.isfinite(float(v)):
             return f"must be a finite number, got {v!r}"
         x = float(v)
-        if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
-            return f"{v!r} is out of range {self.describe()}"
-        if self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)):
-            return f"{v!r} is out of range {self.describe()}"
-        if self.integer and not isinstance(v, Integral):
-            return f"must be an integer, got {v!r}"
+        low = self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo))
+        high = self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi))
+        if low or high or (self.integer and not isinstance(v, Integral)):
+            return f"must be {self.what()}, got {v!r}"
         return None
+
+    def what(self) -> str:
+        """``"a positive integer up to 100000"``, ``"an integer in [2, 64]"``, ``"in (0, 1]"``."""
+        if self.integer and self.lo == 1 and not self.lo_open:
+            return "a positive integer" + ("" if self.hi is None else f" up to {_num(self.hi)}")
+        return f"{'an integer ' if self.integer else ''}in {self.describe()}"
 
 
 def _num(x: float) -> str:

@@ -102,7 +102,7 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
     for k, v in params.items():
         problem = param_problem(kind, k, v)
         if problem is not None:
-            raise AttackError(f"{kind}: {k}: {problem}")
+            raise AttackError(f"{kind}: {k} {problem}")
     return cls(model, eps, **params)
 
 

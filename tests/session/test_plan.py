@@ -152,14 +152,14 @@ def _one_line_exit_2(r, *needles: str) -> str:
     (BASE.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {alpha = nan}'),
      "attacks.1.params", "alpha: must be a finite number"),
     (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {steps = 1e9}'),
-     "attacks[1].params.steps", "out of range [1, 100000]"),
+     "attacks[1].params.steps", "must be a positive integer up to 100000, got 1000000000.0"),
     (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {steps = 2.5}'),
      "attacks[1].params.steps", "integer"),
     (BASE.replace('kind = "fgsm"', 'kind = "eot-pgd"').replace(
         'source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {eot_samples = -3}'),
-     "attacks[1].params.eot_samples", "-3 is out of range [1, 10000]"),
+     "attacks[1].params.eot_samples", "must be a positive integer up to 10000, got -3"),
     (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nover_the_air = true\n'
-                  'params = {delay_ms = [0, 1e12]}'), "attacks[1].params.delay_ms", "out of range"),
+                  'params = {delay_ms = [0, 1e12]}'), "attacks[1].params.delay_ms", "[1] must be in [-10000, 10000], got 1000000000000.0"),
     (BASE.replace('placements = ["P1", "P2", "P3"]', 'placements = ["../P1"]'), "sweep.placements", "../P1"),
     (BASE.replace('source_model = "lm-fp32"', 'source_model = "../../lm-fp32"'), "attacks.1.source_model",
      "../../lm-fp32"),
