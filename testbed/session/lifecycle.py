@@ -85,6 +85,8 @@ def create_session(
     for uid, _, sig, _ in utts:
         if len(sig) == 0:
             raise SessionError(f"{plan.source}: utterances: {uid} is empty")
+        if not np.all(np.isfinite(sig)):
+            raise SessionError(f"{plan.source}: utterances: {uid} has non-finite samples (NaN/inf)")
     trials = expand_trials(plan, [(uid, lab) for uid, lab, _, _ in utts])
     calibration, cal_path = load_calibration(rig)
     plan_bytes = Path(plan_path).read_bytes()

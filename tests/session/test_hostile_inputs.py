@@ -289,3 +289,25 @@ def test_a_run_whose_backend_returns_nan_records_a_failed_trial_and_finishes(tmp
     Runner(again, r, p, m, calibration=c).run()          # nothing left: resume is a clean no-op
     assert again.status()["done"] == 4
     again.close()
+
+
+def test_cached_signals_stay_inside_the_session(hand_store, tmp_path):
+    sig = np.zeros(16, np.float32)
+    hand_store.write_cached("perturbations/ok.wav", sig, SR)
+    assert (hand_store.path / "perturbations/ok.wav").is_file()
+    for rel in ("../../escaped.wav", "/tmp/escaped.wav"):
+        with pytest.raises(SessionError, match="refusing to write"):
+            hand_store.write_cached(rel, sig, SR)
+    assert not (tmp_path / "escaped.wav").exists()
+
+
+def test_a_nan_utterance_is_refused_before_the_session_exists(tmp_path, office_rig_path, tiny_zoo):
+    from testbed.session import create_session
+    from tests.session.conftest import quick_plan, tone_utterances
+
+    utts = tone_utterances(["yes", "no"])
+    utts[1][2][7] = np.nan
+    with pytest.raises(SessionError, match=r"utterances: no-0 has non-finite samples"):
+        create_session(quick_plan(tmp_path), office_rig_path, root=tmp_path / "sessions", session_id="u",
+                       models_root=tiny_zoo, utterances=utts)
+    assert not (tmp_path / "sessions" / "u").exists()

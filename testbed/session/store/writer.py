@@ -18,7 +18,7 @@ import numpy as np
 
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
-from testbed.names import name_problem
+from testbed.names import inside, name_problem
 from testbed.session.store import commit, recovery
 from testbed.session.store.finite import quarantine_nonfinite
 from testbed.session.store.audio import wav_float_bytes
@@ -150,7 +150,11 @@ class SessionStore(SessionReader):
             raise SessionError(f"{self.path / DB_NAME}: cannot store meta {key!r}: {exc}") from None
 
     def write_cached(self, rel: str, signal: np.ndarray, sample_rate: int) -> None:
-        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel``."""
+        """Store an exact float32 signal (e.g. a crafted perturbation) at ``rel`` (inside the session)."""
+        try:
+            inside(self.path, rel)
+        except ValueError as exc:
+            raise SessionError(f"{self.path}: refusing to write {exc}") from None
         try:
             atomic_write(self.path / rel, wav_float_bytes(signal, sample_rate))
         except OSError as exc:
