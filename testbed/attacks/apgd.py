@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from testbed.attacks.bounds import Annotated, Range
 from testbed.attacks.base import DLR_LOSSES, Attack, _positive_int
 from testbed.attacks.best import Best
 from testbed.errors import AttackError
@@ -85,7 +86,8 @@ class APGD(Attack):
     name = "apgd"
     losses = DLR_LOSSES
 
-    def __init__(self, model, eps: float, *, steps: int = 100, random_start: bool = True, **common) -> None:
+    def __init__(self, model, eps: float, *, steps: Annotated[int, Range(2, 100_000, integer=True)] = 100,
+                 random_start: bool = True, **common) -> None:
         super().__init__(model, eps, **common)
         self.steps = _positive_int(self.name, "steps", steps)
         if self.steps < 2:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from testbed.attacks.bounds import Annotated, Count, Range
 from testbed.attacks.apgd import APGDCE, APGDDLR
 from testbed.attacks.base import Attack, _positive_int
 from testbed.attacks.best import Best
@@ -59,7 +60,8 @@ class AutoAttack(Attack):
 
     name = "auto"
 
-    def __init__(self, model, eps: float, *, steps: int = 100, n_queries: int = 1000, **common) -> None:
+    def __init__(self, model, eps: float, *, steps: Annotated[int, Range(2, 100_000, integer=True)] = 100,
+                 n_queries: Count = 1000, **common) -> None:
         restarts = common.pop("restarts", 1)
         common.pop("loss", None)            # each attack of the ensemble has its own objective
         super().__init__(model, eps, **common)

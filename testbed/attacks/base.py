@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from testbed.attacks.best import Best
 from testbed.attacks.losses import dlr_loss, logit_margin, targeted_dlr_loss
 from testbed.attacks.ste import GRADIENTS, gradient_mode
+from testbed.attacks.bounds import Annotated, Range, Seed
 from testbed.errors import AttackError
 
 #: EOT samples used by default against models that declare ``stochastic = True``.
@@ -86,11 +87,11 @@ class Attack:
         model: torch.nn.Module,
         eps: float,
         *,
-        seed: int = 0,
-        eot_samples: int | None = None,
+        seed: Seed = 0,
+        eot_samples: Annotated[int | None, Range(1, 10_000, integer=True)] = None,
         bpda: bool = True,
         loss: str = "ce",
-        restarts: int = 1,
+        restarts: Annotated[int, Range(1, 1000, integer=True)] = 1,
         gradient: str = "ste",
     ) -> None:
         try:

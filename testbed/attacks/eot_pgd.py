@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from testbed.attacks.base import DEFAULT_EOT_SAMPLES
+from testbed.attacks.bounds import Annotated, Range
 from testbed.attacks.pgd import PGD
 
 
@@ -21,5 +22,7 @@ class EOTPGD(PGD):
 
     name = "eot-pgd"
 
-    def __init__(self, model, eps: float, *, eot_samples: int = DEFAULT_EOT_SAMPLES, **params) -> None:
+    def __init__(self, model, eps: float, *,
+                 eot_samples: Annotated[int, Range(1, 10_000, integer=True)] = DEFAULT_EOT_SAMPLES,
+                 **params) -> None:
         super().__init__(model, eps, eot_samples=eot_samples, **params)

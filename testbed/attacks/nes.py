@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from testbed.attacks.base import Attack, _positive_int, logit_margin
+from testbed.attacks.bounds import Alpha, Annotated, Count, Range, Steps
 from testbed.errors import AttackError
 
 
@@ -51,9 +52,12 @@ class NES(Attack):
     name = "nes"
     needs_gradients = False
 
-    def __init__(self, model, eps: float, *, iterations: int = 20, population: int = 64,
-                 sigma: float = 1e-3, alpha: float | None = None, antithetic: bool = True,
-                 max_queries: int | None = None, batch_size: int = 512, **common) -> None:
+    def __init__(self, model, eps: float, *, iterations: Steps = 20,
+                 population: Annotated[int, Range(2, 100_000, integer=True)] = 64,
+                 sigma: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 1e-3, alpha: Alpha = None,
+                 antithetic: bool = True,
+                 max_queries: Annotated[int | None, Range(1, 10**10, integer=True)] = None,
+                 batch_size: Count = 512, **common) -> None:
         common.setdefault("eot_samples", 1)
         super().__init__(model, eps, **common)
         self.iterations = _positive_int(self.name, "iterations", iterations)

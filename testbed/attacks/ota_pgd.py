@@ -7,6 +7,7 @@ import torch
 from testbed.attacks.channels import ChannelBank, OverTheAir
 from testbed.attacks.pgd import PGD
 from testbed.attacks.base import _positive_int
+from testbed.attacks.bounds import Alpha, Annotated, Db, DbPair, DelayPairMs, Range, Seed
 from testbed.errors import AttackError
 
 
@@ -61,11 +62,14 @@ class OTAPGD(PGD):
     name = "ota-pgd"
 
     def __init__(self, model, eps: float, *, channel: OverTheAir | None = None, rig=None,
-                 mics=None, placement: str | None = None, n_channels: int = 8,
-                 position_jitter_m: float = 0.1, channel_seed: int = 0,
-                 delay_ms=(0.0, 500.0), gain_db=(-2.0, 2.0), noise_db=(-3.0, 3.0),
-                 input_gain_db: float = 0.0, eot_samples: int = 4,
-                 length_samples: int | None = None, alpha: float | None = None, **params) -> None:
+                 mics=None, placement: str | None = None,
+                 n_channels: Annotated[int, Range(1, 1024, integer=True)] = 8,
+                 position_jitter_m: Annotated[float, Range(0.0, 10.0)] = 0.1, channel_seed: Seed = 0,
+                 delay_ms: DelayPairMs = (0.0, 500.0), gain_db: DbPair = (-2.0, 2.0),
+                 noise_db: DbPair = (-3.0, 3.0), input_gain_db: Db = 0.0,
+                 eot_samples: Annotated[int, Range(1, 10_000, integer=True)] = 4,
+                 length_samples: Annotated[int | None, Range(1, 10**7, integer=True)] = None,
+                 alpha: Alpha = None, **params) -> None:
         alpha = alpha if alpha is not None else float(eps) / 10.0
         super().__init__(model, eps, eot_samples=eot_samples, alpha=alpha, **params)
         self.channel = build_over_the_air(

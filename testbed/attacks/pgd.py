@@ -6,6 +6,7 @@ import torch
 
 from testbed.attacks.base import Attack, _positive_int
 from testbed.attacks.best import Best
+from testbed.attacks.bounds import Alpha, Steps
 from testbed.errors import AttackError
 
 
@@ -38,7 +39,7 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, model, eps: float, *, steps: int = 20, alpha: float | None = None,
+    def __init__(self, model, eps: float, *, steps: Steps = 20, alpha: Alpha = None,
                  random_start: bool = True, **common) -> None:
         super().__init__(model, eps, **common)
         self.steps = _positive_int(self.name, "steps", steps)

@@ -9,6 +9,7 @@ import torch
 from testbed.attacks.apgd import APGD, APGDCE, APGDDLR
 from testbed.attacks.auto import AutoAttack
 from testbed.attacks.base import Attack
+from testbed.attacks.bounds import Range, bounds_of, value_problem
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
 from testbed.attacks.nes import NES
@@ -37,6 +38,41 @@ def attack_params(kind: str) -> list[str]:
     return names
 
 
+def param_bounds(kind: str) -> dict[str, Range]:
+    """``{parameter: Range}`` that attack ``kind`` declares on its keyword parameters (its own
+    ``Annotated[..., Range(...)]`` and its base classes'; a subclass's bound wins)."""
+    cls = _lookup(kind)
+    out: dict[str, Range] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        out.update(bounds_of(klass.__init__))
+    return out
+
+
+def _defaults(kind: str) -> dict[str, object]:
+    cls = _lookup(kind)
+    out: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind == p.KEYWORD_ONLY:
+                out[p.name] = p.default
+    return out
+
+
+def param_problem(kind: str, name: str, value: object) -> str | None:
+    """Why ``value`` is not an acceptable ``name`` for attack ``kind`` by the bounds the attack
+    declares (None when it is, or when the parameter declares no bounds)."""
+    rng = param_bounds(kind).get(name)
+    if rng is None:
+        return None
+    if value is None and _defaults(kind).get(name) is not None:
+        return "must be a number, got None"
+    return value_problem(rng, value)
+
+
 def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Attack:
     """Build attack ``kind`` on ``model`` with bound ``eps`` and its hyper-parameters.
 
@@ -55,7 +91,8 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
     Raises
     ------
     AttackError
-        Unknown kind, unknown parameter, or a value the attack cannot honour.
+        Unknown kind, unknown parameter, a value outside the bounds the attack declares
+        (:func:`param_bounds`), or a value the attack cannot honour.
 
     Example
     -------
@@ -66,6 +103,10 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
     unknown = [k for k in params if k not in allowed]
     if unknown:
         raise AttackError(f"{kind}: unknown parameter {unknown[0]!r} (accepted: {', '.join(allowed)})")
+    for k, v in params.items():
+        problem = param_problem(kind, k, v)
+        if problem is not None:
+            raise AttackError(f"{kind}: {k} {problem}")
     return cls(model, eps, **params)
 
 

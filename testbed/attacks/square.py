@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from testbed.attacks.bounds import Annotated, Count, Range
 from testbed.attacks.base import Attack, _positive_int
 from testbed.attacks.best import Best
 from testbed.errors import AttackError
@@ -68,7 +69,8 @@ class Square(Attack):
     name = "square"
     needs_gradients = False
 
-    def __init__(self, model, eps: float, *, n_queries: int = 1000, p_init: float = 0.05,
+    def __init__(self, model, eps: float, *, n_queries: Count = 1000,
+                 p_init: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 0.05,
                  loss: str = "margin", **common) -> None:
         common.setdefault("eot_samples", 1)
         super().__init__(model, eps, loss=loss, **common)

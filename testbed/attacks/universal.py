@@ -6,6 +6,7 @@ import torch
 
 from testbed.attacks.base import _positive_int
 from testbed.attacks.best import Best
+from testbed.attacks.bounds import Alpha, Annotated, Count, Db, DbPair, DelayPairMs, Range, Seed, Steps
 from testbed.attacks.channels import OverTheAir
 from testbed.attacks.ota_pgd import build_over_the_air
 from testbed.attacks.pgd import PGD
@@ -53,13 +54,16 @@ class Universal(PGD):
     name = "universal"
     supported_modes = ("untargeted", "targeted")
 
-    def __init__(self, model, eps: float, *, steps: int = 100, alpha: float | None = None,
-                 length_samples: int | None = None, batch_size: int = 32, loop: bool = True,
-                 delay_ms=(0.0, 500.0), over_the_air: bool = False,
+    def __init__(self, model, eps: float, *, steps: Steps = 100, alpha: Alpha = None,
+                 length_samples: Annotated[int | None, Range(1, 10**7, integer=True)] = None,
+                 batch_size: Count = 32, loop: bool = True,
+                 delay_ms: DelayPairMs = (0.0, 500.0), over_the_air: bool = False,
                  channel: OverTheAir | None = None, rig=None, mics=None, placement=None,
-                 n_channels: int = 8, position_jitter_m: float = 0.1, channel_seed: int = 0,
-                 gain_db=(-2.0, 2.0), noise_db=(-3.0, 3.0), input_gain_db: float = 0.0,
-                 sample_rate: int | None = None, **params) -> None:
+                 n_channels: Annotated[int, Range(1, 1024, integer=True)] = 8,
+                 position_jitter_m: Annotated[float, Range(0.0, 10.0)] = 0.1, channel_seed: Seed = 0,
+                 gain_db: DbPair = (-2.0, 2.0), noise_db: DbPair = (-3.0, 3.0), input_gain_db: Db = 0.0,
+                 sample_rate: Annotated[int | None, Range(8000, 192_000, integer=True)] = None,
+                 **params) -> None:
         alpha = alpha if alpha is not None else float(eps) / 20.0
         super().__init__(model, eps, steps=steps, alpha=alpha, **params)
         if self.restarts != 1:

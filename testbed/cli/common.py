@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -73,10 +74,28 @@ def split_floats(value: str | None, what: str) -> list[float]:
     out = []
     for v in split_csv(value):
         try:
-            out.append(float(v))
+            x = float(v)
         except ValueError:
             raise TestbedError(f"{what}: {v!r} is not a number") from None
+        if not math.isfinite(x):
+            raise TestbedError(f"{what}: {v!r} is not a finite number")
+        out.append(x)
     return out
+
+
+def finite_float(ctx, param, value: float | None) -> float | None:
+    """Typer ``callback=`` for a float option: refuse ``nan`` / ``inf`` (which click parses) with a
+    one-line error naming the option; None (not given) passes."""
+    from testbed.errors import TestbedError
+
+    if value is not None and not math.isfinite(value):
+        name = (param.opts[0] if getattr(param, "opts", None) else getattr(param, "name", "option"))
+        raise TestbedError(f"{name}: {value} is not a finite number")
+    return value
+
+
+def _no_constant(token: str):
+    raise ValueError(token)
 
 
 def parse_key_values(items: list[str] | None, option: str, example: str) -> dict:
@@ -94,10 +113,21 @@ def parse_key_values(items: list[str] | None, option: str, example: str) -> dict
         if not sep or not key:
             raise TestbedError(f"{option}: {item!r} is not KEY=VALUE (e.g. {option} {example})")
         try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            out[key] = json.loads(raw, parse_constant=_no_constant)   # NaN / Infinity are no numbers
+        except ValueError:
+            if raw.strip().lstrip("+-").lower() in ("nan", "inf", "infinity") or _has_constant(raw):
+                raise TestbedError(f"{option}: {item!r}: {key} must be a finite number") from None
             out[key] = raw
     return out
+
+
+def _has_constant(raw: str) -> bool:
+    """Whether ``raw`` is JSON but for a NaN / Infinity inside (``[0, NaN]``)."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def table_rows(rows: Iterable[dict]) -> list[dict]:

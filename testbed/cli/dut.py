@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, err_console, print_json
+from testbed.cli.common import console, err_console, finite_float, print_json
 
 app = typer.Typer(help="The serial device under test (DUT): check one, or emulate one.", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ def check(
     rig_path: Path = typer.Argument(..., help="rig TOML file with \\[dut] transport = 'serial'", show_default=False),
     probe: bool = typer.Option(True, "--probe/--no-probe",
                                help="also run one trial (silence injected, or the DUT's own mic)"),
-    window_ms: float = typer.Option(1000.0, "--window-ms", help="listening window of the probe trial, ms"),
+    window_ms: float = typer.Option(1000.0, "--window-ms", callback=finite_float, help="listening window of the probe trial, ms"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Talk to the rig's serial DUT: handshake, then one probe trial; report what it said.

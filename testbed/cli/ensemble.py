@@ -9,14 +9,14 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, make_progress, print_json, split_csv
+from testbed.cli.common import console, finite_float, make_progress, print_json, split_csv
 
 
 def ensemble_curve(
     name: str = typer.Argument(..., help="a stochastic model, e.g. lm-slr8", show_default=False),
     members: str = typer.Option("1,2,4,8,16", "--members", help="ensemble sizes, comma-separated"),
     attack: str = typer.Option("pgd", "--attack", "-a", help="white-box attack: fgsm | pgd | eot-pgd"),
-    eps: float = typer.Option(0.005, "--eps", help="L-inf bound, PCM scale"),
+    eps: float = typer.Option(0.005, "--eps", callback=finite_float, help="L-inf bound, PCM scale"),
     steps: int = typer.Option(20, "--steps", help="attack iterations (pgd, eot-pgd)"),
     adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive",
                                   help="adaptive: every gradient averages --eot-samples draws of the "

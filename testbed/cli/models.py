@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console, make_progress, parse_key_values, print_json, split_csv
+from testbed.cli.common import console, finite_float, make_progress, parse_key_values, print_json, split_csv
 
 app = typer.Typer(help="The model zoo: build, list, show, eval.", no_args_is_help=True)
 
@@ -32,7 +32,7 @@ def build(
     steps: int = typer.Option(None, "--steps", help="fp32 training steps (default per arch)"),
     finetune_steps: int = typer.Option(None, "--finetune-steps",
                                        help="low-rank fine-tuning steps (default: a third of --steps; 0: none)"),
-    rank_fraction: float = typer.Option(None, "--rank-fraction", show_default=False,
+    rank_fraction: float = typer.Option(None, "--rank-fraction", show_default=False, callback=finite_float,
                                         help="rank kept where the paper's rank would not truncate a layer "
                                              "(default 0.75; the SLR ensemble keeps 0.75 too, at most 16 "
                                              "singular values per layer)"),

@@ -39,7 +39,7 @@ def plan_cmd(
     from testbed.errors import SessionError
     from testbed.rig import load_rig
     from testbed.session import check_plan, estimate_plan, load_plan
-    from testbed.session.deps import Models, attack_kinds, attack_param_names
+    from testbed.session.deps import Models, attack_kinds, attack_param_names, attack_param_problem
 
     plan = load_plan(plan_path)
     rig = load_rig(rig_path)
@@ -47,7 +47,7 @@ def plan_cmd(
         labels = Models(models_dir).labels()
     except SessionError:
         labels = None
-    check_plan(plan, rig, labels or None, attack_kinds(), attack_param_names())
+    check_plan(plan, rig, labels or None, attack_kinds(), attack_param_names(), attack_param_problem)
     est = estimate_plan(plan, rig)
     if json_out:
         print_json({"plan": plan.name, "rig": rig.name, "zoo_checked": bool(labels), **est.as_dict()})

@@ -20,6 +20,7 @@ from testbed.fileio import atomic_write
 from testbed.models.archs import build_model
 from testbed.models.frontend import preprocessing
 from testbed.models.variants import restructure
+from testbed.names import check_name
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
@@ -85,7 +86,7 @@ class Zoo:
         """``(folder, card, members)`` of ``name``, reading the card once; a view ``NAME@kN``
         gets NAME's folder and card (with ``members_at_inference = N``) and ``members = N``."""
         stored, members = split_view(name)
-        folder = self.root / stored
+        folder = self.root / _stored_name(stored)
         if not (folder / CARD_FILE).is_file():
             have = ", ".join(self.names()) or "none; run 'testbed models build'"
             raise ModelError(f"unknown model {name!r} in {self.root} (have: {have})")
@@ -136,7 +137,7 @@ class Zoo:
         (:meth:`load` then checks the weights against the card's sha256)."""
         if split_view(stored)[1] is not None or not stored or "/" in stored:
             raise ModelError(f"model {stored!r}: not a stored model's name")
-        folder = self.root / stored
+        folder = self.root / _stored_name(stored)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / WEIGHTS_FILE, weights, durable=durable)
         atomic_write(folder / CARD_FILE, json.dumps(card, indent=2) + "\n", durable=durable)
@@ -179,7 +180,7 @@ class Zoo:
 
         Returns the completed card.
         """
-        folder = self.root / name
+        folder = self.root / _stored_name(name)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         blob = save(state, metadata={"name": name, "arch": str(card.get("arch")),
@@ -191,6 +192,14 @@ class Zoo:
             card["preprocessing"] = preprocessing(card["arch"], int(card.get("sample_rate", model.sample_rate)))
         atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
         return card
+
+
+def _stored_name(name: str) -> str:
+    """``name`` if it is a safe name (:mod:`testbed.names`): it becomes the model's folder."""
+    try:
+        return check_name(name, "")
+    except ValueError as exc:
+        raise ModelError(f"model name {exc}") from None
 
 
 def _check_preprocessing(card_path: Path, card: dict) -> None:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from testbed.names import casefold_clash, check_model_name, check_name
+
 #: Microphone tiers with built-in models; anything else must be a CSV of (hz, db).
 MIC_TIERS = ("reference", "smartphone", "mems", "electret-cheap")
 #: Loudspeaker models with built-in responses; anything else must be a CSV of (hz, db).
@@ -21,7 +23,8 @@ Vec3 = tuple[float, float, float]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: TOML has nan and inf; no rig number may be either
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Room(_Strict):
@@ -127,6 +130,13 @@ class Dut(_Strict):
     transport: Literal["host", "serial"] = "host"
     serial: DutSerial | None = None
 
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, v: list[str]) -> list[str]:
+        for m in v:
+            check_model_name(m)
+        return v
+
     @model_validator(mode="after")
     def _serial_needs_port(self) -> "Dut":
         if self.transport == "serial" and self.serial is None:
@@ -173,6 +183,23 @@ class Rig(_Strict):
 
     #: The file this rig was loaded from, when it came from one (not part of the TOML).
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return check_name(v, "")
+
+    @field_validator("speakers", "mics", "placements")
+    @classmethod
+    def _safe_keys(cls, v: dict) -> dict:
+        # each name becomes a file or folder name in a session: one safe pattern, no two
+        # names that are one file on a case-insensitive file system
+        for k in v:
+            check_name(k, "")
+        clash = casefold_clash(v)
+        if clash:
+            raise ValueError(f"{clash[0]!r} and {clash[1]!r} differ only in case (one file on some systems)")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "Rig":

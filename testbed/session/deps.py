@@ -107,6 +107,14 @@ def attack_param_names() -> dict[str, list[str]]:
     return {k: list(attack_params(k)) for k in ATTACKS}
 
 
+def attack_param_problem(kind: str, name: str, value: Any) -> str | None:
+    """Why ``value`` breaks the bounds attack ``kind`` declares on parameter ``name`` (None if it does not)."""
+    from testbed.attacks import ATTACKS   # lazy: imports torch
+    from testbed.attacks.registry import param_problem
+
+    return param_problem(kind, name, value) if kind in ATTACKS else None
+
+
 def make_attack(kind: str, model: Any, eps: float, **params: Any) -> Any:
     """An attack of the registry's ``kind`` on ``model`` with bound ``eps`` (PCM full scale)."""
     from testbed.attacks import make_attack as make   # lazy: imports torch

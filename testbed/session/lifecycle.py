@@ -19,6 +19,7 @@ from testbed.session.deps import (
     Models,
     attack_kinds,
     attack_param_names,
+    attack_param_problem,
     calibration_dict,
     command_utterances,
     load_calibration,
@@ -27,6 +28,7 @@ from testbed.session.catalog import parse_tags
 from testbed.session.manifest import build_manifest
 from testbed.session.plan import Plan, check_plan, load_plan, parse_plan
 from testbed.session.store import SessionStore, sessions_root
+from testbed.session.store.paths import new_session_dir
 from testbed.session.trials import attack_configs, expand_trials
 
 
@@ -46,7 +48,7 @@ def prepare(plan_path: Path | str, rig_path: Path | str, models_root: Path | Non
     plan = load_plan(plan_path)
     rig = load_rig(rig_path)
     models = Models(models_root)
-    check_plan(plan, rig, models.labels(), attack_kinds(), attack_param_names())
+    check_plan(plan, rig, models.labels(), attack_kinds(), attack_param_names(), attack_param_problem)
     return plan, rig, models
 
 
@@ -74,8 +76,7 @@ def create_session(
     root = sessions_root(root)
     root.mkdir(parents=True, exist_ok=True)
     sid = session_id or new_session_id(plan, root)
-    if not all(c.isalnum() or c in "-_." for c in sid):
-        raise SessionError(f"--id: {sid!r}: use letters, digits, '-', '_' or '.' only")
+    path = new_session_dir(root, sid)   # a safe name that stays inside the sessions root
     u = plan.utterances
     try:
         utts = utterances if utterances is not None else command_utterances(
@@ -87,6 +88,8 @@ def create_session(
     for uid, _, sig, _ in utts:
         if len(sig) == 0:
             raise SessionError(f"{plan.source}: utterances: {uid} is empty")
+        if not np.all(np.isfinite(sig)):
+            raise SessionError(f"{plan.source}: utterances: {uid} has non-finite samples (NaN/inf)")
     trials = expand_trials(plan, [(uid, lab) for uid, lab, _, _ in utts])
     calibration, cal_path = load_calibration(rig)
     plan_bytes = Path(plan_path).read_bytes()
@@ -120,7 +123,7 @@ def create_session(
         "models_root": str(Path(models_root).resolve()) if models_root else None,
         "tags": manifest["tags"],
     }
-    return SessionStore.create(root / sid, meta=meta, files=files, attacks=attack_configs(plan),
+    return SessionStore.create(path, meta=meta, files=files, attacks=attack_configs(plan),
                                utterances=utts, planned=trials, sample_rate=rig.sample_rate)
 
 

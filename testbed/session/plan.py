@@ -5,12 +5,17 @@ See DESIGN.md, "Plan file". Every table forbids unknown keys so a typo is an err
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from testbed.errors import PlanError
+from testbed.names import check_model_name, check_name
 from testbed.rig.loader import format_validation_error, read_toml
 from testbed.rig.schema import Rig
 
@@ -18,6 +23,10 @@ from testbed.rig.schema import Rig
 NO_ATTACK = "none"
 #: Registry kinds that attack through the rig's channel start with this prefix ("ota-pgd").
 OTA_PREFIX = "ota-"
+#: Default largest number of trials a plan may expand to (``max_trials`` raises it).
+MAX_TRIALS = 100_000
+#: Utterance sources that name a folder: ``<prefix>PATH``.
+FOLDER_SOURCES = ("speech-commands:", "folder:", "ambient:")
 
 
 def registry_kind(kind: str, over_the_air: bool) -> str:
@@ -32,7 +41,29 @@ def through_channel(kind: str) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: TOML has nan and inf; no plan number may be either
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite_tree(v: Any, where: str = "") -> None:
+    """Raise ValueError naming the first nan/inf float anywhere in ``v`` (dicts and lists walked)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{where}: must be a finite number, got {v}" if where else f"must be finite, got {v}")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _finite_tree(x, f"{where}.{k}" if where else str(k))
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _finite_tree(x, f"{where}[{i}]")
+
+
+def _names(v: list[str], check=check_name) -> list[str]:
+    for i, n in enumerate(v):
+        try:
+            check(n)
+        except ValueError as exc:
+            raise ValueError(f"[{i}] {exc}") from None
+    return v
 
 
 class Utterances(_Strict):
@@ -53,6 +84,27 @@ class AttackSpec(_Strict):
     target: str = "untargeted"
     over_the_air: bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="extra attack hyper-parameters")
+
+    @field_validator("params")
+    @classmethod
+    def _finite_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _finite_tree(v)
+        return v
+
+    @field_validator("source_model")
+    @classmethod
+    def _model_name(cls, v: str | None) -> str | None:
+        return v if v is None else check_model_name(v)
+
+    def attack_id(self, eps: float) -> str:
+        """The id of this entry's configuration with bound ``eps`` (the one place it is written)."""
+        aid = f"{self.registry_kind}-{eps:g}-{self.target}-{self.source_model}"
+        if self.steps is not None:
+            aid += f"-s{self.steps}"
+        if self.params:
+            h = hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()
+            aid += f"-{h[:6]}"
+        return aid
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -79,6 +131,11 @@ class Sweep(_Strict):
     placements: list[str] = Field(default_factory=list, description="default: the rig's own positions")
     mics: list[str] = Field(default_factory=list, description="default: every mic")
 
+    @field_validator("placements", "mics")
+    @classmethod
+    def _safe_names(cls, v: list[str]) -> list[str]:
+        return _names(v)
+
     @field_validator("delay_ms", mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:
@@ -98,6 +155,11 @@ class Sweep(_Strict):
 class Evaluate(_Strict):
     models: list[str] = Field(default_factory=list, description="default: the rig's dut.models")
 
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, v: list[str]) -> list[str]:
+        return _names(v, check_model_name)
+
 
 class Timing(_Strict):
     """How long each trial records around the playback."""
@@ -113,6 +175,8 @@ class Plan(_Strict):
     name: str = Field(min_length=1)
     seed: int = 0
     repetitions: int = Field(1, ge=1, le=10000)
+    max_trials: int = Field(MAX_TRIALS, ge=1, le=100_000_000,
+                            description="refuse a plan that expands to more trials than this")
     description: str = ""
     utterances: Utterances
     attacks: list[AttackSpec] = Field(default_factory=lambda: [AttackSpec(kind=NO_ATTACK)])
@@ -125,9 +189,34 @@ class Plan(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not all(c.isalnum() or c in "-_." for c in v):
-            raise ValueError(f"use letters, digits, '-', '_' or '.' only, got {v!r}")
-        return v
+        return check_name(v, "")
+
+    def attack_ids(self) -> list[str]:
+        """The distinct attack configuration ids, in plan order (``"none"`` for clean playback)."""
+        out: dict[str, None] = {}
+        for spec in self.attacks:
+            for aid in (["none"] if spec.kind == NO_ATTACK else [spec.attack_id(e) for e in spec.eps]):
+                out.setdefault(aid)
+        return list(out)
+
+    def trial_count(self, n_utterances: int | None = None) -> int:
+        """How many trials the plan expands to, computed without building them: utterances
+        (default ``labels x per_label``) x attack configs x delays x placements x repetitions."""
+        n_u = len(self.utterances.labels) * self.utterances.per_label if n_utterances is None else n_utterances
+        return (n_u * len(self.attack_ids()) * len(self.sweep.delay_ms) * len(self.placements())
+                * self.repetitions)
+
+    def check_size(self, n_utterances: int | None = None) -> int:
+        """The trial count, or :class:`PlanError` naming it when it is above ``max_trials``."""
+        n = self.trial_count(n_utterances)
+        if n > self.max_trials:
+            n_u = len(self.utterances.labels) * self.utterances.per_label if n_utterances is None else n_utterances
+            raise PlanError(
+                f"{self.source or '<plan>'}: max_trials: the plan expands to {n:,} trials ({n_u} utterances x "
+                f"{len(self.attack_ids())} attack configs x {len(self.sweep.delay_ms)} delays x "
+                f"{len(self.placements())} placements x {self.repetitions} repetitions), above "
+                f"max_trials = {self.max_trials:,}; shrink the sweep or raise max_trials")
+        return n
 
     def eval_models(self, rig: Rig) -> list[str]:
         """The models every capture is evaluated with."""
@@ -146,9 +235,11 @@ def parse_plan(data: dict, source: Path | str = "<plan>") -> Plan:
     """Validate an already-parsed plan mapping (from TOML)."""
     source = Path(source)
     try:
-        return Plan.model_validate({**data, "source": source})
+        plan = Plan.model_validate({**data, "source": source})
     except ValidationError as err:
         raise PlanError(format_validation_error(source, err)) from None
+    plan.check_size()
+    return plan
 
 
 def load_plan(path: Path | str) -> Plan:
@@ -169,6 +260,7 @@ def check_plan(
     model_labels: dict[str, list[str]] | None,
     attack_kinds: list[str] | None = None,
     attack_params: dict[str, list[str]] | None = None,
+    attack_bounds: Callable[[str, str, Any], str | None] | None = None,
 ) -> None:
     """Check ``plan`` against ``rig`` and the zoo; raise one-line :class:`PlanError`.
 
@@ -178,8 +270,11 @@ def check_plan(
         the model checks (no zoo yet, e.g. a dry run on a fresh workspace).
     attack_kinds : the attack registry's kinds, or None to skip that check.
     attack_params : ``{kind: accepted hyper-parameter names}``, or None to skip that check.
+    attack_bounds : ``(kind, parameter, value) -> problem or None`` by the bounds each attack
+        declares (:func:`testbed.session.deps.attack_param_problem`), or None to skip that check.
     """
     src = plan.source or "<plan>"
+    _check_source(src, plan.utterances.source)
     for i, p in enumerate(plan.sweep.placements):
         if p not in rig.placements:
             raise PlanError(f"{src}: sweep.placements[{i}]: rig {rig.name!r} has no placement {p!r} "
@@ -208,6 +303,10 @@ def check_plan(
                     where = "steps" if p == "steps" and p not in a.params else f"params.{p}"
                     raise PlanError(f"{src}: attacks[{i}].{where}: attack {kind!r} takes no parameter {p!r} "
                                     f"(accepted: {', '.join(accepted)})")
+            for name, value in a.params.items() if attack_bounds is not None else ():
+                problem = attack_bounds(kind, name, value)
+                if problem is not None:
+                    raise PlanError(f"{src}: attacks[{i}].params.{name}: {problem} (attack {kind!r})")
         if a.kind != NO_ATTACK and a.source_model is None:
             raise PlanError(f"{src}: attacks[{i}].source_model: required for attack {a.kind!r}")
     if model_labels is None:
@@ -231,3 +330,19 @@ def check_plan(
             if lab not in model_labels[m]:
                 raise PlanError(f"{src}: utterances.labels[{j}]: label {lab!r} is not one of model "
                                 f"{m!r}'s labels ({', '.join(model_labels[m])})")
+
+
+def _check_source(src: object, source: str) -> None:
+    """Refuse an utterance source that is not ``synthetic`` or names a folder that does not exist
+    (a dry run must say so, not only ``session run``)."""
+    if source == "synthetic":
+        return
+    for prefix in FOLDER_SOURCES:
+        if source.startswith(prefix):
+            folder = Path(source[len(prefix):])
+            if not folder.is_dir():
+                raise PlanError(f"{src}: utterances.source: {folder} is not a folder "
+                                f"(from {source!r}; relative paths are from the working directory)")
+            return
+    raise PlanError(f"{src}: utterances.source: unknown source {source!r} "
+                    f"(use synthetic, {', '.join(p + 'PATH' for p in FOLDER_SOURCES)})")

@@ -8,8 +8,6 @@ a slow drift of the room does not line up with one delay or one bound.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -69,12 +67,7 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
         if spec.steps is not None:
             params["steps"] = spec.steps
         for eps in spec.eps:
-            aid = f"{kind}-{eps:g}-{spec.target}-{spec.source_model}"
-            if spec.steps is not None:
-                aid += f"-s{spec.steps}"
-            if spec.params:
-                h = hashlib.sha256(json.dumps(spec.params, sort_keys=True, default=str).encode()).hexdigest()
-                aid += f"-{h[:6]}"
+            aid = spec.attack_id(eps)
             if aid in seen:
                 continue
             seen.add(aid)
@@ -94,7 +87,13 @@ def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSp
     -------
     trials with ``trial_id`` 0..n-1 in execution order; the same plan and utterances
     always give the same list.
+
+    Raises
+    ------
+    PlanError
+        The plan would expand to more than its ``max_trials`` (counted before any list is built).
     """
+    plan.check_size(len(utterances))
     configs = attack_configs(plan)
     combos = [
         (u, lab, c.attack_id, float(d), r)

@@ -127,3 +127,95 @@ def test_dry_run_prints_counts_and_json(cli, tmp_path, office_rig_path):
     assert d["disk_bytes"] > 108 * 3 * 16000   # at least a second of 8-bit audio per capture
     r = cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo])
     assert r.exit_code == 0 and "108" in r.output and "perturbations" in r.output
+
+
+# -- hostile plans (issue #22) -------------------------------------------------------
+PGD = BASE.replace('kind = "fgsm"', 'kind = "pgd"')
+
+
+def _one_line_exit_2(r, *needles: str) -> str:
+    out = r.output
+    assert r.exit_code == 2, out
+    assert "Traceback" not in out
+    assert len([ln for ln in out.strip().splitlines() if ln.strip()]) == 1, out
+    for n in needles:
+        assert n in out, (n, out)
+    return out
+
+
+@pytest.mark.parametrize("text,field,what", [
+    (BASE.replace("delay_ms = [0, 100, 250]", "delay_ms = [0, nan]"), "sweep.delay_ms", "finite"),
+    (BASE.replace("delay_ms = [0, 100, 250]", "delay_ms = inf"), "sweep.delay_ms", "finite"),
+    (BASE.replace("eps = [0.005, 0.01]", "eps = [inf]"), "attacks.1.eps", "finite"),
+    (BASE.replace("eps = [0.005, 0.01]", "eps = nan"), "attacks.1.eps", "finite"),
+    (BASE.replace("[sweep]", "[timing]\npreroll_s = nan\n[sweep]"), "timing.preroll_s", "finite"),
+    (BASE.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {alpha = nan}'),
+     "attacks.1.params", "alpha: must be a finite number"),
+    (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {steps = 1e9}'),
+     "attacks[1].params.steps", "must be a positive integer up to 100000, got 1000000000.0"),
+    (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {steps = 2.5}'),
+     "attacks[1].params.steps", "integer"),
+    (BASE.replace('kind = "fgsm"', 'kind = "eot-pgd"').replace(
+        'source_model = "lm-fp32"', 'source_model = "lm-fp32"\nparams = {eot_samples = -3}'),
+     "attacks[1].params.eot_samples", "must be a positive integer up to 10000, got -3"),
+    (PGD.replace('source_model = "lm-fp32"', 'source_model = "lm-fp32"\nover_the_air = true\n'
+                  'params = {delay_ms = [0, 1e12]}'), "attacks[1].params.delay_ms", "[1] must be in [-10000, 10000], got 1000000000000.0"),
+    (BASE.replace('placements = ["P1", "P2", "P3"]', 'placements = ["../P1"]'), "sweep.placements", "../P1"),
+    (BASE.replace('source_model = "lm-fp32"', 'source_model = "../../lm-fp32"'), "attacks.1.source_model",
+     "../../lm-fp32"),
+    (BASE.replace('name = "t"', 'name = "../t"'), "name", "../t"),
+    (BASE.replace('labels = ["yes", "no"]', 'labels = ["yes", "no"]\nsource = "folder:/no/such/folder"'),
+     "utterances.source", "/no/such/folder is not a folder"),
+    (BASE.replace('labels = ["yes", "no"]', 'labels = ["yes", "no"]\nsource = "tape:x"'),
+     "utterances.source", "unknown source"),
+])
+def test_hostile_plans_exit_2_naming_file_and_field(cli, tmp_path, office_rig_path, text, field, what):
+    zoo = fake_zoo(tmp_path / "zoo", {"lm-fp32": KWS, "lm-lowrank": KWS, "lm-int8": KWS})
+    p = write_plan(tmp_path, text)
+    r = cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo])
+    _one_line_exit_2(r, str(p), field, what)
+
+
+def test_dry_run_refuses_a_missing_utterance_folder(cli, tmp_path, office_rig_path):
+    """The issue's reproduction: the dry run said 'ok' although only 'session run' refused it."""
+    zoo = fake_zoo(tmp_path / "zoo", {"lm-fp32": KWS, "lm-lowrank": KWS, "lm-int8": KWS})
+    missing = tmp_path / "recordings"
+    p = write_plan(tmp_path, BASE.replace('labels = ["yes", "no"]',
+                                          f'labels = ["yes", "no"]\nsource = "folder:{missing}"'))
+    _one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo]),
+                     str(p), "utterances.source", str(missing))
+    missing.mkdir()      # once it exists, the dry run accepts it (its contents are read by 'run')
+    assert cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo]).exit_code == 0
+
+
+def _big(per_label: int, delays: int, extra: str = "") -> str:
+    return BASE.replace("per_label = 2", f"per_label = {per_label}").replace(
+        "delay_ms = [0, 100, 250]", f"delay_ms = {list(range(delays))}").replace('name = "t"', f'name = "t"{extra}')
+
+
+def test_oversized_plan_is_refused_with_its_count_before_expansion(cli, tmp_path, office_rig_path, monkeypatch):
+    """2 labels x 10000 x 3 configs x 1000 delays x 3 placements = 1.8e8 trials: refused at once,
+    with the number, and no trial list is ever built (the issue's plan killed 'session plan')."""
+    import testbed.session.trials as trials
+
+    built = []
+    real = trials.TrialSpec
+    monkeypatch.setattr(trials, "TrialSpec", lambda *a: built.append(a) or real(*a))
+    p = write_plan(tmp_path, _big(10000, 1000))
+    out = _one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path]), str(p), "max_trials",
+                           "180,000,000 trials", "100,000")
+    assert "20000 utterances x 3 attack configs x 1000 delays x 3 placements x 1 repetitions" in out
+    assert built == []
+
+
+def test_max_trials_is_configurable_and_counts_exactly(tmp_path, office_rig_path):
+    # 2 x 100 utterances x 3 configs x 200 delays x 3 placements = 360,000 > the default 100,000
+    with pytest.raises(PlanError, match=r"max_trials: the plan expands to 360,000 trials"):
+        load_plan(write_plan(tmp_path, _big(100, 200)))
+    plan = load_plan(write_plan(tmp_path, _big(100, 200, "\nmax_trials = 360000")))
+    assert plan.trial_count() == 360_000
+    small = load_plan(write_plan(tmp_path, BASE.replace('name = "t"', 'name = "t"\nmax_trials = 108')))
+    utts = [(f"{lab}-{i}", lab) for lab in ("yes", "no") for i in range(2)]
+    assert len(expand_trials(small, utts)) == small.trial_count() == 108
+    with pytest.raises(PlanError, match=r"max_trials: the plan expands to 135 trials"):
+        expand_trials(small, utts + [("yes-9", "yes")])   # utterances given by the caller count too

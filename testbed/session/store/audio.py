@@ -11,10 +11,15 @@ import soundfile as sf
 
 
 def flac_bytes(signal: np.ndarray, sample_rate: int) -> bytes:
-    """``signal`` float32 (n_samples,) as 24-bit FLAC bytes (clipped to [-1, 1])."""
+    """``signal`` float32 (n_samples,) as 24-bit FLAC bytes (clipped to [-1, 1]).
+
+    Raises ValueError for NaN or inf samples (the encoder would fail on them or store garbage);
+    the writer turns such a trial into a failed one before it gets here."""
+    x = np.asarray(signal, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{int(x.size - np.count_nonzero(np.isfinite(x)))} non-finite sample(s): not encoded")
     buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(signal, dtype=np.float32), -1.0, 1.0), sample_rate,
-             format="FLAC", subtype="PCM_24")
+    sf.write(buf, np.clip(x, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_24")
     return buf.getvalue()
 
 

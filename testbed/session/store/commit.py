@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from testbed.fileio import atomic_write, fsync_dir
+from testbed.names import name_problem
 from testbed.session.store.audio import flac_bytes, sha256_hex, wav_float_bytes
-from testbed.session.store.paths import safe_name
+from testbed.session.store.paths import contained, safe_name
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.store.schema import SCHEMA_VERSION, init_schema
 from testbed.session.trials import AttackConfig, TrialSpec
@@ -33,7 +33,6 @@ STEPS = ("written", "fsynced", "renamed", "begun", "inserted", "committed")
 STEP_HOOK: Callable[[str], None] | None = None
 
 #: What a mic or speaker name must look like to become a file name inside a trial's folder.
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 _EVAL_INSERT = ("INSERT INTO evaluations(trial_id, mic, model, model_hash, eval_source, prediction, score_top, "
                 "scores, created_at) VALUES (?,?,?,?,?,?,?,?,?)")
@@ -78,8 +77,8 @@ def _unique_rel(sub: str, name: str, used: set[str]) -> str:
 def check_file_names(rec: TrialRecord) -> None:
     """Refuse a trial whose mic or speaker names cannot be file names inside its folder.
 
-    A name must be a plain file name (letters, digits, ``-``, ``_``, ``.``; no ``/`` and no
-    leading dot) and the trial's files must not collide (a mic called ``user.played`` would overwrite the
+    A name must be a safe name (:func:`testbed.names.name_problem`: letters, digits, ``-``, ``_``,
+    ``.``, starting with a letter or digit, no ``..``) and the trial's files must not collide (a mic called ``user.played`` would overwrite the
     user speaker's played file).
 
     Raises
@@ -87,31 +86,34 @@ def check_file_names(rec: TrialRecord) -> None:
     ValueError
         One line naming the mic or speaker.
     """
-    seen: dict[str, str] = {}
-    for kind, name, fname in ([("mic", c.mic, f"{c.mic}.flac") for c in rec.captures]
-                              + [("speaker", s, f"{s}.played.flac") for s in rec.played]):
-        if not isinstance(name, str) or not _FILE_NAME.match(name):
-            raise ValueError(f"{kind} name {name!r} cannot be a file name (use letters, digits, '-', '_' or '.')")
-        if fname.lower() in seen:
-            raise ValueError(f"{kind} {name!r} and {seen[fname.lower()]} would both write {fname}")
-        seen[fname.lower()] = f"{kind} {name!r}"
-
-
-def check_finite(rec: TrialRecord) -> None:
-    """Refuse a trial whose captures or played signals hold NaN or infinite samples (ValueError)."""
-    for kind, name, sig in ([("mic", c.mic, c.signal) for c in rec.captures]
-                            + [("speaker", s, sig) for s, (sig, _) in rec.played.items()]):
-        if not np.isfinite(np.asarray(sig)).all():
-            raise ValueError(f"{kind} {name!r}: the signal holds NaN or infinite samples")
+    named = ([("mic", c.mic, f"{c.mic}.flac") for c in rec.captures]
+             + [("speaker", s, f"{s}.played.flac") for s in rec.played])
+    seen: dict[str, tuple[str, str]] = {}
+    clash: dict[str, str] = {}
+    for kind, name, fname in named:
+        key = str(fname).lower()
+        if key in seen:
+            other_name, other = seen[key]
+            clash[name] = clash[other_name] = (f"{kind} {name!r} and {other} would both write {fname} "
+                                               f"(two files of the trial would be one)")
+        seen.setdefault(key, (name, f"{kind} {name!r}"))
+    for kind, name, _ in named:              # the one name rule of testbed.names
+        problem = name_problem(name)
+        if problem is not None:
+            also = f"; {clash[name]}" if name in clash else ""
+            raise ValueError(f"{kind} name {problem}; it cannot be a file name{also}")
+    if clash:
+        raise ValueError(next(iter(clash.values())))
 
 
 def trial_blobs(rec: TrialRecord, sample_rate: int) -> dict[str, bytes]:
     """File name -> FLAC bytes of a trial: ``<mic>.flac`` and ``<speaker>.played.flac``.
 
-    Raises ValueError (see :func:`check_file_names`, :func:`check_finite`) before encoding anything.
+    Raises ValueError (see :func:`check_file_names`; a NaN sample is refused by the encoder, and the
+    writer has already stored such a trial as failed, see :mod:`~testbed.session.store.finite`)
+    before writing anything.
     """
     check_file_names(rec)
-    check_finite(rec)
     blobs = {f"{c.mic}.flac": flac_bytes(c.signal, sample_rate) for c in rec.captures}
     blobs.update({f"{spk}.played.flac": flac_bytes(sig, sample_rate) for spk, (sig, _) in rec.played.items()})
     return blobs
@@ -122,7 +124,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
     ``audio/<name>`` and fsync ``audio``; returns file name -> sha256.
 
     A leftover ``audio/<name>`` (a crash between rename and commit: never committed) is replaced.
-    Raises OSError with nothing left behind.
+    Raises OSError (or SessionError for a file name that would leave the folder) with nothing left behind.
     """
     final = audio / name
     tmp = audio / f".tmp-{name}-{os.getpid()}"
@@ -133,7 +135,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         tmp.mkdir()
         hashes = {}
         for fname, data in blobs.items():
-            with open(tmp / fname, "wb") as fh:   # the folder rename below is what makes it atomic
+            with open(contained(tmp, fname), "wb") as fh:   # the folder rename below is what makes it atomic
                 fh.write(data)
             hashes[fname] = sha256_hex(data)
         _step("written")
@@ -148,7 +150,7 @@ def place_trial_files(audio: Path, name: str, blobs: dict[str, bytes]) -> dict[s
         os.rename(tmp, final)
         fsync_dir(audio)
         _step("renamed")
-    except OSError:
+    except BaseException:   # any failure, an interrupt included: no .tmp- folder stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return hashes

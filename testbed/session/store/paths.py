@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from testbed.errors import SessionError, TestbedError
+from testbed.names import check_session_id, inside
 
 #: The session database inside every session folder.
 DB_NAME = "session.sqlite"
@@ -78,16 +79,24 @@ def trial_dir_name(trial_id: int) -> str:
     return f"{trial_id:06d}"
 
 
-def inside(folder: Path, rel: str) -> Path:
-    """``folder / rel``, refused when it resolves outside ``folder`` (``..``, an absolute path, a link).
+def new_session_dir(root: Path | str, session_id: str, error: type[TestbedError] = SessionError) -> Path:
+    """The folder a NEW session ``session_id`` gets under ``root``: the id must be a safe name (see
+    :mod:`testbed.names`) and the folder must lie inside ``root``, else one-line ``error`` naming --id."""
+    try:
+        check_session_id(session_id)
+        inside(root, session_id)
+    except ValueError as exc:
+        raise error(f"--id: {exc}") from None
+    return Path(root) / session_id
 
-    Raises
-    ------
-    SessionError
-        One line naming the path.
-    """
-    base = Path(folder).resolve()
-    p = (base / rel).resolve()
-    if p != base and base not in p.parents:
-        raise SessionError(f"{Path(folder) / rel}: leaves the session folder {folder}; refused")
-    return Path(folder) / rel
+
+def contained(folder: Path, name: str) -> Path:
+    """``folder / name`` for a file the store writes, refused with :class:`SessionError` unless it is a
+    plain file name that stays inside ``folder`` (no separator, no ``..``, not absolute)."""
+    if not name or name != Path(name).name or name in (".", "..") or "\\" in name:
+        raise SessionError(f"{folder}: refusing to write {name!r}: not a plain file name inside the folder")
+    try:
+        inside(folder, name)
+    except ValueError as exc:
+        raise SessionError(f"{folder}: refusing to write {name!r}: {exc}") from None
+    return folder / name

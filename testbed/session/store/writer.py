@@ -18,10 +18,12 @@ import numpy as np
 
 from testbed.errors import SessionError
 from testbed.fileio import atomic_write, fsync_dir
+from testbed.names import inside
 from testbed.session.store import commit, recovery, schema
 from testbed.session.store.audio import sha256_hex, wav_float_bytes
+from testbed.session.store.finite import quarantine_nonfinite
 from testbed.session.store.lock import WriterLock
-from testbed.session.store.paths import DB_NAME, inside, resolve_session, trial_dir_name
+from testbed.session.store.paths import DB_NAME, resolve_session, trial_dir_name
 from testbed.session.store.reader import SessionReader
 from testbed.session.store.records import EvalRecord, TrialRecord
 from testbed.session.trials import AttackConfig, TrialSpec
@@ -167,7 +169,11 @@ class SessionStore(SessionReader):
         SessionError
             ``rel`` leaves the session folder, the signal is not finite, or the disk refuses.
         """
-        inside(self.path, rel)
+        try:
+            inside(self.path, rel)
+        except ValueError as exc:
+            raise SessionError(f"{self.path / rel}: refusing to write: it leaves the session folder "
+                               f"{self.path} ({exc})") from None
         if not np.isfinite(np.asarray(signal)).all():
             raise SessionError(f"{self.path / rel}: the signal holds NaN or infinite samples; not stored")
         data = wav_float_bytes(signal, sample_rate)
@@ -205,11 +211,15 @@ class SessionStore(SessionReader):
     def commit_trial(self, rec: TrialRecord, sample_rate: int) -> None:
         """Commit one trial: files (temp, fsync, rename), then one transaction.
 
+        A capture or played signal with NaN or inf samples is committed as a FAILED trial naming
+        them (see :func:`~testbed.session.store.finite.quarantine_nonfinite`), never encoded as is.
+
         Raises
         ------
         SessionError
             The disk is full or read-only; the trial is not kept, nothing committed is touched.
         """
+        rec = quarantine_nonfinite(rec)
         name = trial_dir_name(rec.trial_id)
         audio = self.path / "audio"
         final = audio / name
