@@ -37,6 +37,9 @@ class CalibrationProfile:
     response_csv : per path, the CSV (hz, db) of the Farina sweep response, relative to the profile folder.
     thd_percent : per path, harmonic distortion of the sweep measurement.
     checks : measurement -> "ok" or what failed (dropouts, no signal).
+    spl_dbfs_at_94 : per mic, the RMS dBFS it reads from a 94 dB SPL calibrator (REW's
+        convention; ``testbed calibrate --what spl``): ``dB SPL = dBFS - spl_dbfs_at_94 + 94``.
+    spl_calibrator_db : the calibrator's level used for ``spl_dbfs_at_94``, dB SPL.
     """
 
     rig: str
@@ -54,6 +57,8 @@ class CalibrationProfile:
     response_csv: dict[str, str] = field(default_factory=dict)
     thd_percent: dict[str, float] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
+    spl_dbfs_at_94: dict[str, float] = field(default_factory=dict)
+    spl_calibrator_db: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +105,7 @@ def read_profile(path: Path | str) -> CalibrationProfile:
         if req not in data:
             raise CalibrationError(f"{path}: {req}: required field is missing")
     for key in ("latency_samples", "latency_spread_samples", "device_latency_samples", "level_dbfs",
-                "mic_sensitivity_db", "drift_ppm", "thd_percent"):
+                "mic_sensitivity_db", "drift_ppm", "thd_percent", "spl_dbfs_at_94"):
         for k, v in data.get(key, {}).items():
             if not isinstance(v, (int, float)):
                 raise CalibrationError(f"{path}: {key}.{k}: expected a number, got {v!r}")
