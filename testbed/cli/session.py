@@ -135,8 +135,13 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
                                  no_wrap=True, overflow="ellipsis")
             live.update(render())
             return
+        if ev.kind in ("pause", "resume") and ev.message:   # suspenders (issue 23): say why it waits
+            state["line"] = Text(("paused: " if ev.kind == "pause" else "") + ev.message, no_wrap=True,
+                                 overflow="ellipsis", style="bold yellow" if ev.kind == "pause" else "")
+            live.update(render())
+            return
         if ev.kind != "trial":
-            return   # start / pause / failure / stop: the store's log and the final summary say it
+            return   # start / failure / stop: the store's log and the final summary say it
         progress.update(task, total=ev.total, completed=ev.done)
         t = Table(box=None, show_header=True, pad_edge=False)
         t.add_column("model")
@@ -246,9 +251,21 @@ def resume_cmd(
 ) -> None:
     """Continue a session exactly where it stopped (even after kill -9 or power loss).
 
+    On a session that is running but paused by a suspender with resume = "manual", it tells
+    the running session to go on (once its conditions are clear) and returns.
+
     Example: testbed session resume quick-sim-20250101-120000
     """
     from testbed.session import SessionStore, stored_rig_plan
+    from testbed.session.store import resolve_session, writer_running
+
+    path = resolve_session(session, sessions_dir)
+    if writer_running(path):   # suspenders (issue 23): a running, paused session resumes itself
+        from testbed.session.suspenders import request_resume
+
+        request_resume(path)
+        console.print(f"asked the running session {path.name} to resume (it does once its conditions are clear)")
+        return
 
     with SessionStore.open(session, sessions_dir) as store:
         spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"

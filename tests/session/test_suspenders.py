@@ -286,3 +286,37 @@ def test_plan_keys_override_the_rigs_and_bad_options_are_one_line_errors(tmp_pat
     with pytest.raises(SessionError, match="suspenders.dut"):
         Runner(store, rig, plan, models).run()
     store.close()
+
+
+def test_session_resume_cli_resumes_a_running_paused_session(tmp_path, office_rig_path, tiny_zoo, cli):
+    import time
+
+    store = _session(tmp_path, office_rig_path, tiny_zoo,
+                     'ambient_max_dba = 60\npoll_s = 0.05\nclear_s = 0.0\nresume = "manual"')
+    rig, plan, models, cal = open_runner_parts(store)
+    backend = SimBackend(rig, seed=1)
+    events, paused = [], threading.Event()
+
+    def on_event(e):
+        events.append(e)
+        if e.kind == "trial" and e.done == 2:
+            backend.inject(90.0, 1)
+        if e.kind == "pause":
+            paused.set()
+
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "res", Runner(store, rig, plan, models, backend=backend, on_event=on_event).run()))
+    worker.start()
+    assert paused.wait(120), "the session never paused"
+    time.sleep(0.3)
+    assert not any(e.kind == "resume" for e in events)   # quiet again, but it waits for the operator
+    res = cli(["session", "resume", store.path.name, "--sessions-dir", store.path.parent])
+    assert res.exit_code == 0, res.output
+    assert "asked the running session" in res.output
+    worker.join(120)
+    assert result["res"].reason == "finished"
+    _exactly_once(store, events)
+    _, back = _pause_resume(events, store, after=2)
+    assert "operator" in back
+    store.close()
