@@ -43,6 +43,26 @@ def test_sim_session_reports_spl_from_the_sims_own_calibration(tmp_path, office_
                 assert lv["perturbation_db_spl"] < lv["command_db_spl"]
     assert attacked == 2 * 4        # 4 fgsm trials x 2 mics
 
+    # the report shows them: medians by mic, attack and eps, SPL beside dBFS
+    from testbed.analysis import load_sessions
+    from testbed.analysis.report import build_report
+
+    rep = build_report(load_sessions([store.path]), tmp_path / "report")
+    spl = rep.summary["spl"]
+    assert spl["note"] is None and spl["source"] == ["sim"]
+    rows = {(r["mic"], r["attack"]): r for r in spl["rows"]}
+    assert set(rows) == {(m, a) for m in ("ref", "cheap") for a in ("none", "fgsm")}
+    assert all(r["n"] == 4 for r in rows.values())
+    fgsm = rows[("cheap", "fgsm")]
+    want = np.median([f["levels"]["cheap"]["perturbation_db_spl"] for f in facts.values()
+                      if "perturbation_db_spl" in f["levels"]["cheap"]])
+    assert fgsm["perturbation_db_spl"] == pytest.approx(want, abs=0.05)
+    assert rows[("ref", "none")]["perturbation_db_spl"] is None
+    html = rep.html_path.read_text()
+    assert "Levels in dB SPL" in html and f"{fgsm['perturbation_db_spl']:.1f} (" in html
+    assert "No levels in dB SPL" not in html
+    store.close()
+
 
 def _physical(office_rig_path):
     data = read_toml(office_rig_path)
@@ -71,3 +91,30 @@ def test_physical_rig_without_spl_calibration_has_no_spl_and_says_why(office_rig
         assert lv["command_dbfs"] == pytest.approx(sent - 20.0, abs=0.02)
         assert lv["command_db_spl"] == pytest.approx(sent - 20.0 + 30.0 + 94.0, abs=0.02)
         assert lv["command_dba_spl"] == pytest.approx(lv["command_db_spl"], abs=0.1)   # 1 kHz: A = 0 dB
+
+
+def test_physical_session_without_spl_calibration_reports_why(tmp_path, office_rig_path, tiny_zoo):
+    import tomli_w
+
+    from testbed.analysis import load_sessions
+    from testbed.analysis.report import build_report
+    from testbed.audio.sim import SimBackend
+
+    data = read_toml(office_rig_path)
+    data["backend"] = "sounddevice"           # a physical rig that was never calibrated
+    data.pop("placements", None)
+    rig_path = tmp_path / "lab.toml"
+    rig_path.write_bytes(tomli_w.dumps(data).encode())
+    plan = quick_plan(tmp_path)
+    plan.write_text(plan.read_text().replace('placements = ["P1", "P2"]', ""))
+    store = create_session(plan, rig_path, root=tmp_path / "s", models_root=tiny_zoo,
+                           utterances=tone_utterances(["yes"]))
+    rig, plan, models, cal = open_runner_parts(store)
+    assert cal is None
+    Runner(store, rig, plan, models, backend=SimBackend(parse_rig(data, rig_path), seed=1)).run()
+    rep = build_report(load_sessions([store.path]), tmp_path / "report")
+    assert "--what spl" in rep.summary["spl"]["note"]
+    assert all(not any(k.endswith("_spl") for k in r if r[k] is not None) for r in rep.summary["spl"]["rows"])
+    html = rep.html_path.read_text()
+    assert "No levels in dB SPL: no SPL calibration for rig" in html
+    store.close()
