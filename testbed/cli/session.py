@@ -130,14 +130,9 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
             if craft_task is not None:
                 progress.update(craft_task, completed=ev.done)
             return
-        if ev.kind == "retry":
-            state["line"] = Text(f"trial {ev.trial_id}: attempt {ev.attempt} again ({ev.message})",
-                                 no_wrap=True, overflow="ellipsis")
-            live.update(render())
-            return
-        if ev.kind in ("pause", "resume") and ev.message:   # suspenders (issue 23): say why it waits
-            state["line"] = Text(("paused: " if ev.kind == "pause" else "") + ev.message, no_wrap=True,
-                                 overflow="ellipsis", style="bold yellow" if ev.kind == "pause" else "")
+        if ev.kind in ("retry", "pause", "resume"):   # pause / resume: why it waits (issue 23's suspenders)
+            state["line"] = Text(f"trial {ev.trial_id}: attempt {ev.attempt} again ({ev.message})" if ev.kind == "retry"
+                                 else ev.message if ev.kind == "resume" else f"paused: {ev.message}", no_wrap=True)
             live.update(render())
             return
         if ev.kind != "trial":
@@ -249,24 +244,14 @@ def resume_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     cluster: str = ClusterOpt,
 ) -> None:
-    """Continue a session exactly where it stopped (even after kill -9 or power loss).
-
-    On a session that is running but paused by a suspender with resume = "manual", it tells
-    the running session to go on (once its conditions are clear) and returns.
+    """Continue a session where it stopped (even after kill -9); a running, paused one is told to go on.
 
     Example: testbed session resume quick-sim-20250101-120000
     """
-    from testbed.session import SessionStore, stored_rig_plan
-    from testbed.session.store import resolve_session, writer_running
+    from testbed.session import SessionStore, resume_running, stored_rig_plan
 
-    path = resolve_session(session, sessions_dir)
-    if writer_running(path):   # suspenders (issue 23): a running, paused session resumes itself
-        from testbed.session.suspenders import request_resume
-
-        request_resume(path)
-        console.print(f"asked the running session {path.name} to resume (it does once its conditions are clear)")
+    if resume_running(session, sessions_dir, console.print):   # paused by suspenders, resume = "manual"
         return
-
     with SessionStore.open(session, sessions_dir) as store:
         spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"
         _live_run(store, models_dir, json_out, quiet, spec)

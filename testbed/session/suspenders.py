@@ -43,6 +43,20 @@ def request_resume(session_dir: Path | str) -> Path:
     return atomic_write(Path(session_dir) / RESUME_REQUEST, f"{time.time():.3f}\n")
 
 
+def resume_running(session: str | Path, sessions_dir: Path | str | None = None,
+                   say: Callable[[str], None] = lambda line: None) -> bool:
+    """``testbed session resume`` on a session whose writer runs (paused with ``resume = "manual"``):
+    ask it to go on (:func:`request_resume`), ``say`` so, and return True; False when nobody runs it."""
+    from testbed.session.store import resolve_session, writer_running
+
+    path = resolve_session(session, sessions_dir)
+    if not writer_running(path):
+        return False
+    request_resume(path)
+    say(f"asked the running session {path.name} to resume (it does once its conditions are clear)")
+    return True
+
+
 class Condition:
     """One condition. ``check(probe)`` between trials and ``reject(rec)`` after one return the
     reason to pause, or None. ``probe`` is a silent :class:`~testbed.audio.Capture` (or None
