@@ -63,18 +63,19 @@ def spl_summary(sessions) -> dict:
 
 def spl_html_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the levels table: "dB SPL (dB(A))" pairs beside dBFS."""
-    def pair(r, a, b):
+    def pair(r: dict, a: str, b: str) -> str:
         x, y = r.get(a), r.get(b)
-        if x is None and y is None:
-            return "-"
-        return f"{x:.1f}" + (f" ({y:.1f})" if y is not None else "") if x is not None else f"({y:.1f})"
+        if x is None:
+            return "-" if y is None else f"({y:.1f})"
+        return f"{x:.1f}" if y is None else f"{x:.1f} ({y:.1f})"
 
     head = ["mic", "attack", "eps", "n", "command dB SPL (A)", "perturbation dB SPL (A)", "ambient dB(A) SPL",
             "command dBFS", "perturbation dBFS", "ambient dBFS"]
     rows = []
     for r in summary["rows"]:
         rows.append([str(r["mic"]), str(r["attack"]), f"{r['eps']:g}", str(int(r["n"])),
-                     pair(r, "command_db_spl", "command_dba_spl"), pair(r, "perturbation_db_spl", "perturbation_dba_spl"),
+                     pair(r, "command_db_spl", "command_dba_spl"),
+                     pair(r, "perturbation_db_spl", "perturbation_dba_spl"),
                      "-" if r.get("ambient_dba_spl") is None else f"{r['ambient_dba_spl']:.1f}",
                      *("-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("command_dbfs", "perturbation_dbfs",
                                                                              "ambient_dbfs"))])

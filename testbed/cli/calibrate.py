@@ -20,7 +20,8 @@ def calibrate(
     out: Path = typer.Option(None, "--out", "-o", help="output folder (default calibration/<rig name>/)"),
     seed: int = typer.Option(0, "--seed", help="simulator seed (sim rigs)"),
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON (latency per path: latency_samples)"),
-    calibrator_db: float = typer.Option(94.0, "--calibrator-db", help="spl: the calibrator's level, dB SPL (94 or 114)"),
+    calibrator_db: float = typer.Option(94.0, "--calibrator-db",
+                                        help="spl: the calibrator's level, dB SPL (94 or 114)"),
     yes: bool = typer.Option(False, "--yes", "-y", help="spl: do not prompt before each mic (scripts)"),
 ) -> None:
     """Measure a rig: latency per path (sweep + GCC-PHAT), Farina response (CSV + PNG), level, clock drift.

@@ -176,7 +176,8 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
     # issue 23: the command's, perturbation's and ambient level at each mic, dBFS and dB SPL
     facts.update(trial_levels(rig, ctx.calibration, {s: p.signal for s, p in plays.items()}, facts,
                               {c.mic: c.signal for c in captures}, int(min(realised.values()) if realised else 0)))
-    facts.pop("source_rms_dbfs", None), facts.pop("source_rms_dbfs_a", None)   # now in facts["levels"]
+    for key in ("source_rms_dbfs", "source_rms_dbfs_a"):   # now in facts["levels"]
+        facts.pop(key, None)
     played = {name: (p.signal, p.offset_samples) for name, p in plays.items()}
     return TrialRecord(
         trial_id=spec.trial_id, captures=captures, evaluations=evaluations, played=played,

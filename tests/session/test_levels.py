@@ -9,7 +9,7 @@ import pytest
 from testbed.acoustics.weighting import a_weighting_db
 from testbed.audio.sim import sim_dbfs_at_94
 from testbed.calibration import CalibrationProfile
-from testbed.rig import load_rig, parse_rig, read_toml
+from testbed.rig import parse_rig, read_toml
 from testbed.session import Runner, create_session, open_runner_parts
 from testbed.session.levels import trial_levels
 from testbed.session.store import open_reader
