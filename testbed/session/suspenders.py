@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from testbed.acoustics.weighting import a_weight, rms_dbfs, spl_db
-from testbed.errors import SessionError, TestbedError
+from testbed.errors import SerialProtocolError, SessionError, TestbedError
 from testbed.fileio import atomic_write
 
 #: File in a session folder that asks its running, paused writer to resume (``resume = "manual"``).
@@ -97,7 +97,8 @@ class AmbientLevel(Condition):
 
 
 class DutAnswers(Condition):
-    """The DUT on its serial port does not answer ``hello``."""
+    """The DUT on its serial port does not answer ``hello`` (silent), or its port is gone
+    (disconnected; the port is reopened on every poll until it answers again)."""
 
     name = "dut"
 
@@ -106,9 +107,15 @@ class DutAnswers(Condition):
 
     def check(self, probe) -> str | None:
         try:
-            self.dut.hello()
-        except TestbedError as exc:
+            if self.dut.connected:
+                self.dut.hello()
+            else:
+                self.dut.connect()
+        except SerialProtocolError as exc:   # the port is there; the firmware is silent
             return f"DUT not answering: {exc}"
+        except TestbedError as exc:          # the port failed or vanished: reopen it next time
+            self.dut.close()
+            return f"DUT disconnected: {exc}"
         return None
 
 

@@ -199,7 +199,8 @@ def _serial_dut_rig(tmp_path, office_rig_path, port: str):
     return path
 
 
-def test_silent_dut_pauses_the_session_until_it_answers_again(tmp_path, office_rig_path, tiny_zoo):
+@pytest.mark.parametrize("fault", ["silent", "unplugged"])
+def test_dut_fault_pauses_the_session_until_it_answers_again(tmp_path, office_rig_path, tiny_zoo, fault):
     from testbed.serial import DutEmulator, PtyPort, load_zoo_classifier
 
     class FlakyDut(DutEmulator):
@@ -208,29 +209,35 @@ def test_silent_dut_pauses_the_session_until_it_answers_again(tmp_path, office_r
         def handle(self, msg):
             return iter(()) if self.muted else super().handle(msg)
 
-    with PtyPort() as pty:
-        rig_path = _serial_dut_rig(tmp_path, office_rig_path, pty.device)
+    with PtyPort(tmp_path / "ttyDUT") as pty:
+        rig_path = _serial_dut_rig(tmp_path, office_rig_path, pty.path)
         store = _session(tmp_path, rig_path, tiny_zoo, "dut = true\npoll_s = 0.1\nclear_s = 0.3")
         rig, plan, models, cal = open_runner_parts(store)
         emulator = FlakyDut(pty, load_zoo_classifier("lm-int8", tiny_zoo))
         events = []
 
-        def unmute():
-            emulator.muted = False
+        def fix():
+            if fault == "silent":
+                emulator.muted = False
+            else:
+                pty.reopen()                   # plugged back in (a fresh tty behind the same link)
 
         def on_event(e):
             events.append(e)
             if e.kind == "trial" and e.done == 1:
-                emulator.muted = True
+                if fault == "silent":
+                    emulator.muted = True      # the firmware hangs
+                else:
+                    pty.close()                # the USB cable is pulled
             if e.kind == "pause":
-                threading.Timer(1.5, unmute).start()
+                threading.Timer(1.5, fix).start()
 
         with emulator.running():
             res = Runner(store, rig, plan, models, backend=SimBackend(rig, seed=1), on_event=on_event).run()
     assert res.reason == "finished"
     _exactly_once(store, events)
     why, _ = _pause_resume(events, store, after=1)
-    assert why.startswith("DUT not answering")
+    assert why.startswith("DUT not answering" if fault == "silent" else "DUT disconnected")
     assert emulator.trials_answered == 4                 # each trial heard by the DUT once
     store.close()
 
