@@ -242,7 +242,8 @@ def test_dut_fault_pauses_the_session_until_it_answers_again(tmp_path, office_ri
     store.close()
 
 
-def test_positioner_alarm_pauses_the_session_until_cleared(tmp_path, office_rig_path, tiny_zoo):
+@pytest.mark.parametrize("fault", ["alarm", "slipped"])
+def test_positioner_fault_pauses_the_session_until_cleared(tmp_path, office_rig_path, tiny_zoo, fault):
     from testbed.serial import GrblEmulator, PtyPort
 
     with PtyPort(tmp_path / "ttyGRBL") as port:
@@ -256,15 +257,21 @@ def test_positioner_alarm_pauses_the_session_until_cleared(tmp_path, office_rig_
         emu = GrblEmulator(port, speed_mm_s=50000.0)
         events = []
 
-        def clear_alarm():
-            emu.state = "Idle"             # the operator clears it at the controller
+        def fix():
+            if fault == "alarm":
+                emu.state = "Idle"         # the operator clears it at the controller
+            else:
+                emu.pos[0] -= 50.0         # and puts the carriage back
 
         def on_event(e):
             events.append(e)
             if e.kind == "trial" and e.done == 3:
-                emu.state = "Alarm"        # a limit switch tripped
+                if fault == "alarm":
+                    emu.state = "Alarm"    # a limit switch tripped
+                else:
+                    emu.pos[0] += 50.0     # the belt slipped 50 mm
             if e.kind == "pause":
-                threading.Timer(1.0, clear_alarm).start()
+                threading.Timer(1.0, fix).start()
 
         with emu.running():
             res = Runner(store, rig, plan, models, backend=SimBackend(parse_rig(data, rig_path), seed=1),
@@ -272,7 +279,10 @@ def test_positioner_alarm_pauses_the_session_until_cleared(tmp_path, office_rig_
     assert res.reason == "finished"
     _exactly_once(store, events)
     why, _ = _pause_resume(events, store, after=3)
-    assert "Alarm" in why and why.startswith("positioner")
+    if fault == "alarm":
+        assert "Alarm" in why and why.startswith("positioner")
+    else:
+        assert why.startswith("positioner lost its position") and "50 mm from" in why
     store.close()
 
 
