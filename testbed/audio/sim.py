@@ -11,12 +11,8 @@ One trial, in order:
    image-source room, mic response, calibrated levels);
 4. each mic's ADC clock error (``clock_ppm``) is applied by resampling;
 5. a diffuse pink background field at ``room.noise_dbspl`` and the mic's self-noise
-   are added, and any sound injected with :meth:`SimBackend.inject` (a test hook: a door
-   slam, an acoustic calibrator on one mic);
+   are added (and any sound injected with :meth:`SimBackend.inject`);
 6. each mic's ADC clips at full scale and quantises to its bit depth.
-
-The simulator knows its own SPL calibration (:func:`sim_dbfs_at_94`) and reports each
-speaker's own level at each mic (``TrialFacts.source_rms_dbfs``, unweighted and A-weighted).
 
 Randomness (noise) comes from ``numpy.random.default_rng([seed, trial_index])``: a
 fresh backend with the same seed replays the same sequence of captures, and two
@@ -26,7 +22,6 @@ trials of one backend differ.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
@@ -36,9 +31,9 @@ from testbed.acoustics.channel import Channel, placement_positions
 from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache
-from testbed.acoustics.weighting import REFERENCE_DBSPL, a_weighting_db
 from testbed.audio.limiter import limit
 from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
+from testbed.audio.sim_spl import Injection, SourceLevels, injected, spend
 from testbed.errors import DeviceError
 
 #: Impulse-response tails below this fraction of their energy are dropped (-70 dB).
@@ -51,31 +46,6 @@ def _trim(h: np.ndarray) -> np.ndarray:
         return h[:1]
     keep = int(np.searchsorted(-e, -_TAIL_ENERGY * e[0]))
     return h[:max(keep, 1)]
-
-
-# -- SPL calibration and injected sound (issue 23) -------------------------------------------
-def sim_dbfs_at_94(rig, freq_hz: float = 1000.0) -> dict[str, float]:
-    """Each mic's RMS dBFS for a 94 dB SPL (1 Pa RMS) tone at ``freq_hz``, as the simulator
-    models it (the mic's sensitivity and its response at that frequency): the sim's own
-    ``testbed calibrate --what spl``."""
-    out = {}
-    for m, mic in rig.mics.items():
-        gain = mic_facts(mic).gain_per_pa * 10 ** (float(mic_response_db(mic.tier, np.array([freq_hz]), rig)[0]) / 20)
-        out[m] = float(20 * np.log10(gain * 10 ** ((REFERENCE_DBSPL - 94.0) / 20)))
-    return out
-
-
-@dataclass
-class Injection:
-    """Sound added at the mics for the next ``remaining`` captures: ``kind`` "noise" (white,
-    ``level_dbspl`` broadband) or "tone" (a sine of ``freq_hz`` at ``level_dbspl``), on ``mics``
-    (None: every mic)."""
-
-    level_dbspl: float
-    remaining: int
-    kind: str = "noise"
-    freq_hz: float = 1000.0
-    mics: tuple[str, ...] | None = None
 
 
 class SimBackend:
@@ -106,59 +76,14 @@ class SimBackend:
         self._spectra: dict[tuple, tuple[int, dict[str, np.ndarray]]] = {}
         self._trimmed: dict[str | None, dict[str, list[np.ndarray]]] = {}
         self._colorings: dict[tuple, np.ndarray] = {}
-        self.injections: list[Injection] = []
-        self._aw2: dict[int, np.ndarray] = {}
+        self.injections: list[Injection] = []                 # issue 23: SPL (testbed.audio.sim_spl)
+        self._source_levels = SourceLevels(self.sample_rate)
 
-    # -- test hooks ------------------------------------------------------------
     def inject(self, level_dbspl: float, n_captures: int = 1, *, kind: str = "noise",
                freq_hz: float = 1000.0, mics: tuple[str, ...] | list[str] | None = None) -> None:
-        """Add sound at the mics for the next ``n_captures`` captures (a test hook).
-
-        ``kind="noise"``: white noise of ``level_dbspl`` (unweighted, 0 Hz to Nyquist), e.g.
-        a loud room; ``kind="tone"``: a ``freq_hz`` sine of ``level_dbspl``, e.g. a 94 dB
-        acoustic calibrator held on ``mics``. Each mic hears it through its own sensitivity
-        (and, for a tone, its response at ``freq_hz``).
-        """
-        if kind not in ("noise", "tone"):
-            raise DeviceError(f"sim backend: inject kind must be 'noise' or 'tone', got {kind!r}")
-        unknown = [m for m in (mics or ()) if m not in self.rig.mics]
-        if unknown:
-            raise DeviceError(f"sim rig {self.rig.name!r}: no mic {unknown[0]!r} (have: {', '.join(self.rig.mics)})")
-        self.injections.append(Injection(float(level_dbspl), int(n_captures), kind, float(freq_hz),
-                                         tuple(mics) if mics else None))
-
-    def _injected(self, mic: str, n: int, rng: np.random.Generator) -> np.ndarray | None:
-        """The injected sound at ``mic`` for one ``n``-sample capture, digital units, or None."""
-        out = None
-        mf = mic_facts(self.rig.mics[mic])
-        for inj in self.injections:
-            if inj.remaining <= 0 or (inj.mics is not None and mic not in inj.mics):
-                continue
-            pa = 20e-6 * 10 ** (inj.level_dbspl / 20) * mf.gain_per_pa
-            if inj.kind == "noise":
-                x = pa * rng.standard_normal(n)
-            else:
-                g = 10 ** (float(mic_response_db(self.rig.mics[mic].tier, np.array([inj.freq_hz]), self.rig)[0]) / 20)
-                x = np.sqrt(2) * pa * g * np.sin(2 * np.pi * inj.freq_hz * np.arange(n) / self.sample_rate)
-            out = x if out is None else out + x
-        return out
-
-    def _source_levels(self, comp: np.ndarray, nfft: int, n_play: int) -> tuple[np.ndarray, np.ndarray]:
-        """RMS dBFS (unweighted, A-weighted) per mic of one speaker's contribution ``comp``
-        (rfft bins, shape (n_mics, nfft // 2 + 1)) over its ``n_play`` samples of playback."""
-        if nfft not in self._aw2:
-            if len(self._aw2) > 8:
-                self._aw2.clear()
-            w = np.full(nfft // 2 + 1, 2.0)
-            w[0] = 1.0
-            if nfft % 2 == 0:
-                w[-1] = 1.0
-            freqs = np.fft.rfftfreq(nfft, 1.0 / self.sample_rate)
-            self._aw2[nfft] = np.stack([w, w * 10 ** (a_weighting_db(freqs, self.sample_rate) / 10)])
-        p2 = np.abs(comp) ** 2
-        e = p2 @ self._aw2[nfft].T / (nfft * max(n_play, 1))   # (n_mics, 2): mean square
-        db = 10 * np.log10(np.maximum(e, 1e-20))
-        return db[:, 0], db[:, 1]
+        """Test hook: add white noise (``kind="noise"``, a loud room) or a ``freq_hz`` sine (``"tone"``,
+        a calibrator held on ``mics``) of ``level_dbspl`` dB SPL at the mics for the next ``n_captures``."""
+        self.injections.append(Injection.checked(self.rig, level_dbspl, n_captures, kind, freq_hz, mics))
 
     # -- channels ------------------------------------------------------------
     def channels(self, placement: str | None = None) -> dict[str, Channel]:
@@ -270,9 +195,9 @@ class SimBackend:
             delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
             comp = sfft.rfft(delayed, nfft)[None, :] * spec[spk]     # float32 FFTs: -140 dB error
             acc += comp
-            db, dba = self._source_levels(comp, nfft, len(x))
-            facts.source_rms_dbfs[spk] = {m: float(v) for m, v in zip(mics, db)}
-            facts.source_rms_dbfs_a[spk] = {m: float(v) for m, v in zip(mics, dba)}
+            db, dba = self._source_levels(comp, nfft, len(x))       # this speaker's own level per mic
+            facts.source_rms_dbfs[spk] = dict(zip(mics, map(float, db)))
+            facts.source_rms_dbfs_a[spk] = dict(zip(mics, map(float, dba)))
             facts.arrival_offsets_samples[spk] = {
                 m: (float(pb.offset_samples) + chans[m].direct_delay_samples[spk])
                 * (1.0 + facts_by_mic[m].clock_ppm * 1e-6)
@@ -283,17 +208,14 @@ class SimBackend:
         for i, m in enumerate(mics):
             mf = facts_by_mic[m]
             y = apply_clock_ppm(heard[i], mf.clock_ppm, n_rec) if mf.clock_ppm else heard[i, :n_rec]
-            extra = self._injected(m, n_rec, rng) if self.injections else None
-            if extra is not None:
-                y = y + extra
+            extra = injected(self.rig, self.injections, m, n_rec, rng) if self.injections else None
+            y = y if extra is None else y + extra
             y32, n_clip = adc(y, mf.bits)
             out[m] = y32
             facts.clipped_samples[m] = n_clip
             facts.mic_peak_dbfs[m] = dbfs(y32, "peak")
             facts.mic_rms_dbfs[m] = dbfs(y32, "rms")
-        for inj in self.injections:
-            inj.remaining -= 1
-        self.injections = [inj for inj in self.injections if inj.remaining > 0]
+        self.injections = spend(self.injections)
         return Capture(mics=out, facts=facts)
 
     def _noise_spectrum(self, rng: np.random.Generator, n: int, placement: str | None) -> np.ndarray:

@@ -9,7 +9,7 @@ Where the levels come from
   (``level_dbfs[path] - reference_level_dbfs``); without that measurement it is absent.
 * The ambient level is the capture's silence before the first playback (the pre-roll).
 * dB SPL uses each mic's dBFS at 94 dB SPL: the profile's ``spl_dbfs_at_94`` (``calibrate --what
-  spl``), else, on the simulated rig, the simulator's own (:func:`testbed.audio.sim.sim_dbfs_at_94`).
+  spl``), else, on the simulated rig, the simulator's own (:func:`testbed.audio.sim_spl.sim_dbfs_at_94`).
   Without either the SPL fields are absent and ``spl_absent`` says why.
 
 Every level is an RMS in dBFS as :func:`testbed.acoustics.weighting.rms_dbfs` reads it.
@@ -35,7 +35,7 @@ def spl_reference(rig, calibration: object | None) -> tuple[dict[str, float], st
     if prof:
         return prof, "calibration", None
     if not rig.is_physical:
-        from testbed.audio.sim import sim_dbfs_at_94
+        from testbed.audio.sim_spl import sim_dbfs_at_94
 
         return sim_dbfs_at_94(rig), "sim", None
     return {}, None, NO_SPL.format(rig=rig.name)

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from testbed.audio.sim import SimBackend, sim_dbfs_at_94
+from testbed.audio.sim import SimBackend
+from testbed.audio.sim_spl import sim_dbfs_at_94
 from testbed.calibration import calibrate, measure_spl, read_profile
 from testbed.errors import CalibrationError
 from testbed.rig import load_rig

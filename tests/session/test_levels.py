@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from testbed.acoustics.weighting import a_weighting_db
-from testbed.audio.sim import sim_dbfs_at_94
+from testbed.audio.sim_spl import sim_dbfs_at_94
 from testbed.calibration import CalibrationProfile
 from testbed.rig import parse_rig, read_toml
 from testbed.session import Runner, create_session, open_runner_parts
