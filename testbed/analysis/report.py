@@ -171,6 +171,9 @@ def build_report(
         if progress:
             progress(i + 1, total)
 
+    from testbed.analysis.spl import spl_html_rows, spl_summary   # issue 23: levels in dB SPL
+
+    spl = spl_summary(sessions)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     summary = _clean({
         "sessions": sessions.ids,
@@ -182,6 +185,7 @@ def build_report(
         "mic_pairs": mic_pairs,
         "findings": found,
         "figures": fig_ids,
+        "spl": spl,
         "provenance": {sid: sessions.meta[sid] for sid in sessions.ids},
     })
 
@@ -196,6 +200,7 @@ def build_report(
         tables=[{"title": title, "table": _html_rows(t)} for title, t in tables.values()],
         mic_pairs=mic_pairs,
         figures=figs,
+        spl={"table": spl_html_rows(spl), "note": spl["note"], "source": spl["source"]},
         provenance=_provenance(sessions),
     )
     out = Path(out_dir)

@@ -12,7 +12,7 @@ One trial, in order:
    image-source room, mic response, calibrated levels);
 4. each mic's ADC clock error (``clock_ppm``) is applied by resampling;
 5. a diffuse pink background field at ``room.noise_dbspl`` and the mic's self-noise
-   are added;
+   are added (and any sound injected with :meth:`SimBackend.inject`);
 6. each mic's ADC clips at full scale and quantises to its bit depth.
 
 Randomness (noise) comes from ``numpy.random.default_rng([seed, trial_index])``: a
@@ -35,6 +35,7 @@ from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache, source_directivities
 from testbed.audio.limiter import limit_for, record_limit
 from testbed.audio.types import Capture, Playback, TrialFacts, dbfs
+from testbed.audio.sim_spl import Injection, SourceLevels, injected, spend
 from testbed.errors import DeviceError
 
 #: Impulse-response tails below this fraction of their energy are dropped (-70 dB).
@@ -79,6 +80,14 @@ class SimBackend:
         self._colorings: dict[tuple, np.ndarray] = {}
         if rig.room.model == "measured":
             check_measured(rig)   # every IR file the rig needs, read once: RigError naming the file
+        self.injections: list[Injection] = []                 # issue 23: SPL (testbed.audio.sim_spl)
+        self._source_levels = SourceLevels(self.sample_rate)
+
+    def inject(self, level_dbspl: float, n_captures: int = 1, *, kind: str = "noise",
+               freq_hz: float = 1000.0, mics: tuple[str, ...] | list[str] | None = None) -> None:
+        """Test hook: add white noise (``kind="noise"``, a loud room) or a ``freq_hz`` sine (``"tone"``,
+        a calibrator held on ``mics``) of ``level_dbspl`` dB SPL at the mics for the next ``n_captures``."""
+        self.injections.append(Injection.checked(self.rig, level_dbspl, n_captures, kind, freq_hz, mics))
 
     # -- channels ------------------------------------------------------------
     def channels(self, placement: str | None = None) -> dict[str, Channel]:
@@ -190,7 +199,11 @@ class SimBackend:
             if pb.offset_samples + len(x) > n_rec:
                 facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
             delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
-            acc += sfft.rfft(delayed, nfft)[None, :] * spec[spk]     # float32 FFTs: -140 dB error
+            comp = sfft.rfft(delayed, nfft)[None, :] * spec[spk]     # float32 FFTs: -140 dB error
+            acc += comp
+            db, dba = self._source_levels(comp, nfft, len(x))       # this speaker's own level per mic
+            facts.source_rms_dbfs[spk] = dict(zip(mics, map(float, db)))
+            facts.source_rms_dbfs_a[spk] = dict(zip(mics, map(float, dba)))
             facts.arrival_offsets_samples[spk] = {
                 m: (float(pb.offset_samples) + chans[m].direct_delay_samples[spk])
                 * (1.0 + facts_by_mic[m].clock_ppm * 1e-6)
@@ -201,11 +214,14 @@ class SimBackend:
         for i, m in enumerate(mics):
             mf = facts_by_mic[m]
             y = apply_clock_ppm(heard[i], mf.clock_ppm, n_rec) if mf.clock_ppm else heard[i, :n_rec]
+            extra = injected(self.rig, self.injections, m, n_rec, rng) if self.injections else None
+            y = y if extra is None else y + extra
             y32, n_clip = adc(y, mf.bits)
             out[m] = y32
             facts.clipped_samples[m] = n_clip
             facts.mic_peak_dbfs[m] = dbfs(y32, "peak")
             facts.mic_rms_dbfs[m] = dbfs(y32, "rms")
+        self.injections = spend(self.injections)
         return Capture(mics=out, facts=facts)
 
     def _noise_spectrum(self, rng: np.random.Generator, n: int, placement: str | None) -> np.ndarray:

@@ -53,6 +53,10 @@ class TrialFacts:
     arrival_offsets_samples: dict[str, dict[str, float]] = field(default_factory=dict)  # speaker -> mic
     placement: str | None = None
     notes: list[str] = field(default_factory=list)
+    # -- SPL (issue 23): each speaker's own level at each mic over its playback, when the
+    # backend knows it (the simulator does): speaker -> mic -> RMS dBFS, unweighted / A-weighted
+    source_rms_dbfs: dict[str, dict[str, float]] = field(default_factory=dict)
+    source_rms_dbfs_a: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)

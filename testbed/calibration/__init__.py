@@ -18,10 +18,11 @@ from testbed.calibration.profile import (
 )
 from testbed.calibration.run import MEASUREMENTS, MODES, CalibrationRun, calibrate, steps
 from testbed.calibration.signals import Sweep, exp_sweep, sync_click, tone
+from testbed.calibration.spl import measure_spl
 
 __all__ = [
     "MEASUREMENTS", "MODES", "CalibrationProfile", "CalibrationRun", "Sweep", "SweepResponse",
     "calibrate", "calibration_root", "check_sync", "exp_sweep", "gcc_phat", "load_profile",
-    "measure_drift", "measure_latency", "measure_level", "measure_response",
+    "measure_drift", "measure_latency", "measure_level", "measure_response", "measure_spl",
     "profile_dir", "read_profile", "save_profile", "steps", "sweep_response", "sync_click", "tone",
 ]

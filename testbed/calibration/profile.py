@@ -43,6 +43,9 @@ class CalibrationProfile:
         ``broadband_t20_s``, ``broadband_t30_s`` and ``<octave Hz>_t20_s`` / ``_t30_s``
         (a band whose decay is not measurable is left out).
     drr_db : per path, direct-to-reverberant ratio (+/-2.5 ms around the direct peak), dB.
+    spl_dbfs_at_94 : per mic, the RMS dBFS it reads from a 94 dB SPL calibrator (REW's
+        convention; ``testbed calibrate --what spl``): ``dB SPL = dBFS - spl_dbfs_at_94 + 94``.
+    spl_calibrator_db : the calibrator's level used for ``spl_dbfs_at_94``, dB SPL.
     """
 
     rig: str
@@ -63,6 +66,8 @@ class CalibrationProfile:
     ir_wav: dict[str, str] = field(default_factory=dict)
     rt60_s: dict[str, dict[str, float]] = field(default_factory=dict)
     drr_db: dict[str, float] = field(default_factory=dict)
+    spl_dbfs_at_94: dict[str, float] = field(default_factory=dict)
+    spl_calibrator_db: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +114,7 @@ def read_profile(path: Path | str) -> CalibrationProfile:
         if req not in data:
             raise CalibrationError(f"{path}: {req}: required field is missing")
     for key in ("latency_samples", "latency_spread_samples", "device_latency_samples", "level_dbfs",
-                "mic_sensitivity_db", "drift_ppm", "thd_percent", "drr_db"):
+                "mic_sensitivity_db", "drift_ppm", "thd_percent", "drr_db", "spl_dbfs_at_94"):
         for k, v in data.get(key, {}).items():
             if not isinstance(v, (int, float)):
                 raise CalibrationError(f"{path}: {key}.{k}: expected a number, got {v!r}")

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from testbed.rig import Rig
 
 MEASUREMENTS = ("latency", "response", "level", "drift")
+#: Measurements run only when asked for (``--what spl`` needs a calibrator on each mic).
+ON_REQUEST = ("spl",)
 MODES = ("acoustic", "loopback")
 
 
@@ -41,7 +43,7 @@ class CalibrationRun:
 def steps(rig: "Rig", what: tuple[str, ...] | list[str], repeats: int = 3) -> int:
     """Progress steps :func:`calibrate` reports, for a progress bar's total."""
     n = len(rig.speakers)
-    per = {"latency": n * repeats, "response": n, "level": n, "drift": 1}
+    per = {"latency": n * repeats, "response": n, "level": n, "drift": 1, "spl": len(rig.mics)}
     return sum(per[w] for w in what)
 
 
@@ -129,6 +131,9 @@ def calibrate(
     seed: int = 0,
     drift_s: float = 4.0,
     progress: Progress | None = None,
+    calibrator_db: float = 94.0,
+    prompt_mic=None,
+    stimulus=None,
 ) -> CalibrationRun:
     """Measure ``what`` on ``rig`` and write ``profile.toml`` (+ response CSV/PNG) to ``out_dir``.
 
@@ -146,6 +151,9 @@ def calibrate(
     seed : the simulator's seed.
     drift_s : length of the drift measurement, seconds.
     progress : called with a short label after each trial.
+    calibrator_db, prompt_mic, stimulus : ``spl`` only (see
+        :func:`testbed.calibration.spl.measure_spl`): the calibrator's level in dB SPL, the
+        per-mic prompt (None: no prompt, ``--yes``), what to play while each mic is recorded.
 
     Raises
     ------
@@ -153,9 +161,10 @@ def calibrate(
         A measurement failed its checks (dropout, no signal); the others are still saved
         and the message names the failed ones and the profile path.
     """
-    unknown = [w for w in what if w not in MEASUREMENTS]
+    unknown = [w for w in what if w not in MEASUREMENTS + ON_REQUEST]
     if unknown:
-        raise CalibrationError(f"--what: unknown measurement {', '.join(unknown)} (use {', '.join(MEASUREMENTS)})")
+        raise CalibrationError(f"--what: unknown measurement {', '.join(unknown)} "
+                               f"(use {', '.join(MEASUREMENTS + ON_REQUEST)})")
     if mode not in MODES:
         raise CalibrationError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
     if repeats < 1:
@@ -174,11 +183,16 @@ def calibrate(
     files: list[Path] = []
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        for w in MEASUREMENTS:
+        for w in MEASUREMENTS + ON_REQUEST:
             if w not in what:
                 continue
             try:
-                if w == "latency":
+                if w == "spl":   # issue 23: dB SPL from an acoustic calibrator (calibration/spl.py)
+                    from testbed.calibration.spl import calibrate_spl
+
+                    calibrate_spl(be, rig, prof, results, calibrator_db=calibrator_db, prompt=prompt_mic,
+                                  stimulus=stimulus, progress=progress)
+                elif w == "latency":
                     lat = measure_latency(be, rig, repeats=repeats, skip_silent=mode == "loopback",
                                           progress=progress)
                     acoustic = _acoustic_delays(rig, mode)

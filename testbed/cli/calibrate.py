@@ -12,7 +12,8 @@ from testbed.cli.common import console, make_progress, print_json, split_csv
 def calibrate(
     rig_path: Path = typer.Argument(..., help="rig TOML file, e.g. rigs/jack-loopback.toml", show_default=False),
     what: str = typer.Option("latency,response,level,drift", "--what", "-w",
-                             help="comma-separated: latency, response, level, drift"),
+                             help="comma-separated: latency, response, level, drift, spl (an acoustic "
+                                  "calibrator on each mic in turn; not in the default)"),
     mode: str = typer.Option("acoustic", "--mode",
                              help="acoustic (speakers into the room) | loopback (outputs cabled to inputs)"),
     repeats: int = typer.Option(3, "--repeats", "-r", help="latency repetitions (spread is reported)"),
@@ -22,11 +23,17 @@ def calibrate(
     write_rig: Path = typer.Option(None, "--write-rig",
                                    help="also write a measured-room twin rig (TOML) whose paths are the profile's "
                                         "impulse responses (needs --what response, now or before)"),
+    calibrator_db: float = typer.Option(94.0, "--calibrator-db",
+                                        help="spl: the calibrator's level, dB SPL (94 or 114)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="spl: do not prompt before each mic (scripts)"),
 ) -> None:
     """Measure a rig: latency per path (sweep + GCC-PHAT), Farina response (CSV + PNG), level, clock drift.
 
     Every measurement is framed by sync clicks; a dropout fails it (exit 2). The profile is
     what the hardware backends and the session runner use to align captures and delays.
+
+    With --what spl, hold a 94 dB (or --calibrator-db 114) calibrator on each mic when asked:
+    its dBFS at 94 dB SPL is stored, and sessions then report levels in dB SPL.
 
     Example: testbed calibrate rigs/jack-loopback.toml --what latency --mode loopback --json
     """
@@ -39,12 +46,20 @@ def calibrate(
     rig = load_rig(rig_path)
     whats = split_csv(what)
     with make_progress(transient=True, disable=json_out) as progress:
-        from testbed.calibration import MEASUREMENTS
+        from testbed.calibration.run import MEASUREMENTS, ON_REQUEST
 
-        total = steps(rig, [w for w in whats if w in MEASUREMENTS], max(repeats, 1))
+        def prompt_mic(mic: str) -> str:
+            progress.stop()
+            answer = typer.prompt(f"Put the {calibrator_db:g} dB calibrator on mic {mic!r} and switch it on: "
+                                  f"[o]k, [s]kip, [q]uit", default="o", err=True).strip().lower()[:1]
+            progress.start()
+            return {"s": "skip", "q": "quit"}.get(answer, "ok")
+
+        total = steps(rig, [w for w in whats if w in MEASUREMENTS + ON_REQUEST], max(repeats, 1))
         task = progress.add_task(f"calibrating {rig.name}", total=total)
         run = run_calibration(rig, what=whats, mode=mode, repeats=repeats, out_dir=out, seed=seed,
-                              progress=lambda label: progress.update(task, advance=1, description=label))
+                              progress=lambda label: progress.update(task, advance=1, description=label),
+                              calibrator_db=calibrator_db, prompt_mic=None if yes else prompt_mic)
     if write_rig is not None:
         run.results["measured_rig"] = str(_write_measured_rig(rig, run, write_rig))
     if json_out:
@@ -68,6 +83,8 @@ def calibrate(
                       + ", ".join(f"{m} {v:.3f}" for m, v in p.device_latency_samples.items()))
     if p.drift_ppm:
         console.print("clock drift per mic (ppm): " + ", ".join(f"{m} {v:+.1f}" for m, v in p.drift_ppm.items()))
+    if p.spl_dbfs_at_94:
+        console.print("dBFS at 94 dB SPL per mic: " + ", ".join(f"{m} {v:.2f}" for m, v in p.spl_dbfs_at_94.items()))
     if p.mic_sensitivity_db:
         console.print("mic sensitivity re reference (dB): "
                       + ", ".join(f"{m} {v:+.1f}" for m, v in p.mic_sensitivity_db.items()))

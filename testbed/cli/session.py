@@ -131,13 +131,13 @@ def _live_run(store, models_dir: Path | None, json_out: bool, quiet: bool, clust
             if craft_task is not None:
                 progress.update(craft_task, completed=ev.done)
             return
-        if ev.kind == "retry":
-            state["line"] = Text(f"trial {ev.trial_id}: attempt {ev.attempt} again ({ev.message})",
-                                 no_wrap=True, overflow="ellipsis")
+        if ev.kind in ("retry", "pause", "resume"):   # pause / resume: why it waits (issue 23's suspenders)
+            state["line"] = Text(f"trial {ev.trial_id}: attempt {ev.attempt} again ({ev.message})" if ev.kind == "retry"
+                                 else ev.message if ev.kind == "resume" else f"paused: {ev.message}", no_wrap=True)
             live.update(render())
             return
         if ev.kind != "trial":
-            return   # start / pause / failure / stop: the store's log and the final summary say it
+            return   # start / failure / stop: the store's log and the final summary say it
         progress.update(task, total=ev.total, completed=ev.done)
         t = Table(box=None, show_header=True, pad_edge=False)
         t.add_column("model")
@@ -253,12 +253,14 @@ def resume_cmd(
                                           help="go on although the zoo's weights differ from those the session "
                                                "was created with (recorded as an event in the session)"),
 ) -> None:
-    """Continue a session exactly where it stopped (even after kill -9 or power loss).
+    """Continue a session where it stopped (even after kill -9); a running, paused one is told to go on.
 
     Example: testbed session resume quick-sim-20250101-120000
     """
-    from testbed.session import SessionStore, stored_rig_plan
+    from testbed.session import SessionStore, resume_running, stored_rig_plan
 
+    if resume_running(session, sessions_dir, console.print):   # paused by suspenders, resume = "manual"
+        return
     with SessionStore.open(session, sessions_dir) as store:
         spec = _cluster_spec(cluster, stored_rig_plan(store)[0]) if cluster.strip().lower() != "none" else "none"
         _live_run(store, models_dir, json_out, quiet, spec, allow_new_models)

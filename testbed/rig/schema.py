@@ -167,6 +167,36 @@ class Positioner(_Strict):
     timeout_s: float = Field(60.0, gt=0)
 
 
+# -- suspenders (issue 23): conditions that pause a running session ------------------------------
+class Suspenders(_Strict):
+    """``[suspenders]`` of a rig or a plan (the plan's keys override the rig's): conditions that
+    pause a running session instead of recording bad data, checked between trials.
+
+    A paused session polls its conditions every ``poll_s`` and resumes when every one has been
+    clear for ``clear_s`` (``resume = "manual"``: and ``testbed session resume ID`` was run).
+    """
+
+    ambient_max_dba: float | None = Field(None, ge=-20.0, le=200.0, description=(
+        "pause while the ambient level at the reference mic exceeds this, dB SPL A-weighted, "
+        "measured in a silent probe of probe_s before each trial"))
+    ambient_mic: str | None = Field(None, description="default: the first mic with tier 'reference'")
+    probe_s: float = Field(0.25, gt=0.0, le=10.0, description="silent probe length, seconds")
+    dut: bool = Field(False, description="pause while the serial DUT does not answer hello")
+    positioner: bool = Field(False, description="pause on a positioner alarm or a lost position")
+    position_tolerance_mm: float = Field(2.0, gt=0.0, description="drift from the placement that is 'lost'")
+    xruns_per_min: float | None = Field(None, ge=0.0, description="pause while xruns over the last minute exceed this")
+    clipping: bool = Field(False, description="pause when a reference-tier mic clips; the trial is redone")
+    poll_s: float = Field(1.0, gt=0.0, le=600.0, description="seconds between checks while paused")
+    clear_s: float = Field(5.0, ge=0.0, le=86400.0, description="seconds every condition must stay clear to resume")
+    resume: Literal["auto", "manual"] = "auto"
+
+    @property
+    def any(self) -> bool:
+        """Whether any condition is switched on."""
+        return (self.ambient_max_dba is not None or self.dut or self.positioner
+                or self.xruns_per_min is not None or self.clipping)
+
+
 class Rig(_Strict):
     """A whole rig: room, loudspeakers, microphones, DUT, placements, hardware."""
 
@@ -180,6 +210,7 @@ class Rig(_Strict):
     placements: dict[str, dict[str, Vec3]] = Field(default_factory=dict)
     hardware: Hardware = Field(default_factory=Hardware)
     positioner: Positioner | None = None
+    suspenders: Suspenders | None = None
 
     #: The file this rig was loaded from, when it came from one (not part of the TOML).
     source: Path | None = Field(default=None, exclude=True)
@@ -228,6 +259,9 @@ class Rig(_Strict):
                 self._check_inside(f"{kind}.{name}.position_m", thing.position_m)
         if self.positioner is not None and self.positioner.speaker not in self.speakers:
             raise ValueError(f"positioner.speaker: {self.positioner.speaker!r} is not a speaker")
+        if self.suspenders is not None and self.suspenders.ambient_mic not in (None, *self.mics):
+            raise ValueError(f"suspenders.ambient_mic: {self.suspenders.ambient_mic!r} is not one of the mics: "
+                             f"{', '.join(self.mics)}")
         return self
 
     def _check_inside(self, field: str, pos: Vec3) -> None:

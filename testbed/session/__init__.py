@@ -29,6 +29,7 @@ _WHERE = {
     "list_session_dirs": "store", "resolve_session": "store", "sessions_root": "store",
     "AttackConfig": "trials", "TrialSpec": "trials", "attack_configs": "trials", "expand_trials": "trials",
     "placement_changes": "trials",
+    "Suspenders": "suspenders", "request_resume": "suspenders", "resume_running": "suspenders",
 }
 
 __all__ = sorted(_WHERE)

@@ -1,7 +1,8 @@
 """The one record a session run emits: :class:`RunEvent`.
 
 Like bluesky's documents, a run is reported as a stream of small immutable records:
-``start`` first, then ``craft`` progress, ``pause`` (the run waits for or skips a placement),
+``start`` first, then ``craft`` progress, ``pause`` (the run waits for or skips a placement, or a
+suspender paused it: ``message`` says why), ``resume`` (a suspender's conditions cleared),
 ``retry`` (an attempt of a trial is played again), one ``trial`` per committed trial,
 ``failure`` (the run dies with an error) and ``stop`` last, with the reason it ended.
 The CLI's live view, the scale executor's tests and a web monitor all read the same record;
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-EventKind = Literal["start", "craft", "pause", "retry", "trial", "failure", "stop"]
-EVENT_KINDS: tuple[str, ...] = ("start", "craft", "pause", "retry", "trial", "failure", "stop")
+EventKind = Literal["start", "craft", "pause", "resume", "retry", "trial", "failure", "stop"]
+EVENT_KINDS: tuple[str, ...] = ("start", "craft", "pause", "resume", "retry", "trial", "failure", "stop")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class RunEvent:
 
     Attributes
     ----------
-    kind : start | craft | pause | retry | trial | failure | stop.
+    kind : start | craft | pause | resume | retry | trial | failure | stop.
     at : wall-clock time of the event, seconds since the epoch.
     done, total : trials committed / planned in the session; for ``craft`` events the
         perturbations made (or found cached) / needed.

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from testbed.errors import PlanError
 from testbed.names import check_model_name, check_name
 from testbed.rig.loader import format_validation_error, read_toml
-from testbed.rig.schema import Rig
+from testbed.rig.schema import Rig, Suspenders
 
 #: Attack kinds a plan may name before the attack registry is consulted ("none" = clean playback).
 NO_ATTACK = "none"
@@ -183,6 +183,7 @@ class Plan(_Strict):
     sweep: Sweep = Field(default_factory=Sweep)
     evaluate: Evaluate = Field(default_factory=Evaluate)
     timing: Timing = Field(default_factory=Timing)
+    suspenders: Suspenders | None = Field(None, description="pause conditions; override the rig's [suspenders]")
 
     source: Path | None = Field(default=None, exclude=True)
 
@@ -229,6 +230,16 @@ class Plan(_Strict):
     def placements(self) -> list[str | None]:
         """Placements to visit; ``[None]`` means the rig's own positions."""
         return list(self.sweep.placements) or [None]
+
+    def suspender_options(self, rig: Rig) -> Suspenders | None:
+        """The rig's ``[suspenders]`` with this plan's keys over them; None when neither has any."""
+        if rig.suspenders is None and self.suspenders is None:
+            return None
+        keys = {}
+        for part in (rig.suspenders, self.suspenders):
+            if part is not None:
+                keys.update({k: getattr(part, k) for k in part.model_fields_set})
+        return Suspenders(**keys)
 
 
 def parse_plan(data: dict, source: Path | str = "<plan>") -> Plan:
@@ -283,6 +294,10 @@ def check_plan(
         if m not in rig.mics:
             raise PlanError(f"{src}: sweep.mics[{i}]: rig {rig.name!r} has no mic {m!r} "
                             f"(have: {', '.join(rig.mics)})")
+    sus = plan.suspenders
+    if sus is not None and sus.ambient_mic is not None and sus.ambient_mic not in rig.mics:
+        raise PlanError(f"{src}: suspenders.ambient_mic: rig {rig.name!r} has no mic {sus.ambient_mic!r} "
+                        f"(have: {', '.join(rig.mics)})")
     has_attack = any(a.kind != NO_ATTACK for a in plan.attacks)
     if has_attack and rig.adversary_speaker is None:
         raise PlanError(f"{src}: attacks: rig {rig.name!r} has no speaker with role 'adversary'")

@@ -111,6 +111,9 @@ class Runner:
     craft_cache : a content-addressed perturbation cache (``key(...)``, ``get(key)``,
         ``put(key, signal)``, e.g. :class:`testbed.scale.PerturbationCache`) consulted before
         crafting and filled after, so perturbations made ahead (``testbed attack craft``) are reused.
+    suspend_clock : ``(clock, sleep)`` for the suspenders' pause loop (tests); default real time.
+        The suspenders themselves come from the rig's and the plan's ``[suspenders]``
+        (:mod:`testbed.session.suspenders`): they pause the run (``pause`` / ``resume`` events).
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class Runner:
         should_stop: Callable[[], bool] = lambda: False,
         executor=None,
         craft_cache=None,
+        suspend_clock: tuple[Callable[[], float], Callable[[float], None]] | None = None,
     ) -> None:
         self.store = store
         self.rig = rig
@@ -148,6 +152,7 @@ class Runner:
                                            emit=self.on_event, should_stop=should_stop)
         self.attacks = self.perturbations.attacks
         self._specs: dict[int, TrialSpec] | None = None
+        self.suspend_clock = suspend_clock
 
     # -- public ---------------------------------------------------------------
     def run(self) -> RunResult:
@@ -246,6 +251,7 @@ class Runner:
         current: object = object()   # no placement set up yet
         confirmed_at: float | None = None
         skipped: list[str] = []
+        sus = self._suspenders(backend)
         for spec in pending:
             if self.should_stop():
                 return RunResult("stopped", stats, skipped)
@@ -269,7 +275,16 @@ class Runner:
             def retry(attempt: int, why: str, spec: TrialSpec = spec) -> None:
                 self.on_event(stats.event("retry", attempt=attempt, message=why, **self._describe(spec)))
 
-            rec = run_trial(self.trial_input(spec), ctx, backend, self.dut, on_retry=retry)
+            # -- suspenders (issue 23): pause while a condition trips; a rejected trial is played again
+            rec = None
+            while rec is None:
+                if sus is not None and not sus.hold(spec.placement, should_stop=self.should_stop,
+                                                    **self._pause_hooks(stats, spec)):
+                    return RunResult("stopped", stats, skipped)
+                rec = run_trial(self.trial_input(spec), ctx, backend, self.dut, on_retry=retry)
+                if sus is not None and sus.reject(rec):
+                    rec = None
+            # -- end suspenders
             rec.placement_confirmed_at = confirmed_at
             self._commit(rec, spec, stats)
         return RunResult("skipped" if skipped else "finished", stats, skipped)
@@ -281,6 +296,25 @@ class Runner:
             if self.should_stop():
                 return RunResult("stopped", stats)
         return RunResult("finished", stats)
+
+    # -- suspenders (issue 23) ----------------------------------------------------------------
+    def _suspenders(self, backend):
+        from testbed.session.suspenders import Suspenders
+
+        clock = dict(zip(("clock", "sleep"), self.suspend_clock)) if self.suspend_clock else {}
+        return Suspenders.build(self.plan.suspender_options(self.rig), self.rig, self.calibration, backend=backend,
+                                dut=self.dut, positioner=self.positioner, session_dir=self.store.path, **clock)
+
+    def _pause_hooks(self, stats: RunStats, spec: TrialSpec) -> dict:
+        def on_pause(reason: str) -> None:
+            self.store.event("paused", reason)
+            self.on_event(stats.event("pause", message=reason, **self._describe(spec)))
+
+        def on_resume(message: str) -> None:
+            self.store.event("resumed", message)
+            self.on_event(stats.event("resume", message=message, **self._describe(spec)))
+
+        return {"on_pause": on_pause, "on_resume": on_resume}
 
     # -- committing: the one path every record takes ---------------------------------
     def _commit(self, rec: TrialRecord, spec: TrialSpec, stats: RunStats) -> None:

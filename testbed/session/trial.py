@@ -19,6 +19,7 @@ from testbed.errors import DeviceError
 from testbed.rig import Rig, geometry_table
 from testbed.session.deps import LoadedModel
 from testbed.session.evaluation import evaluate_captures, serial_evaluation
+from testbed.session.levels import trial_levels
 from testbed.session.store import CaptureRecord, EvalRecord, TrialRecord
 from testbed.session.timing import TrialTiming, snr_db, spr_db, trial_timing
 from testbed.session.trials import TrialSpec
@@ -172,6 +173,11 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
     facts["planned_offsets_samples"] = dict(timing.offsets_samples)
     facts["command_start_samples"] = {mic: float(st) for mic, (_, st) in windows.items()}
     facts["dut_mic"] = rig.dut.mic
+    # issue 23: the command's, perturbation's and ambient level at each mic, dBFS and dB SPL
+    facts.update(trial_levels(rig, ctx.calibration, {s: p.signal for s, p in plays.items()}, facts,
+                              {c.mic: c.signal for c in captures}, int(min(realised.values()) if realised else 0)))
+    for key in ("source_rms_dbfs", "source_rms_dbfs_a"):   # now in facts["levels"]
+        facts.pop(key, None)
     played = {name: (p.signal, p.offset_samples) for name, p in plays.items()}
     return TrialRecord(
         trial_id=spec.trial_id, captures=captures, evaluations=evaluations, played=played,
