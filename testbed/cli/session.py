@@ -219,11 +219,13 @@ def run_cmd(
     json_out: bool = typer.Option(False, "--json", help="print the outcome as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     cluster: str = ClusterOpt,
+    watch: bool = typer.Option(False, "--watch", help="serve the live web monitor (127.0.0.1:8765) beside the run"),
 ) -> None:
     """Run a plan on a rig: craft perturbations, play, record, evaluate, store (resumable).
 
     Example: testbed session run sessions/plans/quick-sim.toml --rig rigs/office-sim.toml --cluster local:2
     """
+    from testbed.cli.watch import watching
     from testbed.rig import load_rig
     from testbed.session import create_session
 
@@ -231,7 +233,7 @@ def run_cmd(
     store = create_session(plan_path, rig_path, root=sessions_dir, session_id=session_id, models_root=models_dir)
     if not json_out:
         console.print(f"session {store.session_id} created in {store.path}")
-    with store:
+    with store, watching(store.path if watch else None):
         _live_run(store, models_dir, json_out, quiet, spec)
 
 
