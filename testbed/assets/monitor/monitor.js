@@ -7,6 +7,7 @@ const SVGNS = "http://www.w3.org/2000/svg";
 let live = true;          // false while the operator replays a recorded session
 let latest = null;        // the last live snapshot
 let playTimer = null;
+window.monitorUpdates = [];
 
 function el(tag, attrs, ...kids) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -78,7 +79,7 @@ function drawMeters(s) {
   const mics = s.mics || [];
   c.height = Math.max(60, 40 + 34 * mics.length);
   g.clearRect(0, 0, c.width, c.height);
-  const x0 = 110, w = c.width - x0 - 110;
+  const x0 = 96, w = c.width - x0 - 200;
   const xOf = (db) => x0 + w * Math.min(1, Math.max(0, (db - DB_MIN) / -DB_MIN));
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#6a7180";
@@ -217,7 +218,7 @@ function drawRig(s) {
   const r = s.rig_map, svg = $("rigmap");
   if (!r || !r.room_m[0]) { svg.replaceChildren(); $("rig-sub").textContent = "(no rig stored)"; return; }
   $("rig-sub").textContent = `(top view, ${r.room_m[0]} x ${r.room_m[1]} m; placement ${r.current || "default"})`;
-  const W = 360, H = 300, pad = 24;
+  const W = 480, H = 400, pad = 24;
   const k = Math.min((W - 2 * pad) / r.room_m[0], (H - 2 * pad) / r.room_m[1]);
   const X = (x) => pad + k * x, Y = (y) => H - pad - k * y;
   const kids = [el("svg:rect", { x: X(0), y: Y(r.room_m[1]), width: k * r.room_m[0], height: k * r.room_m[1],
@@ -307,6 +308,8 @@ function connect() {
     $("link").textContent = "live · updated " + new Date().toLocaleTimeString();
     $("link").className = "link";
     if (live || latest.running) { if (!live) stopPlaying(); live = true; draw(latest); }
+    // when each snapshot reached the page (seconds since the epoch): the latency bench reads it
+    window.monitorUpdates.push({ at: Date.now() / 1000, done: latest.done });
   });
   src.onerror = () => {
     $("link").textContent = "monitor server unreachable: retrying";
