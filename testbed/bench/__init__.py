@@ -18,6 +18,7 @@ AREAS: dict[str, str] = {
     "ensemble": "testbed.bench.ensemble",
     "session": "testbed.bench.session",
     "scale": "testbed.bench.scale",
+    "monitor": "testbed.bench.monitor",
 }
 
 

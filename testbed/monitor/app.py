@@ -57,16 +57,20 @@ def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
     async def events(request: Request) -> Response:
         async def stream():
             sent, quiet_s = -1, 0.0
-            while not stopping.is_set():
-                version, text = await asyncio.to_thread(watcher.current)
-                if version != sent:
-                    sent, quiet_s = version, 0.0
-                    yield f"id: {version}\nevent: snapshot\ndata: {text}\n\n"
-                elif quiet_s >= KEEPALIVE_S:
-                    quiet_s = 0.0
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(poll_s)
-                quiet_s += poll_s
+            app.state.clients += 1
+            try:
+                while not stopping.is_set():
+                    version, text = await asyncio.to_thread(watcher.current)
+                    if version != sent:
+                        sent, quiet_s = version, 0.0
+                        yield f"id: {version}\nevent: snapshot\ndata: {text}\n\n"
+                    elif quiet_s >= KEEPALIVE_S:
+                        quiet_s = 0.0
+                        yield ": keep-alive\n\n"
+                    await asyncio.sleep(poll_s)
+                    quiet_s += poll_s
+            finally:
+                app.state.clients -= 1
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -80,4 +84,5 @@ def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
     app = Starlette(routes=routes)
     app.state.watcher = watcher
     app.state.stopping = stopping
+    app.state.clients = 0          # open event streams (pages following the session)
     return app

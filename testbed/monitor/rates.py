@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable
 
 from testbed.analysis.stats import wilson_interval
+from testbed.session.store import SessionReader
+from testbed.session.store import live
 
 #: (key, title, uses only the DUT mic)
 DIMENSIONS: tuple[tuple[str, str, bool], ...] = (
@@ -39,6 +41,23 @@ def _sort_key(key: str, value: str):
         kind, _, eps = value.partition(" eps=")
         return (0 if kind == "none" else 1, float(eps) if eps else 0.0, kind)
     return (0, 0.0, value)
+
+
+class ErrorCounter:
+    """Running error counts of a live session: each call reads only the evaluations added since."""
+
+    def __init__(self) -> None:
+        self._acc: dict[tuple, list[int]] = {}
+        self._last = 0
+
+    def update(self, reader: SessionReader) -> list[dict]:
+        """The counts of every evaluation so far (rows as :func:`testbed.session.store.live.error_counts`)."""
+        rows, self._last = live.error_counts(reader, after_eval_id=self._last)
+        for r in rows:
+            wn = self._acc.setdefault(tuple(r[k] for k in live.ERROR_KEYS), [0, 0])
+            wn[0] += int(r["wrong"] or 0)
+            wn[1] += int(r["n"] or 0)
+        return [dict(zip(live.ERROR_KEYS, k), wrong=w, n=n) for k, (w, n) in self._acc.items()]
 
 
 def cell(wrong: int, n: int) -> dict:

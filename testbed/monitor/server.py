@@ -49,6 +49,11 @@ class MonitorServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    @property
+    def clients(self) -> int:
+        """Pages following the session right now (open event streams)."""
+        return self.app.state.clients
+
     def start(self) -> "MonitorServer":
         """Serve in a daemon thread; returns once the server accepts connections."""
         import uvicorn

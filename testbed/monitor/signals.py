@@ -24,13 +24,14 @@ def envelope(signal: np.ndarray, n_points: int = 400) -> dict:
     -------
     ``{"min": [...], "max": [...]}``: two lists of ``min(n_points, n_samples)`` floats (4 decimals).
     """
-    x = np.asarray(signal, dtype=np.float32)
+    x = np.nan_to_num(np.asarray(signal, dtype=np.float32))
     if x.size == 0:
         return {"min": [], "max": []}
-    spans = np.array_split(x, min(n_points, x.size))
-    lo = [round(float(s.min()), 4) for s in spans]
-    hi = [round(float(s.max()), 4) for s in spans]
-    return {"min": lo, "max": hi}
+    n = min(n_points, x.size)
+    edges = np.linspace(0, x.size, n + 1).astype(int)[:-1]    # n spans of (almost) equal length
+    lo = np.minimum.reduceat(x, edges)
+    hi = np.maximum.reduceat(x, edges)
+    return {"min": np.round(lo, 4).tolist(), "max": np.round(hi, 4).tolist()}
 
 
 def spectrogram(signal: np.ndarray, sample_rate: int, n_freqs: int = 64, n_frames: int = 120) -> dict:
@@ -48,7 +49,7 @@ def spectrogram(signal: np.ndarray, sample_rate: int, n_freqs: int = 64, n_frame
     ``{"db": [[...] x frames] x freqs, "f_max_hz", "duration_s", "lo_db", "hi_db"}``: ``db`` holds
     integer dBFS values, row 0 the lowest frequency.
     """
-    x = np.asarray(signal, dtype=np.float64)
+    x = np.nan_to_num(np.asarray(signal, dtype=np.float64))
     duration_s = x.size / float(sample_rate)
     if x.size < 16:
         return {"db": [], "f_max_hz": sample_rate / 2, "duration_s": duration_s, "lo_db": FLOOR_DB, "hi_db": 0}

@@ -6,10 +6,14 @@ monitor queries of :mod:`testbed.session.store.live`.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections import OrderedDict
 
-from testbed.monitor.rates import error_tables
+import numpy as np
+
+from testbed.monitor.rates import ErrorCounter, error_tables
 from testbed.monitor.rigmap import rig_map
 from testbed.monitor.signals import envelope, spectrogram
 from testbed.session.store import SessionReader
@@ -37,20 +41,30 @@ class PictureCache:
         self._items: OrderedDict[int, dict] = OrderedDict()
 
     def get(self, reader: SessionReader, trial_id: int, sample_rate: int) -> dict:
+        """``{"trial_id", "sample_rate", "mics": {mic: {"wave", "spec"} or {"problem"}}}`` of one trial."""
+        return self._entry(reader, trial_id, sample_rate)[0]
+
+    def json(self, reader: SessionReader, trial_id: int, sample_rate: int) -> str:
+        """:meth:`get` as JSON text (kept, so a snapshot does not encode the pictures again)."""
+        return self._entry(reader, trial_id, sample_rate)[1]
+
+    def _entry(self, reader: SessionReader, trial_id: int, sample_rate: int) -> tuple[dict, str]:
         if trial_id in self._items:
             self._items.move_to_end(trial_id)
             return self._items[trial_id]
-        pics = {}
+        mics = {}
         for cap in live.trial_captures(reader, trial_id):
             sig, problem = reader.read_capture(cap)
             if sig is None:
-                pics[cap["mic"]] = {"problem": problem}
+                mics[cap["mic"]] = {"problem": problem}
                 continue
-            pics[cap["mic"]] = {"wave": envelope(sig), "spec": spectrogram(sig, sample_rate)}
-        self._items[trial_id] = pics
+            mics[cap["mic"]] = {"wave": envelope(sig), "spec": spectrogram(sig, sample_rate)}
+        pics = {"trial_id": trial_id, "sample_rate": sample_rate, "mics": mics}
+        # finite by construction (signals.py maps NaN to 0 and rounds): encoded as is, checked by allow_nan
+        self._items[trial_id] = (pics, json.dumps(pics, allow_nan=False))
         while len(self._items) > self.keep:
             self._items.popitem(last=False)
-        return pics
+        return self._items[trial_id]
 
 
 def _eta(recent: list[dict], started_at: float | None, remaining: int) -> tuple[float | None, float | None]:
@@ -88,8 +102,36 @@ def _events(reader: SessionReader, upto_time: float | None, upto: live.Upto) -> 
     return out[-100:]
 
 
+def snapshot_json(reader: SessionReader, *, upto_index: int | None = None,
+                  pictures: PictureCache | None = None, errors: ErrorCounter | None = None) -> str:
+    """:func:`build_snapshot` as strict JSON text (NaN and infinities as null); the pictures' JSON
+    comes from the cache, so a snapshot after a commit encodes them once."""
+    pictures = pictures if pictures is not None else PictureCache()
+    snap = build_snapshot(reader, upto_index=upto_index, with_pictures=False, errors=errors)
+    last = snap["last"]
+    text = json.dumps(finite(snap), allow_nan=False)
+    if last is None:
+        return text
+    pics = pictures.json(reader, last["trial_id"], snap["sample_rate"])
+    return text[:-1] + ', "pictures": ' + pics + "}"
+
+
+def finite(o):
+    """``o`` with every NaN or infinite float replaced by None (JSON has neither), numpy scalars as Python's."""
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
 def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
-                   pictures: PictureCache | None = None) -> dict:
+                   pictures: PictureCache | None = None, with_pictures: bool = True,
+                   errors: ErrorCounter | None = None) -> dict:
     """Everything the page shows about ``reader``'s session, as JSON-able values.
 
     Parameters
@@ -97,8 +139,10 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
     upto_index : replay: show the session as it was after its first ``upto_index`` committed trials
         (commit order); None: as it is now.
     pictures : a cache for the last capture's pictures (a new one per call if None).
+    with_pictures : False leaves the ``pictures`` key out (:func:`snapshot_json` adds it from its cache).
+    errors : the running error counts of a follower (read incrementally); None counts everything.
     """
-    pictures = pictures or PictureCache()
+    pictures = pictures if pictures is not None else PictureCache()
     meta = reader.meta()
     sid = reader.session_id
     with live.read_transaction(reader):
@@ -112,7 +156,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         recent = live.recent_trials(reader, 30, upto)
         last = recent[0] if recent else None
         events = _events(reader, upto[0] if upto else None, upto)
-        counts = live.error_counts(reader, upto)
+        counts = live.error_counts(reader, upto)[0] if errors is None or upto else errors.update(reader)
         clipping = live.mic_clipping(reader, upto)
         limiter = live.limiter_counts(reader, upto)
         pending = live.next_pending(reader)
@@ -158,8 +202,9 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         if last else None,
         "mics": mics, "speakers": speakers,
         "errors": error_tables(counts, dut_mic, models),
-        "pictures": {"trial_id": last["trial_id"], "sample_rate": sample_rate,
-                     "mics": pictures.get(reader, last["trial_id"], sample_rate)} if last else None,
+        "sample_rate": sample_rate,
         "rig_map": rig_map(rig, current_placement, adv),
         "events": events,
+        **({} if not with_pictures else {"pictures": pictures.get(reader, last["trial_id"], sample_rate)
+                                        if last else None}),
     }

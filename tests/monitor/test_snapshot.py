@@ -11,7 +11,7 @@ import pytest
 from testbed.analysis.stats import wilson_interval
 from testbed.monitor import SessionWatcher, build_snapshot
 from testbed.monitor.signals import envelope, spectrogram
-from testbed.monitor.watcher import finite
+from testbed.monitor.snapshot import finite
 from testbed.session.store import SessionReader
 from tests.monitor.conftest import MICS, MODELS, SR, SyntheticWriter
 
@@ -123,9 +123,22 @@ def test_watcher_rebuilds_only_when_the_store_changes(session_store):
         v1, t1 = w.current()
         v2, _ = w.current()
         assert v2 == v1 and w.builds == 1
+        assert w.builds == 1                      # nothing changed: nothing rebuilt
         committed(session_store, 1)
-        v3, t3 = w.current()
+        import time
+
+        deadline = time.monotonic() + 30          # rebuilds are rationed, never held back > 1 s
+        while (v3 := w.current()[0]) == v1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t3 = w.current()[1]
         assert v3 > v1 and json.loads(t3)["done"] == 1 and json.loads(t1)["done"] == 0
+        committed(session_store, 4)
+        deadline = time.monotonic() + 30
+        while json.loads(w.current()[1])["done"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the watcher counts errors incrementally: the same tables as counting everything again
+        with SessionReader(session_store.path) as r:
+            assert json.loads(w.current()[1])["errors"] == json.loads(json.dumps(build_snapshot(r)["errors"]))
     finally:
         w.close()
 

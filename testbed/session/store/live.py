@@ -113,19 +113,25 @@ def limiter_counts(r: SessionReader, upto: Upto = None) -> dict[str, int]:
     return {k: int(v) for k, v in rows}
 
 
-def error_counts(r: SessionReader, upto: Upto = None) -> list[dict]:
+ERROR_KEYS = ("attack", "attack_kind", "eps", "delay_ms", "placement", "mic", "model")
+
+
+def error_counts(r: SessionReader, upto: Upto = None, after_eval_id: int = 0) -> tuple[list[dict], int]:
     """Evaluations grouped by attack, eps, delay, placement, mic and model: ``n`` and ``wrong``.
 
     ``wrong`` counts predictions that differ from the command's label (the error rate's numerator).
+    Evaluations are append-only, so a follower asks only for those after ``after_eval_id`` and adds
+    them up; returns ``(rows, the last eval_id counted)``.
     """
-    w, a = _where(upto)
+    w, a = _where(upto, "e.eval_id > ?")
+    last = r.db.execute("SELECT COALESCE(MAX(eval_id), 0) FROM evaluations").fetchone()[0]
     rows = r.db.execute(
         "SELECT p.attack_id, a.kind, a.eps, p.delay_ms, p.placement, e.mic, e.model, COUNT(*), "
         "SUM(e.prediction IS NOT p.label) FROM evaluations e JOIN trials t ON t.trial_id = e.trial_id "
         "JOIN planned p ON p.trial_id = e.trial_id JOIN attacks a ON a.attack_id = p.attack_id"
-        f"{w} GROUP BY p.attack_id, p.delay_ms, p.placement, e.mic, e.model", a)
-    keys = ("attack", "attack_kind", "eps", "delay_ms", "placement", "mic", "model", "n", "wrong")
-    return [dict(zip(keys, row)) for row in rows]
+        f"{w} AND e.eval_id <= ? GROUP BY p.attack_id, p.delay_ms, p.placement, e.mic, e.model",
+        (*a, after_eval_id, last))
+    return [dict(zip((*ERROR_KEYS, "n", "wrong"), row)) for row in rows], int(last)
 
 
 def recent_events(r: SessionReader, n: int = 100, until: float | None = None) -> list[dict]:
@@ -136,6 +142,12 @@ def recent_events(r: SessionReader, n: int = 100, until: float | None = None) ->
         rows = r.db.execute("SELECT time, kind, message FROM events WHERE time <= ? ORDER BY event_id DESC "
                             "LIMIT ?", (until, n))
     return [{"time": t, "kind": k, "message": m} for t, k, m in reversed(rows.fetchall())]
+
+
+def data_version(r: SessionReader) -> int:
+    """A number that changes whenever another connection commits to the database (SQLite's
+    ``PRAGMA data_version``): the monitor's cheap "has anything changed?" probe."""
+    return int(r.db.execute("PRAGMA data_version").fetchone()[0])
 
 
 def planned_count(r: SessionReader) -> int:
