@@ -32,6 +32,8 @@ from testbed.errors import TestbedError
 LATENCY_TRIALS = 50
 #: Trials per block of the cost measurement (page closed, then open, then closed, ...).
 BLOCK = 20
+#: Seconds a freshly started browser is given to settle before its block is timed.
+SETTLE_S = 3.0
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -44,12 +46,34 @@ def _chromium() -> str:
 
 
 class _PlainBrowser:
-    """A headless Chromium showing ``url`` with nothing attached to it (started and stopped per block)."""
+    """A headless Chromium showing ``url`` with nothing attached to it (started and stopped per block);
+    ``client="sse"``: curl reading the event stream instead (the server's cost without a browser's)."""
 
-    def __init__(self, url: str, profile: Path):
-        self.proc = subprocess.Popen([_chromium(), "--headless", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
-                                      "--window-size=1400,1800", url],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __init__(self, url: str, profile: Path, client: str = "chromium"):
+        cmd = ([_chromium(), "--headless", *CHROMIUM_ARGS, f"--user-data-dir={profile}", "--window-size=1400,1800",
+                url] if client == "chromium" else ["curl", "-sN", url + "events"])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.cpu_s = 0.0
+
+    def cpu_now(self) -> float:
+        """CPU seconds used so far by the client and its children (psutil, when installed)."""
+        try:
+            import psutil
+
+            procs = [psutil.Process(self.proc.pid)]
+            procs += procs[0].children(recursive=True)
+            total = 0.0
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            return total
+        except (ImportError, OSError):
+            return float("nan")
+        except Exception:   # noqa: BLE001  (psutil.Error when the process is gone)
+            return float("nan")
 
     def close(self) -> None:
         self.proc.terminate()
@@ -68,10 +92,13 @@ def _wait(cond, what: str, deadline_s: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials: int = LATENCY_TRIALS) -> dict:
+def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials: int = LATENCY_TRIALS,
+            client: str = "chromium") -> dict:
     """Run the benchmark on ``2 labels x per_label x 2 attacks x 5 delays x 2 placements`` trials.
 
     ``screenshot``: also save a full-page PNG of the monitor while the session runs.
+    ``client``: what follows the page in the cost blocks: ``chromium`` (a plain headless browser) or
+    ``sse`` (curl reading the event stream: the server's own cost, no browser).
     """
     import torch
 
@@ -100,6 +127,8 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
                    else (blocked.append(route.request.url), route.abort()))
         intervals: dict[bool, list[float]] = {False: [], True: []}
         blocks: list[tuple[bool, float]] = []      # (page open, mean trial seconds) per block, in order
+        cpu = {False: 0.0, True: 0.0, "browser": 0.0}  # this process's CPU s per condition; the browser's
+        marks = {"cpu": 0.0, "browser": 0.0}
         commits: dict[int, float] = {}
         latencies: list[float] = []
         state: dict = {"phase": "latency", "open": False, "prev": None, "plain": None, "first": None}
@@ -132,20 +161,38 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
                     if len(commits) >= latency_trials:
                         end_latency_phase()
                         state["phase"], state["prev"] = "cost", None
+                        marks["cpu"] = time.process_time()
                 else:
                     if state["prev"] is not None:
                         intervals[state["open"]].append(now - state["prev"])
                     if len(intervals[state["open"]]) % BLOCK == 0 and intervals[state["open"]]:
                         blocks.append((state["open"], statistics.fmean(intervals[state["open"]][-BLOCK:])))
+                        cpu[state["open"]] += time.process_time() - marks["cpu"]
                         if state["open"]:
+                            cpu["browser"] += state["plain"].cpu_now() - marks["browser"]
                             state["plain"].close()
                             _wait(lambda: mon.clients == 0, "the browser to leave")
                         else:
-                            state["plain"] = _PlainBrowser(mon.url, tmp / "chromium-profile")
+                            state["plain"] = _PlainBrowser(mon.url, tmp / "chromium-profile", client)
                             _wait(lambda: mon.clients > 0, "the browser to open the page")
+                            time.sleep(SETTLE_S)      # the browser's own start-up is not the page's cost
+                            marks["browser"] = state["plain"].cpu_now()
                         state["open"] = not state["open"]
+                        marks["cpu"] = time.process_time()
                 state["prev"] = time.time()
 
+            commit_s = {False: 0.0, True: 0.0}
+            real_commit = store.commit_trial
+
+            def timed_commit(rec, sr):
+                t0 = time.perf_counter()
+                try:
+                    return real_commit(rec, sr)
+                finally:
+                    if state["phase"] == "cost":
+                        commit_s[state["open"]] += time.perf_counter() - t0
+
+            store.commit_trial = timed_commit
             rig, plan_obj, models, cal = open_runner_parts(store)
             try:
                 Runner(store, rig, plan_obj, models, calibration=cal, on_event=on_event).run()
@@ -177,6 +224,12 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
         "throughput_ratio_block_median": round(statistics.median(pairs), 3) if pairs else None,
         "throughput_block_pairs": len(pairs),
         "throughput_target_ratio": 0.97,
+        "process_cpu_s_per_trial_page_closed": round(cpu[False] / len(closed), 4),
+        "process_cpu_s_per_trial_page_open": round(cpu[True] / len(opened), 4),
+        "commit_s_per_trial_page_closed": round(commit_s[False] / len(closed), 4),
+        "commit_s_per_trial_page_open": round(commit_s[True] / len(opened), 4),
+        "client": client,
+        "client_cpu_pct_of_a_core": round(100 * cpu["browser"] / sum(opened), 1),
         "snapshots_built": builds,
         "snapshot_build_ms_mean": round(1000 * build_s / max(1, builds), 2),
         "requests_blocked": len(blocked),

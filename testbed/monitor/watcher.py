@@ -21,9 +21,9 @@ from testbed.session.store import live
 #: Seconds between two looks at the session (the page updates within about this after a commit).
 POLL_S = 0.25
 #: Largest share of wall-clock time spent rebuilding snapshots while a run commits quickly.
-BUDGET = 0.02
+BUDGET = 0.01
 #: ... but a change is never held back longer than this, seconds.
-MAX_WAIT_S = 1.0
+MAX_WAIT_S = 1.25
 
 
 class SessionWatcher:

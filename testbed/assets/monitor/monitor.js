@@ -162,16 +162,22 @@ function colour(v) {   // 0..1 -> a dark-blue..yellow ramp
   return [r, g, 50 + Math.round(0.8 * b)];
 }
 
+// the waveform, scaled up when it is quiet (the gain is printed on it); returns the gain
 function drawWave(c, wave) {
   const g = c.getContext("2d");
   g.fillStyle = "#fafbfc"; g.fillRect(0, 0, c.width, c.height);
   g.fillStyle = "#d5d8de"; g.fillRect(0, c.height / 2, c.width, 1);
   const n = wave.min.length, h = c.height / 2;
+  const peak = Math.max(1e-6, ...wave.max.map(Math.abs), ...wave.min.map(Math.abs));
+  const gain = peak < 0.45 ? Math.min(1000, 0.9 / peak) : 1;
   g.fillStyle = "#3b7ddd";
   for (let i = 0; i < n; i++) {
-    const x = (i / n) * c.width, y1 = h - wave.max[i] * h, y2 = h - wave.min[i] * h;
+    const x = (i / n) * c.width, y1 = h - gain * wave.max[i] * h, y2 = h - gain * wave.min[i] * h;
     g.fillRect(x, y1, Math.max(1, c.width / n), Math.max(1, y2 - y1));
   }
+  g.fillStyle = "#6a7180";
+  g.font = "10px system-ui, sans-serif";
+  g.fillText(gain > 1 ? `x${gain.toFixed(0)} (${(20 * Math.log10(gain)).toFixed(0)} dB)` : "full scale", 4, 11);
 }
 
 function drawSpec(c, spec) {
@@ -257,9 +263,28 @@ function drawEvents(s) {
 }
 
 // ---- the whole page -----------------------------------------------------------------------------------
+// each part of the page with what it shows: a part whose data did not change is not redrawn
+const PARTS = [
+  [drawHeader, (s) => [s.id, s.plan, s.rig, s.state, s.state_text, s.done, s.total]],
+  [drawProgress, (s) => [s.done, s.total, s.running, s.state, Math.round(s.eta_s || 0), s.failed, s.retried, s.xruns,
+                         s.clipped_trials, s.last_error, s.now, s.last, s.errors && s.errors.dut_mic]],
+  [drawMeters, (s) => [s.mics, s.xruns]],
+  [drawSpeakers, (s) => [s.speakers, s.done]],
+  [drawErrors, (s) => [s.errors]],
+  [drawCaptures, (s) => [s.id, s.pictures && s.pictures.trial_id]],
+  [drawRig, (s) => [s.rig_map]],
+  [drawEvents, (s) => [s.events]],
+];
+const shown = new Map();
+
 function draw(s) {
-  for (const f of [drawHeader, drawProgress, drawMeters, drawSpeakers, drawErrors, drawCaptures, drawRig, drawEvents]) {
-    try { f(s); } catch (err) { console.error(f.name, err); }
+  for (const [f, what] of PARTS) {
+    try {
+      const key = JSON.stringify(what(s));
+      if (shown.get(f) === key) continue;
+      f(s);
+      shown.set(f, key);
+    } catch (err) { console.error(f.name, err); }
   }
   drawReplayControls(s);
   document.body.dataset.version = String((Number(document.body.dataset.version) || 0) + 1);
