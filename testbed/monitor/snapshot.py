@@ -29,6 +29,9 @@ STATE_TEXT = {
     "error": "not running: stopped on an error (see the events; then 'testbed session resume {id}')",
     "created": "not running: created, never started (start it with 'testbed session resume {id}')",
 }
+#: Event kinds that pause a running session, and those that end the pause (suspenders, operator).
+PAUSE_KINDS = ("pause", "paused", "suspended")
+RESUME_KINDS = ("resume", "resumed", "unpaused", "started")
 #: Trials over which the ETA's pace is measured.
 ETA_WINDOW = 20
 
@@ -78,6 +81,16 @@ def _eta(recent: list[dict], started_at: float | None, remaining: int) -> tuple[
     else:
         return None, None
     return per, per * remaining
+
+
+def _open_pause(events: list[dict]) -> dict | None:
+    """The pause event not followed by a resume (or a new start), if any (``events`` oldest first)."""
+    for e in reversed(events):
+        if e["kind"] in RESUME_KINDS:
+            return None
+        if e["kind"] in PAUSE_KINDS:
+            return e
+    return None
 
 
 def _trial_view(t: dict | None) -> dict | None:
@@ -165,12 +178,18 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         caps = live.trial_captures(reader, last["trial_id"]) if last else []
     state = "replay" if upto is not None else status["state"]
     running = state == "running"
+    pause = _open_pause(events) if running else None
+    if pause is not None:
+        state = "paused"
     started = [e["time"] for e in events if e["kind"] == "started"]
     per_trial_s, eta_s = _eta(recent, started[-1] if started else None, total - tot["done"])
     if not running:
         eta_s = None
     text = (f"replay of a recorded session: after trial {len(order) if upto_index is None else upto_index} "
             f"of {len(order)} committed" if upto is not None else STATE_TEXT.get(state, state).format(id=sid))
+    if pause is not None:
+        text = f"running, paused since {time.strftime('%H:%M:%S', time.localtime(pause['time']))}: " \
+               f"{pause['message']}"
     rig = meta.get("rig") or {}
     dut_mic = meta.get("dut_mic") or (rig.get("dut") or {}).get("mic")
     plan = meta.get("plan") or {}

@@ -103,6 +103,25 @@ def test_running_session_shows_the_trial_now_playing(session_store):
         w.abandon()
 
 
+def test_a_pause_is_shown_until_the_session_resumes(session_store):
+    w = committed(session_store, 2, abandon=False)
+    import time
+
+    deadline = time.monotonic() + 60
+    while len(w.committed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        session_store.event("paused", "ambient 71 dB SPL at ref above 60 dB SPL")
+        with SessionReader(session_store.path) as r:
+            snap = build_snapshot(r)
+            assert snap["state"] == "paused" and snap["running"]
+            assert "paused" in snap["state_text"] and "ambient 71 dB SPL" in snap["state_text"]
+            session_store.event("resumed", "ambient level cleared for 10 s")
+            assert build_snapshot(r)["state"] == "running"
+    finally:
+        w.abandon()
+
+
 def test_replay_shows_the_session_as_it_was_after_k_trials(session_store):
     committed(session_store, 10)
     w = SessionWatcher(session_store.path)

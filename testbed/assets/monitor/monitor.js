@@ -58,7 +58,8 @@ function drawProgress(s) {
   $("eta").textContent = s.running ? `ETA ${dur(s.eta_s)}` + (s.per_trial_s ? ` (${fmt(s.per_trial_s, 2)} s per trial)` : "") : "";
   $("counters").textContent = `failed ${s.failed} · retried ${s.retried} · xruns ${s.xruns} · trials with clipping ${s.clipped_trials}`;
   $("last-error").textContent = s.last_error ? "last error: " + s.last_error : "";
-  $("now-title").textContent = s.state === "replay" ? "Replayed trial" : (s.running ? "Now playing" : "Now playing (not running)");
+  $("now-title").textContent = s.state === "replay" ? "Replayed trial" :
+    (s.state === "paused" ? "Next trial (paused)" : (s.running ? "Now playing" : "Now playing (not running)"));
   kv($("now"), s.now ? trialRows(s.now) : [["", s.running ? "between trials" : "nothing: the session is not running"]]);
   const last = s.last;
   const rows = trialRows(last);
