@@ -59,21 +59,21 @@ class _PlainBrowser:
         """CPU seconds used so far by the client and its children (psutil, when installed)."""
         try:
             import psutil
-
+        except ImportError:
+            return float("nan")
+        try:
             procs = [psutil.Process(self.proc.pid)]
             procs += procs[0].children(recursive=True)
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            return total
-        except (ImportError, OSError):
+        except psutil.Error:      # the client is gone
             return float("nan")
-        except Exception:   # noqa: BLE001  (psutil.Error when the process is gone)
-            return float("nan")
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
 
     def close(self) -> None:
         self.proc.terminate()
