@@ -196,8 +196,12 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
             rig, plan_obj, models, cal = open_runner_parts(store)
             try:
                 Runner(store, rig, plan_obj, models, calibration=cal, on_event=on_event).run()
+                if state["phase"] == "cost":           # the last, partial block
+                    cpu[state["open"]] += time.process_time() - marks["cpu"]
+                    if state["open"]:
+                        cpu["browser"] += state["plain"].cpu_now() - marks["browser"]
             finally:
-                if state["plain"] is not None:
+                if state["plain"] is not None:          # closing twice is harmless
                     state["plain"].close()
             builds, build_s = mon.watcher.builds, mon.watcher.build_s
         browser.close()
