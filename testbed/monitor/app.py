@@ -11,6 +11,8 @@ Routes
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import threading
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from testbed.errors import TestbedError
 from testbed.monitor.watcher import POLL_S, SessionWatcher
 from testbed.workspace import assets_dir
 
@@ -49,9 +52,13 @@ def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
                 k = int(upto)
             except ValueError:
                 return JSONResponse({"error": f"upto: {upto!r} is not a whole number"}, status_code=400)
-            text = await asyncio.to_thread(watcher.replay, max(1, k))
+            call = functools.partial(watcher.replay, max(1, k))
         else:
-            _, text = await asyncio.to_thread(watcher.current)
+            call = lambda: watcher.current()[1]   # noqa: E731
+        try:
+            text = await asyncio.to_thread(call)
+        except TestbedError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
         return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def events(request: Request) -> Response:
@@ -60,7 +67,12 @@ def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
             app.state.clients += 1
             try:
                 while not stopping.is_set():
-                    version, text = await asyncio.to_thread(watcher.current)
+                    try:
+                        version, text = await asyncio.to_thread(watcher.current)
+                    except TestbedError as exc:   # e.g. the database went unreadable: say so, keep trying
+                        yield f"event: problem\ndata: {json.dumps({'message': str(exc)})}\n\n"
+                        await asyncio.sleep(max(poll_s, 1.0))
+                        continue
                     if version != sent:
                         sent, quiet_s = version, 0.0
                         yield f"id: {version}\nevent: snapshot\ndata: {text}\n\n"

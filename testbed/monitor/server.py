@@ -37,9 +37,18 @@ class MonitorServer:
                  root: Path | str | None = None, poll_s: float = POLL_S):
         self.path = resolve_session(session, root)
         self.watcher = SessionWatcher(self.path)
+        try:
+            self.watcher.current()     # a session that cannot be read fails here, in one line
+        except TestbedError:
+            self.watcher.close()
+            raise
         self.stopping = threading.Event()
         self.app = create_app(self.watcher, self.stopping, poll_s)
-        self.sock = _bind(host, port)
+        try:
+            self.sock = _bind(host, port)
+        except MonitorError:
+            self.watcher.close()
+            raise
         self.host, self.port = self.sock.getsockname()[:2]
         self._server = None
         self._thread: threading.Thread | None = None

@@ -125,7 +125,8 @@ def snapshot_json(reader: SessionReader, *, upto_index: int | None = None,
     text = json.dumps(finite(snap), allow_nan=False)
     if last is None:
         return text
-    pics = pictures.json(reader, last["trial_id"], snap["sample_rate"])
+    with live.read_transaction(reader):
+        pics = pictures.json(reader, last["trial_id"], snap["sample_rate"])
     return text[:-1] + ', "pictures": ' + pics + "}"
 
 
@@ -156,9 +157,9 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
     errors : the running error counts of a follower (read incrementally); None counts everything.
     """
     pictures = pictures if pictures is not None else PictureCache()
-    meta = reader.meta()
     sid = reader.session_id
     with live.read_transaction(reader):
+        meta = reader.meta()
         order = live.commit_order(reader)
         upto = None
         if upto_index is not None and order:

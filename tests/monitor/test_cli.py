@@ -17,6 +17,17 @@ def test_watch_names_a_missing_session_in_one_line(cli, tmp_path):
     assert r.exit_code == 2 and "nope" in r.output and "Traceback" not in r.output
 
 
+def test_watch_names_a_damaged_session_database_in_one_line(cli, session_store):
+    db = session_store.path / "session.sqlite"
+    session_store.close()
+    for extra in ("-wal", "-shm"):
+        (session_store.path / f"session.sqlite{extra}").unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    r = cli(["session", "watch", str(session_store.path), "--port", "0"])
+    assert r.exit_code == 2 and "session.sqlite" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 def test_watch_refuses_a_port_in_use_in_one_line(cli, session_store):
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))

@@ -337,6 +337,10 @@ function connect() {
     // when each snapshot reached the page (seconds since the epoch): the latency bench reads it
     window.monitorUpdates.push({ at: Date.now() / 1000, done: latest.done });
   });
+  src.addEventListener("problem", (ev) => {
+    $("link").textContent = "problem: " + JSON.parse(ev.data).message;
+    $("link").className = "link down";
+  });
   src.onerror = () => {
     $("link").textContent = "monitor server unreachable: retrying";
     $("link").className = "link down";

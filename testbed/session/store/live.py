@@ -12,6 +12,8 @@ import contextlib
 import json
 import sqlite3
 
+from testbed.errors import SessionError
+from testbed.session.store.paths import DB_NAME
 from testbed.session.store.reader import SessionReader
 
 Upto = tuple[float, int] | None
@@ -147,7 +149,10 @@ def recent_events(r: SessionReader, n: int = 100, until: float | None = None) ->
 def data_version(r: SessionReader) -> int:
     """A number that changes whenever another connection commits to the database (SQLite's
     ``PRAGMA data_version``): the monitor's cheap "has anything changed?" probe."""
-    return int(r.db.execute("PRAGMA data_version").fetchone()[0])
+    try:
+        return int(r.db.execute("PRAGMA data_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise SessionError(f"{r.path / DB_NAME}: cannot read the session database: {exc}") from None
 
 
 def planned_count(r: SessionReader) -> int:
@@ -156,7 +161,13 @@ def planned_count(r: SessionReader) -> int:
 
 @contextlib.contextmanager
 def read_transaction(r: SessionReader):
-    """Hold one read snapshot of the database for the queries inside (never blocks a writer in WAL)."""
+    """Hold one read snapshot of the database for the queries inside (never blocks a writer in WAL).
+
+    Raises
+    ------
+    SessionError
+        The database cannot be read (damaged, removed): one line naming it.
+    """
     began = False
     try:
         r.db.execute("BEGIN")
@@ -165,6 +176,8 @@ def read_transaction(r: SessionReader):
         pass
     try:
         yield r
+    except sqlite3.Error as exc:
+        raise SessionError(f"{r.path / DB_NAME}: cannot read the session database: {exc}") from None
     finally:
         if began:
             with contextlib.suppress(sqlite3.Error):
