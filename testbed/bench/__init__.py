@@ -20,6 +20,7 @@ AREAS: dict[str, str] = {
     "ensemble": "testbed.bench.ensemble",
     "session": "testbed.bench.session",
     "scale": "testbed.bench.scale",
+    "monitor": "testbed.bench.monitor",
 }
 
 

@@ -75,6 +75,7 @@ def _register() -> None:
         rig,
         session,
         study,
+        watch,
         workspace,
     )
 
@@ -84,6 +85,7 @@ def _register() -> None:
     app.command("calibrate")(calibrate.calibrate)
     app.add_typer(models.app, name="models")
     app.add_typer(attack.app, name="attack")
+    session.app.command("watch")(watch.watch_cmd)   # lives in cli/watch.py: session.py is at its size limit
     app.add_typer(session.app, name="session")
     app.add_typer(dut.app, name="dut")
     app.add_typer(positioner.app, name="positioner")

@@ -222,11 +222,13 @@ def run_cmd(
     cluster: str = ClusterOpt,
     tag: list[str] = typer.Option(None, "--tag", help="KEY=VALUE stored with the session (repeatable); "
                                   "find it later with 'testbed session list --tag KEY=VALUE'"),
+    watch: bool = typer.Option(False, "--watch", help="serve the live web monitor (127.0.0.1:8765) beside the run"),
 ) -> None:
     """Run a plan on a rig: craft perturbations, play, record, evaluate, store (resumable).
 
     Example: testbed session run sessions/plans/quick-sim.toml --rig rigs/office-sim.toml --cluster local:2
     """
+    from testbed.cli.watch import watching
     from testbed.rig import load_rig
     from testbed.session import create_session
     from testbed.session.catalog import parse_tags
@@ -237,7 +239,7 @@ def run_cmd(
                            tags=tags)
     if not json_out:
         console.print(f"session {store.session_id} created in {store.path}")
-    with store:
+    with store, watching(store.path if watch else None):
         _live_run(store, models_dir, json_out, quiet, spec)
 
 

@@ -1,0 +1,100 @@
+"""The monitor's web app (Starlette): the page, its static files, snapshots and a server-sent event stream.
+
+Routes
+------
+``/``                    the page (``testbed/assets/monitor/index.html``)
+``/static/...``          its script and style, served from the installed package (no CDN)
+``/api/snapshot``        the current snapshot (JSON); ``?upto=K``: as after the first K committed trials
+``/events``              ``text/event-stream``: one ``data:`` line of snapshot JSON now and after each change
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from testbed.errors import TestbedError
+from testbed.monitor.watcher import POLL_S, SessionWatcher
+from testbed.workspace import assets_dir
+
+#: Seconds between keep-alive comments on an idle event stream.
+KEEPALIVE_S = 10.0
+
+
+def page_dir() -> Path:
+    """Where the page's files are installed (package data)."""
+    return assets_dir() / "monitor"
+
+
+def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
+               poll_s: float = POLL_S) -> Starlette:
+    """The app serving ``watcher``'s session; ``stopping`` set ends every open event stream."""
+    stopping = stopping or threading.Event()
+    static = page_dir()
+
+    async def index(request: Request) -> Response:
+        return FileResponse(static / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def snapshot(request: Request) -> Response:
+        upto = request.query_params.get("upto")
+        if upto is not None:
+            try:
+                k = int(upto)
+            except ValueError:
+                return JSONResponse({"error": f"upto: {upto!r} is not a whole number"}, status_code=400)
+            call = functools.partial(watcher.replay, max(1, k))
+        else:
+            call = lambda: watcher.current()[1]   # noqa: E731
+        try:
+            text = await asyncio.to_thread(call)
+        except TestbedError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    async def events(request: Request) -> Response:
+        async def stream():
+            sent, quiet_s = -1, 0.0
+            app.state.clients += 1
+            try:
+                while not stopping.is_set():
+                    try:
+                        version, text = await asyncio.to_thread(watcher.current)
+                    except TestbedError as exc:   # e.g. the database went unreadable: say so, keep trying
+                        yield f"event: problem\ndata: {json.dumps({'message': str(exc)})}\n\n"
+                        await asyncio.sleep(max(poll_s, 1.0))
+                        continue
+                    if version != sent:
+                        sent, quiet_s = version, 0.0
+                        yield f"id: {version}\nevent: snapshot\ndata: {text}\n\n"
+                    elif quiet_s >= KEEPALIVE_S:
+                        quiet_s = 0.0
+                        yield ": keep-alive\n\n"
+                    await asyncio.sleep(poll_s)
+                    quiet_s += poll_s
+            finally:
+                app.state.clients -= 1
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    routes = [
+        Route("/", index),
+        Route("/api/snapshot", snapshot),
+        Route("/events", events),
+        Mount("/static", app=StaticFiles(directory=str(static)), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.watcher = watcher
+    app.state.stopping = stopping
+    app.state.clients = 0          # open event streams (pages following the session)
+    return app
