@@ -53,6 +53,10 @@ class AttackSpec(_Strict):
     target: str = "untargeted"
     over_the_air: bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="extra attack hyper-parameters")
+    # -- r1-follow: craft through another rig (see testbed.session.craft_rig) --
+    craft_rig: str | None = Field(None, min_length=1, description=(
+        "over-the-air kinds: craft through this rig's channels (a simulated or measured twin; "
+        "path relative to the plan file) and play in the session's rig"))
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -210,6 +214,10 @@ def check_plan(
                                     f"(accepted: {', '.join(accepted)})")
         if a.kind != NO_ATTACK and a.source_model is None:
             raise PlanError(f"{src}: attacks[{i}].source_model: required for attack {a.kind!r}")
+        if a.craft_rig is not None:  # r1-follow
+            from testbed.session.craft_rig import check_craft_rig
+
+            check_craft_rig(plan, i, a, rig)
     if model_labels is None:
         return
     field = "evaluate.models" if plan.evaluate.models else f"{rig.source or 'rig'}: dut.models"

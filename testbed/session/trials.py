@@ -68,12 +68,20 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
         params = dict(spec.params)
         if spec.steps is not None:
             params["steps"] = spec.steps
+        hashed = dict(spec.params)
+        if spec.craft_rig is not None:  # r1-follow: the rig crafted through joins the id and the params
+            from testbed.session.craft_rig import CRAFT_RIG_KEY, CRAFT_RIG_NAME_KEY, craft_rig_path, load_craft_rig
+
+            path = craft_rig_path(plan, spec.craft_rig)
+            params[CRAFT_RIG_KEY] = str(path)
+            params[CRAFT_RIG_NAME_KEY] = load_craft_rig(path).name
+            hashed[CRAFT_RIG_KEY] = str(path)
         for eps in spec.eps:
             aid = f"{kind}-{eps:g}-{spec.target}-{spec.source_model}"
             if spec.steps is not None:
                 aid += f"-s{spec.steps}"
-            if spec.params:
-                h = hashlib.sha256(json.dumps(spec.params, sort_keys=True, default=str).encode()).hexdigest()
+            if hashed:
+                h = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()
                 aid += f"-{h[:6]}"
             if aid in seen:
                 continue

@@ -1,0 +1,114 @@
+"""The rig an over-the-air attack is crafted through, when it is not the one it is played in.
+
+A plan's ``[[attacks]]`` entry may say ``craft_rig = "PATH"`` (relative to the plan file): the
+perturbation is crafted through that rig's channels (a simulated or measured twin of the room)
+and played in the session's rig. Without it a session crafts through its own rig; a physical
+rig whose calibration holds impulse responses crafts through those measured paths
+(:func:`testbed.calibration.irs.calibrated_twin`), and every trial's notes say which.
+
+The attack configuration keeps the craft rig as two reserved entries of its ``params``
+(:data:`CRAFT_RIG_KEY`: the resolved path, :data:`CRAFT_RIG_NAME_KEY`: the rig's name), so
+the attacks table of the store needs no new column; :func:`split_params` takes them out again
+before the attack sees its hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from testbed.errors import CalibrationError, PlanError, RigError
+
+#: Reserved ``AttackConfig.params`` entries: the craft rig's resolved path and its name.
+CRAFT_RIG_KEY = "craft_rig"
+CRAFT_RIG_NAME_KEY = "craft_rig_name"
+RESERVED = (CRAFT_RIG_KEY, CRAFT_RIG_NAME_KEY)
+
+
+def craft_rig_path(plan, craft_rig: str) -> Path:
+    """``craft_rig`` resolved against the plan file's folder (the working folder without one)."""
+    p = Path(craft_rig).expanduser()
+    if not p.is_absolute() and plan.source is not None:
+        p = Path(plan.source).parent / p
+    return p.resolve()
+
+
+def load_craft_rig(path: Path | str):
+    """The craft rig at ``path`` (a :class:`~testbed.rig.Rig`); RigError naming the file."""
+    from testbed.rig import load_rig
+
+    return load_rig(path)
+
+
+def split_params(params: dict) -> tuple[dict, str | None, str | None]:
+    """``(attack hyper-parameters, craft rig path or None, craft rig name or None)``."""
+    rest = {k: v for k, v in params.items() if k not in RESERVED}
+    return rest, params.get(CRAFT_RIG_KEY), params.get(CRAFT_RIG_NAME_KEY)
+
+
+def check_craft_rig(plan, index: int, spec, rig) -> None:
+    """Check ``attacks[index].craft_rig`` of ``plan`` against the session's ``rig``.
+
+    Raises
+    ------
+    PlanError
+        The attack does not go over the air, the file is not a valid rig, it has no
+        adversary speaker, or its sample rate differs from the session rig's.
+    """
+    from testbed.session.plan import through_channel
+
+    src = plan.source or "<plan>"
+    where = f"{src}: attacks[{index}].craft_rig"
+    if not through_channel(spec.registry_kind):
+        raise PlanError(f"{where}: only over-the-air attacks craft through a rig's channels "
+                        f"(set over_the_air = true for {spec.kind!r})")
+    path = craft_rig_path(plan, spec.craft_rig)
+    try:
+        craft = load_craft_rig(path)
+        if craft.room.model == "measured":
+            from testbed.acoustics.measured import check_measured
+
+            check_measured(craft)
+    except RigError as exc:
+        raise PlanError(f"{where}: {exc}") from None
+    if craft.adversary_speaker is None:
+        raise PlanError(f"{where}: rig {craft.name!r} ({path}) has no speaker with role 'adversary'")
+    if int(craft.sample_rate) != int(rig.sample_rate):
+        raise PlanError(f"{where}: rig {craft.name!r} runs at {craft.sample_rate} Hz, the session's rig "
+                        f"{rig.name!r} at {rig.sample_rate} Hz (a perturbation is played at the rate it was crafted)")
+
+
+def crafting_channels(rig, use_calibration: bool = True):
+    """``(rig to draw channels from, description)`` for crafting through ``rig``.
+
+    A physical rig with impulse responses in its calibration profile gives its measured twin
+    ("measured IRs of calibration (DIR)"); a calibration that cannot be used falls back to the
+    shoebox of the rig's geometry and says why; a measured-room rig gives "measured IRs (DIR)";
+    any other rig "shoebox".
+    """
+    if use_calibration and rig.is_physical:
+        from testbed.calibration.irs import calibrated_twin
+
+        try:
+            twin = calibrated_twin(rig)
+        except CalibrationError as exc:
+            return rig, f"shoebox (calibration not used: {exc})"
+        if twin is not None:
+            return twin, f"measured IRs of calibration ({twin.room.irs})"
+    if rig.room.model == "measured":
+        return rig, f"measured IRs ({rig.room.irs})"
+    return rig, "shoebox"
+
+
+def channel_digest(rig) -> str | None:
+    """sha256 over the names and bytes of a measured rig's IR files (None for a shoebox rig): the
+    rig's TOML names the folder, not what is in it, so a crafting cache key needs this too."""
+    if rig.room.model != "measured":
+        return None
+    from testbed.acoustics.measured import path_files
+
+    h = hashlib.sha256()
+    for key, f in sorted(path_files(rig).items(), key=lambda kv: str(kv[0])):
+        h.update(f"{key}|{f.path.name}|".encode())
+        h.update(Path(f.path).read_bytes())
+    return h.hexdigest()
