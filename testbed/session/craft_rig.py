@@ -17,26 +17,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from testbed.errors import CalibrationError, PlanError, RigError
+from testbed.errors import CalibrationError
+from testbed.rig import load_rig
+from testbed.session.craft_check import check_craft_rig
+from testbed.session.trials import CRAFT_RIG_KEY, CRAFT_RIG_NAME_KEY, craft_rig_path
 
-#: Reserved ``AttackConfig.params`` entries: the craft rig's resolved path and its name.
-CRAFT_RIG_KEY = "craft_rig"
-CRAFT_RIG_NAME_KEY = "craft_rig_name"
 RESERVED = (CRAFT_RIG_KEY, CRAFT_RIG_NAME_KEY)
-
-
-def craft_rig_path(plan, craft_rig: str) -> Path:
-    """``craft_rig`` resolved against the plan file's folder (the working folder without one)."""
-    p = Path(craft_rig).expanduser()
-    if not p.is_absolute() and plan.source is not None:
-        p = Path(plan.source).parent / p
-    return p.resolve()
+__all__ = ["RESERVED", "craft_rig_path", "load_craft_rig", "split_params", "check_craft_rig",
+           "crafting_channels", "channel_digest"]
 
 
 def load_craft_rig(path: Path | str):
     """The craft rig at ``path`` (a :class:`~testbed.rig.Rig`); RigError naming the file."""
-    from testbed.rig import load_rig
-
     return load_rig(path)
 
 
@@ -44,38 +36,6 @@ def split_params(params: dict) -> tuple[dict, str | None, str | None]:
     """``(attack hyper-parameters, craft rig path or None, craft rig name or None)``."""
     rest = {k: v for k, v in params.items() if k not in RESERVED}
     return rest, params.get(CRAFT_RIG_KEY), params.get(CRAFT_RIG_NAME_KEY)
-
-
-def check_craft_rig(plan, index: int, spec, rig) -> None:
-    """Check ``attacks[index].craft_rig`` of ``plan`` against the session's ``rig``.
-
-    Raises
-    ------
-    PlanError
-        The attack does not go over the air, the file is not a valid rig, it has no
-        adversary speaker, or its sample rate differs from the session rig's.
-    """
-    from testbed.session.plan import through_channel
-
-    src = plan.source or "<plan>"
-    where = f"{src}: attacks[{index}].craft_rig"
-    if not through_channel(spec.registry_kind):
-        raise PlanError(f"{where}: only over-the-air attacks craft through a rig's channels "
-                        f"(set over_the_air = true for {spec.kind!r})")
-    path = craft_rig_path(plan, spec.craft_rig)
-    try:
-        craft = load_craft_rig(path)
-        if craft.room.model == "measured":
-            from testbed.acoustics.measured import check_measured
-
-            check_measured(craft)
-    except RigError as exc:
-        raise PlanError(f"{where}: {exc}") from None
-    if craft.adversary_speaker is None:
-        raise PlanError(f"{where}: rig {craft.name!r} ({path}) has no speaker with role 'adversary'")
-    if int(craft.sample_rate) != int(rig.sample_rate):
-        raise PlanError(f"{where}: rig {craft.name!r} runs at {craft.sample_rate} Hz, the session's rig "
-                        f"{rig.name!r} at {rig.sample_rate} Hz (a perturbation is played at the rate it was crafted)")
 
 
 def crafting_channels(rig, use_calibration: bool = True):

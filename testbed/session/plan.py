@@ -215,9 +215,9 @@ def check_plan(
         if a.kind != NO_ATTACK and a.source_model is None:
             raise PlanError(f"{src}: attacks[{i}].source_model: required for attack {a.kind!r}")
         if a.craft_rig is not None:  # r1-follow
-            from testbed.session.craft_rig import check_craft_rig
+            from testbed.session.craft_check import check_craft_rig
 
-            check_craft_rig(plan, i, a, rig)
+            check_craft_rig(plan, i, a, rig, through_channel(a.registry_kind))
     if model_labels is None:
         return
     field = "evaluate.models" if plan.evaluate.models else f"{rig.source or 'rig'}: dut.models"

@@ -11,10 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from testbed.session.plan import NO_ATTACK, Plan
+
+#: Reserved ``AttackConfig.params`` entries of an attack crafted through another rig (the plan's
+#: ``craft_rig``): its resolved path and its name (see :mod:`testbed.session.craft_rig`).
+CRAFT_RIG_KEY = "craft_rig"
+CRAFT_RIG_NAME_KEY = "craft_rig_name"
+
+
+def craft_rig_path(plan: Plan, craft_rig: str) -> Path:
+    """A plan's ``craft_rig`` resolved against the plan file's folder (the working folder without one)."""
+    p = Path(craft_rig).expanduser()
+    if not p.is_absolute() and plan.source is not None:
+        p = Path(plan.source).parent / p
+    return p.resolve()
 
 
 @dataclass(frozen=True)
@@ -70,11 +84,11 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
             params["steps"] = spec.steps
         hashed = dict(spec.params)
         if spec.craft_rig is not None:  # r1-follow: the rig crafted through joins the id and the params
-            from testbed.session.craft_rig import CRAFT_RIG_KEY, CRAFT_RIG_NAME_KEY, craft_rig_path, load_craft_rig
+            from testbed.rig import load_rig
 
             path = craft_rig_path(plan, spec.craft_rig)
             params[CRAFT_RIG_KEY] = str(path)
-            params[CRAFT_RIG_NAME_KEY] = load_craft_rig(path).name
+            params[CRAFT_RIG_NAME_KEY] = load_rig(path).name
             hashed[CRAFT_RIG_KEY] = str(path)
         for eps in spec.eps:
             aid = f"{kind}-{eps:g}-{spec.target}-{spec.source_model}"

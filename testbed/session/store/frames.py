@@ -95,7 +95,7 @@ def _crafted_on(df: pd.DataFrame, attacks: dict, rig_name: str | None) -> None:
     """r1-follow: ``crafted_on`` (the rig an over-the-air perturbation was crafted through: the
     plan's ``craft_rig`` or the session's rig; None for digital attacks and clean playback) and
     ``played_in`` (the session's rig) columns, in place."""
-    from testbed.session.craft_rig import CRAFT_RIG_NAME_KEY
+    from testbed.session.trials import CRAFT_RIG_NAME_KEY
     from testbed.session.plan import through_channel
 
     on = {aid: (a.params.get(CRAFT_RIG_NAME_KEY) or rig_name) if through_channel(a.kind) else None
