@@ -122,3 +122,30 @@ def test_a_session_plays_what_a_measured_twin_crafted_and_says_so(tmp_path, offi
 
     found = {f["id"]: f for f in findings(df)}
     assert "crafted on office-measured, played in office-sim" in found["crafted_played"]["text"]
+
+
+def test_a_calibrated_physical_rig_crafts_through_its_twin_and_says_so(office_rig_path, tmp_path):
+    from testbed.audio.sim import SimBackend
+    from testbed.calibration import calibrate
+    from testbed.session.craft_rig import crafting_channels
+
+    rig_file = tmp_path / "rigs" / "lab.toml"
+    rig_file.parent.mkdir()
+    rig_file.write_text(office_rig_path.read_text().replace('backend = "sim"', 'backend = "sounddevice"')
+                        .replace('name = "office-sim"', 'name = "lab"'))
+    rig = load_rig(rig_file)
+    plan = parse_plan(_plan_dict(None))
+    (cfg,) = attack_configs(plan)
+    assert crafting_channels(rig) == (rig, "shoebox")
+    before = craft_params(cfg, rig, plan, "h")
+    assert before.rig is rig and before.channel_digest is None
+    calibrate(rig, backend=SimBackend(rig, seed=2), what=["response"], out_dir=tmp_path / "calibration" / "lab")
+    twin, source = crafting_channels(rig)
+    assert twin.room.model == "measured" and twin.name == "lab"
+    assert source.startswith("measured IRs of calibration (") and source.endswith("/calibration/lab/irs)")
+    after = craft_params(cfg, rig, plan, "h")
+    assert after.rig.room.model == "measured" and after.channel_digest is not None
+    job = CraftJob("a", [("yes-0", "yes")], ["yes-0"], seed=1)
+    sig = [np.zeros(1600, np.float32)]
+    assert cache_keys(after, job, sig, perturbation_key) != cache_keys(before, job, sig, perturbation_key)
+    assert crafting_channels(rig, use_calibration=False) == (rig, "shoebox")
