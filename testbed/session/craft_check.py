@@ -32,11 +32,7 @@ def check_craft_rig(plan, index: int, spec, rig, over_the_air: bool) -> None:
     if not path.is_absolute() and plan.source is not None:
         path = Path(plan.source).parent / path
     try:
-        craft = load_rig(path)
-        if craft.room.model == "measured":
-            from testbed.acoustics.measured import check_measured
-
-            check_measured(craft)
+        craft = load_rig(path)  # a measured rig's IR files (and noise recording) are read here too
     except RigError as exc:
         raise PlanError(f"{where}: {exc}") from None
     if craft.adversary_speaker is None:

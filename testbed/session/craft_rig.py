@@ -61,14 +61,20 @@ def crafting_channels(rig, use_calibration: bool = True):
 
 
 def channel_digest(rig) -> str | None:
-    """sha256 over the names and bytes of a measured rig's IR files (None for a shoebox rig): the
-    rig's TOML names the folder, not what is in it, so a crafting cache key needs this too."""
+    """sha256 over the names and bytes of a measured rig's IR files and its noise recording (None
+    for a shoebox rig): the rig's TOML names its folder, not what is in it, so a crafting cache
+    key needs this too. Every ``.wav``/``.flac`` of the folder counts (the rig reads those)."""
     if rig.room.model != "measured":
         return None
-    from testbed.acoustics.measured import path_files
-
+    folder = Path(rig.room.irs).expanduser()
+    if not folder.is_absolute() and rig.source is not None:
+        folder = Path(rig.source).parent / folder
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".wav", ".flac"))
+    if rig.room.noise is not None:
+        noise = Path(rig.room.noise).expanduser()
+        files.append(noise if noise.is_absolute() or rig.source is None else Path(rig.source).parent / noise)
     h = hashlib.sha256()
-    for key, f in sorted(path_files(rig).items(), key=lambda kv: str(kv[0])):
-        h.update(f"{key}|{f.path.name}|".encode())
-        h.update(Path(f.path).read_bytes())
+    for f in files:
+        h.update(f"{f.name}|".encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
