@@ -196,6 +196,9 @@ def check_measured(rig: "Rig") -> None:
     """Read every IR the rig needs once (names, content, pairs); RigError naming the file if any is bad."""
     for f in path_files(rig).values():
         read_ir(f.path, rig.sample_rate, rig.room.channel)
+    from testbed.acoustics.room_noise import read_room_noise
+
+    read_room_noise(rig)  # [room] noise: the room's recorded background, if any
 
 
 def ir_for(rig: "Rig", speaker: str, mic: str, placement: str | None = None) -> tuple[IrFile, np.ndarray]:

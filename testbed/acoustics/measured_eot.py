@@ -122,3 +122,21 @@ def measured_draws(rig, mics: Sequence[str], placement: str | None, n_channels: 
             h[s] = v
         out.append(replace(ch, h=h))
     return out
+
+
+def noise_bed(rig, mics: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The room's recorded background for EOT (``[room] noise``), or None when the rig has none.
+
+    Returns
+    -------
+    (bed, rms) : float32 (n,) the recording at the rig rate with RMS 1, and float64
+        (len(mics),) the level it is mixed at for each of ``mics`` (draw ``i`` of a bank is for
+        ``mics[i]``): the RMS of the diffuse field at ``room.noise_dbspl`` at that mic
+        (:func:`testbed.acoustics.room_noise.room_noise_rms`). The mic's self-noise stays white.
+    """
+    from testbed.acoustics.room_noise import read_room_noise, room_noise_rms
+
+    bed = read_room_noise(rig)
+    if bed is None:
+        return None
+    return bed.astype(np.float32), np.array([room_noise_rms(rig, m) for m in mics])

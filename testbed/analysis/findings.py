@@ -206,6 +206,21 @@ def transfer(df: pd.DataFrame) -> dict | None:
             "values": {f"{r['source_model']}->{r['model']}": _row_values(r) for _, r in t.iterrows()}}
 
 
+def crafted_played(df: pd.DataFrame) -> dict | None:
+    """Over-the-air error by the rig a perturbation was crafted on and the rig it was played in."""
+    if "crafted_on" not in df.columns:
+        return None
+    att = usable(dut_view(df))
+    att = att[att["crafted_on"].notna()]
+    if att.empty:
+        return None
+    t = rate_table(att, ["crafted_on", "played_in"])
+    parts = [f"crafted on {r['crafted_on']}, played in {r['played_in']}: "
+             f"{fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])} error" for _, r in t.iterrows()]
+    return {"id": "crafted_played", "text": "Over-the-air perturbations " + "; ".join(parts) + ".",
+            "values": {f"{r['crafted_on']}->{r['played_in']}": _row_values(r) for _, r in t.iterrows()}}
+
+
 def replay(df: pd.DataFrame) -> dict | None:
     """Models evaluated offline on the recorded captures (eval_source = replay)."""
     if "eval_source" not in df.columns:
@@ -277,8 +292,8 @@ def findings(df: pd.DataFrame) -> list[dict]:
         if f:
             out.append(f)
     out.extend(strongest_per_model(df))
-    for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, ensemble_size, targeted,
-               replay):
+    for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, crafted_played, ensemble_size,
+               targeted, replay):
         f = fn(df)
         if f:
             out.append(f)

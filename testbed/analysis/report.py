@@ -36,6 +36,8 @@ STANDARD_TABLES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "spr": ("By SPR at the DUT mic (attacks only)", ("spr_bin",), True),
     "dist_ratio": ("By adversary/user distance ratio (attacks only, every mic)", ("dist_ratio_bin",), False),
     "eval_source": ("By evaluation source and model (DUT mic)", ("eval_source", "model"), True),
+    "crafted_played": ("Over-the-air attacks: crafted on, played in (DUT mic)",
+                       ("crafted_on", "played_in", "attack", "eps"), True),
 }
 
 
@@ -113,6 +115,8 @@ def _standard(df: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame]]:
         data = dut_view(df) if dut_only else df
         if tid in ("spr", "dist_ratio"):
             data = data[data["attack"].astype(str) != "none"]
+        if tid == "crafted_played":  # r1-follow: only over-the-air perturbations have a craft rig
+            data = data[data["crafted_on"].notna()] if "crafted_on" in data.columns else data.iloc[0:0]
         if data.empty or any(d in ("placement", "eval_source") and (d not in data.columns or data[d].nunique() < 2)
                              for d in dims):
             continue

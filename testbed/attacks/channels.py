@@ -49,6 +49,10 @@ class ChannelBank:
     mics: list[str] = field(default_factory=list)
     #: Where the draws come from, for trial notes: "shoebox", "measured IRs (DIR)", ...
     source: str = ""
+    #: r1-follow: noise recorded in the room (``[room] noise``): float32 (n,) at RMS 1, and per
+    #: draw the RMS it is mixed at (the diffuse part of ``noise_rms``; the rest stays white)
+    noise_bed: np.ndarray | None = None
+    bed_rms: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +98,7 @@ class ChannelBank:
         seed : int
 
         A physical rig crafts through its calibration's measured twin when the caller passes
-        that twin (:func:`testbed.calibration.irs.crafting_rig`, which the session and
+        that twin (:func:`testbed.session.craft_rig.crafting_channels`, which the session and
         ``attack eval`` use); ``bank.source`` says which paths were drawn.
         """
         from testbed.acoustics import sample_channel
@@ -115,13 +119,17 @@ class ChannelBank:
             source = f"measured IRs ({rig.room.irs})"
             # measured paths cannot move: vary the recorded responses instead (shift, gain,
             # tilt, late-reverb swaps between paths); no jitter asks for the nominal paths
-            from testbed.acoustics.measured_eot import MeasuredEot, measured_draws
+            from testbed.acoustics.measured_eot import MeasuredEot, measured_draws, noise_bed
 
             eot = MeasuredEot() if position_jitter_m > 0 else None
             drawn = measured_draws(rig, mics, placement, int(n_channels), rng, eot)
-            bank = cls.from_channels(drawn, rig.user_speaker, adversary,
-                                     [mics[i % len(mics)] for i in range(int(n_channels))])
+            names = [mics[i % len(mics)] for i in range(int(n_channels))]
+            bank = cls.from_channels(drawn, rig.user_speaker, adversary, names)
             bank.source = source
+            bed = noise_bed(rig, names)  # r1-follow: the room's recorded background, if the rig has one
+            if bed is not None:
+                bank.noise_bed, bank.bed_rms = bed
+                bank.source += f" + recorded noise ({rig.room.noise})"
             return bank
         drawn, names = [], []
         for i in range(int(n_channels)):
@@ -235,8 +243,17 @@ class OverTheAir:
                 + g_a[:, None] * h_a[c] * phase * torch.fft.rfft(placed, n=n_fft))
         mic = torch.fft.irfft(spec, n=n_fft)[:, :s]
         if noise:
-            level = noise_rms[c] * 10.0 ** (uniform(*self.noise_db) / 20.0)
-            mic = mic + level[:, None] * torch.randn((b, s), generator=generator, device=dev, dtype=dt)
+            scale = 10.0 ** (uniform(*self.noise_db) / 20.0)
+            white = torch.randn((b, s), generator=generator, device=dev, dtype=dt)
+            if self.bank.noise_bed is None:
+                mic = mic + (noise_rms[c] * scale)[:, None] * white
+            else:  # r1-follow: the room's recording at its level, the rest of noise_rms white
+                bed = torch.as_tensor(self.bank.noise_bed, device=dev, dtype=dt)
+                start = torch.randint(bed.shape[0], (b,), generator=generator, device=dev)
+                rec = bed[(start[:, None] + torch.arange(s, device=dev)[None, :]) % bed.shape[0]]
+                b_rms = torch.as_tensor(self.bank.bed_rms, device=dev, dtype=dt)[c]
+                w_rms = torch.sqrt(torch.clamp(noise_rms[c].to(dt) ** 2 - b_rms ** 2, min=0.0))
+                mic = mic + scale[:, None] * (b_rms[:, None] * rec + w_rms[:, None] * white)
         if self.input_gain_db:
             mic = mic * (10.0 ** (self.input_gain_db / 20.0))
         return mic.clamp(-1.0, 1.0)

@@ -237,12 +237,20 @@ class SimBackend:
             facts = [mic_facts(rig.mics[m]) for m in mics]
             freqs = np.fft.rfftfreq(n, 1.0 / self.sample_rate)
             resp = np.stack([mic_response_db(rig.mics[m].tier, freqs, rig) for m in mics])
+            # r1-follow: a measured room's recorded background replaces the diffuse field (added below)
+            level = rig.room.noise_dbspl if rig.room.noise is None else -200.0
             self._colorings[key] = noise_coloring(
-                np.array([pos[m] for m in mics]), n, self.sample_rate, rig.room.noise_dbspl,
+                np.array([pos[m] for m in mics]), n, self.sample_rate, level,
                 np.array([f.gain_per_pa for f in facts]), resp,
                 np.array([self_noise_rms(f.self_noise_dba, f.gain_per_pa) for f in facts]),
             ).astype(np.float32)    # noise needs no double precision; halves the per-trial draw
-        return noise_spectrum(self._colorings[key], rng)
+        spec = noise_spectrum(self._colorings[key], rng)
+        if self.rig.room.noise is not None:  # r1-follow: noise recorded in the room
+            from testbed.acoustics.room_noise import recorded_noise
+
+            bed = recorded_noise(self.rig, list(self.rig.mics), n, rng).astype(np.float32)
+            spec = spec + sfft.rfft(bed, n, axis=-1)
+        return spec
 
     def close(self) -> None:
         """Drop cached channels; further trials raise DeviceError."""

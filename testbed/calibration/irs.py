@@ -204,23 +204,3 @@ def calibrated_twin(rig: "Rig", profile: "CalibrationProfile | None" = None, roo
     data = tomllib.loads(measured_rig_toml(rig, folder, out, name=rig.name))
     data["room"]["irs"] = str((folder / IR_DIR).resolve())
     return parse_rig(data, out)
-
-
-def crafting_rig(rig: "Rig") -> tuple["Rig", str]:
-    """The rig an over-the-air attack should be crafted through, and a note saying why.
-
-    A physical rig whose calibration holds impulse responses crafts through its measured twin
-    (:func:`calibrated_twin`); otherwise, or when the profile cannot be read (a stale profile
-    must not stop crafting), the rig itself (a shoebox of its geometry, or its measured room).
-    """
-    from testbed.errors import CalibrationError
-
-    if not rig.is_physical:
-        return rig, "the rig's own room"
-    try:
-        twin = calibrated_twin(rig)
-    except CalibrationError as exc:
-        return rig, f"shoebox (calibration not used: {exc})"
-    if twin is None:
-        return rig, "shoebox (no measured impulse responses in the calibration)"
-    return twin, f"measured IRs of the calibration ({twin.room.irs})"

@@ -160,9 +160,9 @@ def eval_(
     if rig_path is not None:
         from testbed.rig import load_rig
 
-        from testbed.calibration.irs import crafting_rig
+        from testbed.session.craft_rig import crafting_channels
 
-        params.setdefault("rig", crafting_rig(load_rig(rig_path))[0])
+        params.setdefault("rig", crafting_channels(load_rig(rig_path))[0])
         if kind == "universal":
             params.setdefault("over_the_air", True)
     elif kind == "ota-pgd":

@@ -151,7 +151,8 @@ def _render_job(config_json: str, rows: list[dict], out_dir: str) -> list[dict]:
     transforms = config.build_transforms()
     if "reverb" in transforms and _RIRS:
         tr: Reverb = transforms["reverb"]
-        transforms["reverb"] = Reverb(p=tr.p, rt60_s=tr.rt60_s, pool_size=tr.pool_size, rirs=_RIRS)
+        transforms["reverb"] = Reverb(p=tr.p, rt60_s=tr.rt60_s, pool_size=tr.pool_size, irs=tr.irs,
+                                      irs_share=tr.irs_share, rirs=_RIRS)
     engine = rows[0]["engine"]
     pcms: list[np.ndarray | None]
     if engine == "none":
@@ -218,7 +219,10 @@ def build_corpus(config: CorpusConfig, cache_dir: Path | None = None, *, workers
         from testbed.data.rooms import rir_pool
 
         rv = transforms["reverb"]
-        rirs = tuple(rir_pool(rv.pool_size, config.seed, config.sample_rate, rv.rt60_s))
+        if rv.irs is not None:  # r1-follow: measured IRs (and shoeboxes for the rest of the pool)
+            rirs = rv.pool(config.seed, config.sample_rate)
+        else:
+            rirs = tuple(rir_pool(rv.pool_size, config.seed, config.sample_rate, rv.rt60_s))
     jobs: list[list[dict]] = []
     chunk = 24
     by_engine: dict[str, list[dict]] = {}

@@ -109,3 +109,79 @@ def measured_rir_pool(rig, n: int, seed: int, sample_rate: int = 16000) -> list[
         h = h[max(onset_index(h) - 8, 0):]
         out.append((h / np.max(np.abs(h))).astype(np.float32))
     return out
+
+
+def ir_folder_files(folder) -> list:
+    """Every ``.wav``/``.flac`` under ``folder`` (recursively, sorted): a folder of measured IRs for
+    augmentation (any names, rates, bit depths, channel counts). DataError if there is none."""
+    from pathlib import Path
+
+    from testbed.acoustics.measured import IR_EXTENSIONS
+    from testbed.errors import DataError
+
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise DataError(f"{d}: reverb irs: no such folder of impulse responses")
+    files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IR_EXTENSIONS)
+    if not files:
+        raise DataError(f"{d}: reverb irs: no .wav or .flac files")
+    return files
+
+
+def ir_folder_digest(folder) -> str:
+    """sha256 over the relative names and bytes of the IR files of ``folder`` (a corpus key part:
+    the folder's path names it, this is what it holds)."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in ir_folder_files(folder):
+        h.update(f"{p.relative_to(Path(folder).expanduser())}|".encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def folder_rir_pool(folder, n: int, seed: int, sample_rate: int = 16000) -> list[np.ndarray]:
+    """``n`` RIRs from a folder of measured impulse responses, for the same augmentation as :func:`rir_pool`.
+
+    Every channel of every file is one measured path; the pool cycles through them, each varied
+    like :func:`measured_rir_pool` (late-reverb swaps between the folder's paths, spectral tilt),
+    resampled to ``sample_rate``, cut 8 taps before its onset and normalised to a peak of 1.0.
+    The same list for the same folder contents and seed.
+
+    Raises
+    ------
+    DataError
+        No such folder, no IR files, or a file that is not audio, empty, or has NaN/inf samples
+        (naming the file).
+    """
+    import soundfile as sf
+
+    from testbed.acoustics.irstats import onset_index
+    from testbed.acoustics.measured import read_ir
+    from testbed.acoustics.measured_eot import MeasuredEot, vary_ir
+    from testbed.errors import DataError, RigError
+
+    paths = []
+    for f in ir_folder_files(folder):
+        try:
+            channels = sf.info(str(f)).channels
+        except (RuntimeError, OSError, ValueError, TypeError):
+            channels = 1  # read_ir says what is wrong with it
+        try:
+            for c in range(1, channels + 1):
+                h = np.asarray(read_ir(f, int(sample_rate), c), dtype=np.float64)
+                if not np.any(h):
+                    raise RigError(f"{f}: all-zero impulse response in channel {c}")
+                paths.append(h)
+        except RigError as exc:
+            raise DataError(f"reverb irs: {exc}") from None
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF01D]))
+    eot = MeasuredEot(shift_ms=0.0, gain_db=0.0)
+    out = []
+    for i in range(int(n)):
+        k = i % len(paths)
+        h = vary_ir(paths[k], [p for j, p in enumerate(paths) if j != k], rng, int(sample_rate), eot)
+        h = h[max(onset_index(h) - 8, 0):]
+        out.append((h / np.max(np.abs(h))).astype(np.float32))
+    return out

@@ -157,12 +157,39 @@ class Reverb(Transform):
     p: float = 0.7
     rt60_s: tuple[float, float] = (0.15, 0.7)
     pool_size: int = 32
+    #: r1-follow: a folder of measured IRs (any names, rates, channels); ``irs_share`` of the pool
+    #: comes from it (:func:`testbed.data.rooms.folder_rir_pool`), the rest from random shoeboxes
+    irs: str | None = None
+    irs_share: float = 1.0
     rirs: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.irs_share) <= 1.0:
+            raise TypeError(f"irs_share must be in [0, 1], got {self.irs_share}")
+
     def params(self) -> dict[str, Any]:
-        return {"p": self.p, "rt60_s": self.rt60_s, "pool_size": self.pool_size}
+        out: dict[str, Any] = {"p": self.p, "rt60_s": self.rt60_s, "pool_size": self.pool_size}
+        if self.irs is not None:  # the folder's contents are part of a corpus's identity
+            from testbed.data.rooms import ir_folder_digest
+
+            out.update(irs=self.irs, irs_share=self.irs_share, irs_digest=ir_folder_digest(self.irs))
+        return out
+
+    def pool(self, seed: int, sample_rate: int) -> tuple[np.ndarray, ...]:
+        """The corpus's RIR pool: ``pool_size`` RIRs, measured (``irs``) and/or random shoeboxes."""
+        from testbed.data.rooms import folder_rir_pool, rir_pool
+
+        n_measured = int(round(self.pool_size * self.irs_share)) if self.irs is not None else 0
+        measured = folder_rir_pool(self.irs, n_measured, seed, sample_rate) if n_measured else []
+        box = rir_pool(self.pool_size - n_measured, seed, sample_rate, self.rt60_s) \
+            if self.pool_size > n_measured else []
+        return tuple(measured) + tuple(box)
 
     def apply(self, x, rng, sample_rate):
+        if self.irs is not None and not self.rirs:
+            from dataclasses import replace
+
+            return replace(self, rirs=_pool_cached(self, sample_rate)).apply(x, rng, sample_rate)
         if self.rirs:
             k = int(rng.integers(len(self.rirs)))
             h = self.rirs[k]
@@ -174,6 +201,17 @@ class Reverb(Transform):
         y = dsp.convolve(x, h)
         y *= dsp.rms(x) / dsp.rms(y[: len(x)])
         return y.astype(np.float32), {"rir": k}
+
+
+_POOLS: dict[tuple, tuple[np.ndarray, ...]] = {}
+
+
+def _pool_cached(rv: "Reverb", sample_rate: int) -> tuple[np.ndarray, ...]:
+    """A measured-IR Reverb's pool (seed 0) for use outside a corpus, built once per process."""
+    key = (rv.irs, rv.irs_share, rv.pool_size, rv.rt60_s, int(sample_rate))
+    if key not in _POOLS:
+        _POOLS[key] = rv.pool(0, int(sample_rate))
+    return _POOLS[key]
 
 
 @dataclass(frozen=True)

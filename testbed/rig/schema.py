@@ -46,6 +46,9 @@ class Room(_Strict):
                                 "timing (sample 0 = emission, as `testbed calibrate` writes them)")
     room_only: bool = Field(
         False, description="measured: the IRs are of the room alone; apply the speaker and mic models on top")
+    noise: str | None = Field(
+        None, min_length=1, description="measured: a WAV/FLAC of the room's background (any rate; resampled), "
+                                        "relative to the rig file; replaces the pink diffuse field at noise_dbspl")
 
     @model_validator(mode="after")
     def _measured_needs_irs(self) -> "Room":
@@ -53,6 +56,8 @@ class Room(_Strict):
             raise ValueError("model = 'measured' needs irs = \"DIR\" (a folder of impulse responses)")
         if self.model != "measured" and self.irs is not None:
             raise ValueError("irs is only read when model = 'measured'")
+        if self.model != "measured" and self.noise is not None:
+            raise ValueError("noise (a recording of the room) is only read when model = 'measured'")
         return self
 
     # -- simulator realism (issue 20 item 5) --------------------------------

@@ -21,7 +21,7 @@ from testbed.session.plan import Plan, through_channel
 CRAFT_BATCH = 16
 
 #: Fields of :class:`CraftParams` that only over-the-air kinds use (None otherwise).
-CHANNEL_FIELDS = ("rig", "mics", "delay_ms")
+CHANNEL_FIELDS = ("rig", "mics", "delay_ms", "channel_digest")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class CraftParams:
     rig: object | None = None
     mics: tuple[str, ...] | None = None
     delay_ms: tuple[float, float] | None = None
+    #: sha256 of the IR files of a measured rig crafted through (None for a shoebox): the rig
+    #: names its IR folder, this is what the folder holds (:func:`~testbed.session.craft_rig.channel_digest`)
+    channel_digest: str | None = None
 
     def key_description(self) -> dict:
         """Every field except ``source_hash`` (the key takes it apart), as JSON-able values;
@@ -65,20 +68,21 @@ class CraftParams:
 def craft_params(cfg, rig, plan: Plan, source_hash: str | None) -> CraftParams:
     """The :class:`CraftParams` of attack configuration ``cfg`` (a
     :class:`~testbed.session.trials.AttackConfig`) in a session of ``plan`` on ``rig``."""
+    from testbed.session.craft_rig import channel_digest, crafting_channels, load_craft_rig, split_params
+
     channel = through_channel(cfg.kind)
     delays = plan.sweep.delay_ms
+    params, craft_path, _ = split_params(dict(cfg.params))
+    through = None
     if channel:
-        # a physical rig crafts through its calibration's measured twin; imported here because
-        # testbed.calibration costs a noticeable start-up and most sessions craft nothing over the air
-        from testbed.calibration.irs import crafting_rig
-
-        rig = crafting_rig(rig)[0]
+        through, _ = crafting_channels(load_craft_rig(craft_path) if craft_path else rig)
     return CraftParams(
         kind=cfg.kind, eps=float(cfg.eps), target=cfg.target, source_model=cfg.source_model,
-        over_the_air=cfg.over_the_air, params=dict(cfg.params), source_hash=source_hash,
-        rig=rig if channel else None,
-        mics=(rig.dut.mic,) if channel else None,
-        delay_ms=(min(delays), max(delays)) if channel else None)
+        over_the_air=cfg.over_the_air, params=params, source_hash=source_hash,
+        rig=through,
+        mics=(through.dut.mic,) if channel else None,
+        delay_ms=(min(delays), max(delays)) if channel else None,
+        channel_digest=channel_digest(through) if channel else None)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Perturbations:
         self.sr = rig.sample_rate
         self._utts: dict[str, np.ndarray] = {}
         self._params: dict[str, CraftParams] = {}
+        self._notes: dict[str, str | None] = {}
 
     # -- reading ------------------------------------------------------------------
     def utterance(self, utterance_id: str) -> np.ndarray:
@@ -88,6 +89,22 @@ class Perturbations:
             self._params[attack_id] = craft_params(cfg, self.rig, self.plan,
                                                    self.models.model_hash(cfg.source_model))
         return self._params[attack_id]
+
+    def channel_note(self, attack_id: str) -> str | None:
+        """For trial notes: which rig and channels ``attack_id`` was crafted through, or None for
+        an attack that ignores the channel ("crafted on office-sim through shoebox", ...)."""
+        if attack_id not in self._notes:
+            from testbed.session.craft_rig import crafting_channels, load_craft_rig, split_params
+
+            cfg = self.attacks[attack_id]
+            note = None
+            if not cfg.is_none and self.params(attack_id).rig is not None:
+                _, path, name = split_params(dict(cfg.params))
+                craft = load_craft_rig(path) if path else self.rig
+                _, source = crafting_channels(craft)
+                note = f"perturbation crafted on {name or craft.name} through {source}, played in {self.rig.name}"
+            self._notes[attack_id] = note
+        return self._notes[attack_id]
 
     def request(self, job: CraftJob) -> CraftRequest:
         """The pure inputs of crafting ``job`` (what a worker needs besides the source model)."""

@@ -84,6 +84,10 @@ class AttackSpec(_Strict):
     target: str = "untargeted"
     over_the_air: bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="extra attack hyper-parameters")
+    # -- r1-follow: craft through another rig (see testbed.session.craft_rig) --
+    craft_rig: str | None = Field(None, min_length=1, description=(
+        "over-the-air kinds: craft through this rig's channels (a simulated or measured twin; "
+        "path relative to the plan file) and play in the session's rig"))
 
     @field_validator("params")
     @classmethod
@@ -96,13 +100,15 @@ class AttackSpec(_Strict):
     def _model_name(cls, v: str | None) -> str | None:
         return v if v is None else check_model_name(v)
 
-    def attack_id(self, eps: float) -> str:
-        """The id of this entry's configuration with bound ``eps`` (the one place it is written)."""
+    def attack_id(self, eps: float, extra: dict | None = None) -> str:
+        """The id of this entry's configuration with bound ``eps`` (the one place it is written);
+        ``extra`` joins the hashed parameters (the resolved ``craft_rig`` path)."""
         aid = f"{self.registry_kind}-{eps:g}-{self.target}-{self.source_model}"
         if self.steps is not None:
             aid += f"-s{self.steps}"
-        if self.params:
-            h = hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()
+        hashed = {**self.params, **(extra or {})}
+        if hashed:
+            h = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()
             aid += f"-{h[:6]}"
         return aid
 
@@ -196,7 +202,8 @@ class Plan(_Strict):
         """The distinct attack configuration ids, in plan order (``"none"`` for clean playback)."""
         out: dict[str, None] = {}
         for spec in self.attacks:
-            for aid in (["none"] if spec.kind == NO_ATTACK else [spec.attack_id(e) for e in spec.eps]):
+            extra = {"craft_rig": spec.craft_rig} if spec.craft_rig is not None else None
+            for aid in (["none"] if spec.kind == NO_ATTACK else [spec.attack_id(e, extra) for e in spec.eps]):
                 out.setdefault(aid)
         return list(out)
 
@@ -324,6 +331,10 @@ def check_plan(
                     raise PlanError(f"{src}: attacks[{i}].params.{name}: {problem} (attack {kind!r})")
         if a.kind != NO_ATTACK and a.source_model is None:
             raise PlanError(f"{src}: attacks[{i}].source_model: required for attack {a.kind!r}")
+        if a.craft_rig is not None:  # r1-follow
+            from testbed.session.craft_check import check_craft_rig
+
+            check_craft_rig(plan, i, a, rig, through_channel(a.registry_kind))
     if model_labels is None:
         return
     field = "evaluate.models" if plan.evaluate.models else f"{rig.source or 'rig'}: dut.models"

@@ -201,7 +201,9 @@ class Runner:
     def trial_input(self, spec: TrialSpec) -> TrialInput:
         """``spec`` with its command and its (already crafted) perturbation."""
         p = self.perturbations
-        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id))
+        note = p.channel_note(spec.attack_id)
+        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
+                          (note,) if note else ())
 
     # -- scheduling ---------------------------------------------------------------
     def _run(self, pending: list[TrialSpec], stats: RunStats) -> tuple[RunResult, str]:

@@ -42,11 +42,13 @@ def noise_index(trial_id: int, attempt: int) -> int:
 @dataclass(frozen=True)
 class TrialInput:
     """A planned trial with its signals: ``clean`` float32 (n_samples,) for the user speaker,
-    ``delta`` float32 (n_samples,) for the adversary speaker, or None for no attack."""
+    ``delta`` float32 (n_samples,) for the adversary speaker, or None for no attack; ``notes``
+    join the trial's notes (which channels the perturbation was crafted through)."""
 
     spec: TrialSpec
     clean: np.ndarray
     delta: np.ndarray | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
                               {c.mic: c.signal for c in captures}, int(min(realised.values()) if realised else 0)))
     for key in ("source_rms_dbfs", "source_rms_dbfs_a"):   # now in facts["levels"]
         facts.pop(key, None)
+    if trial.notes:
+        facts["notes"] = list(facts.get("notes") or []) + list(trial.notes)
     played = {name: (p.signal, p.offset_samples) for name, p in plays.items()}
     return TrialRecord(
         trial_id=spec.trial_id, captures=captures, evaluations=evaluations, played=played,

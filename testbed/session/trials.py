@@ -9,10 +9,24 @@ a slow drift of the room does not line up with one delay or one bound.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from testbed.session.plan import NO_ATTACK, Plan
+
+#: Reserved ``AttackConfig.params`` entries of an attack crafted through another rig (the plan's
+#: ``craft_rig``): its resolved path and its name (see :mod:`testbed.session.craft_rig`).
+CRAFT_RIG_KEY = "craft_rig"
+CRAFT_RIG_NAME_KEY = "craft_rig_name"
+
+
+def craft_rig_path(plan: Plan, craft_rig: str) -> Path:
+    """A plan's ``craft_rig`` resolved against the plan file's folder (the working folder without one)."""
+    p = Path(craft_rig).expanduser()
+    if not p.is_absolute() and plan.source is not None:
+        p = Path(plan.source).parent / p
+    return p.resolve()
 
 
 @dataclass(frozen=True)
@@ -66,8 +80,16 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
         params = dict(spec.params)
         if spec.steps is not None:
             params["steps"] = spec.steps
+        extra = None
+        if spec.craft_rig is not None:  # the rig crafted through joins the id and the params
+            from testbed.rig import load_rig
+
+            path = craft_rig_path(plan, spec.craft_rig)
+            params[CRAFT_RIG_KEY] = str(path)
+            params[CRAFT_RIG_NAME_KEY] = load_rig(path).name
+            extra = {CRAFT_RIG_KEY: str(path)}
         for eps in spec.eps:
-            aid = spec.attack_id(eps)
+            aid = spec.attack_id(eps, extra)
             if aid in seen:
                 continue
             seen.add(aid)

@@ -104,17 +104,17 @@ def test_jack_loopback_calibration_round_trips_into_a_measured_rig(jack_loopback
 
 def test_a_calibrated_physical_rig_crafts_through_its_measured_irs(office_rig_path, tmp_path):
     from testbed.attacks.channels import ChannelBank
-    from testbed.calibration.irs import crafting_rig
+    from testbed.session.craft_rig import crafting_channels
 
     rig_file = tmp_path / "rigs" / "lab.toml"
     rig_file.parent.mkdir()
     rig_file.write_text(office_rig_path.read_text().replace('backend = "sim"', 'backend = "sounddevice"')
                         .replace('name = "office-sim"', 'name = "lab"'))
     rig = load_rig(rig_file)
-    before = ChannelBank.from_rig(crafting_rig(rig)[0], n_channels=2, position_jitter_m=0.0)
+    before = ChannelBank.from_rig(crafting_channels(rig)[0], n_channels=2, position_jitter_m=0.0)
     assert before.source == "shoebox"
     calibrate(rig, backend=SimBackend(rig, seed=2), what=["response"], out_dir=tmp_path / "calibration" / "lab")
-    twin, note = crafting_rig(rig)
+    twin, note = crafting_channels(rig)
     assert "measured IRs" in note
     bank = ChannelBank.from_rig(twin, n_channels=2, position_jitter_m=0.0)
     assert bank.source.startswith("measured IRs") and "calibration" in bank.source

@@ -23,7 +23,7 @@ def _rig(office_rig_path):
 def _base(rig) -> CraftParams:
     return CraftParams(kind="ota-pgd", eps=0.01, target="untargeted", source_model="lm-fp32", over_the_air=True,
                        params={"steps": 5, "eot_samples": 4}, source_hash="abc123", rig=rig, mics=("cheap",),
-                       delay_ms=(0.0, 100.0))
+                       delay_ms=(0.0, 100.0), channel_digest="d" * 64)
 
 
 def _other_rig(rig):

@@ -62,6 +62,7 @@ def load_evaluations(session_dir: Path | str) -> pd.DataFrame:
     with _reading(session_dir) as store:
         meta = store.meta()
         df = store.evaluations_frame()
+        attacks = store.attacks()
     rig = meta.get("rig") or {}
     tiers = {m: v.get("tier") for m, v in (rig.get("mics") or {}).items()}
     dut_mic = meta.get("dut_mic") or (rig.get("dut") or {}).get("mic")
@@ -86,7 +87,21 @@ def load_evaluations(session_dir: Path | str) -> pd.DataFrame:
     df["eps"] = df["eps"].astype(float)
     df["xruns"] = df["xruns"].fillna(0).astype("int64")
     df["clipped"] = df["clipped"].fillna(0).astype("int64")
+    _crafted_on(df, attacks, meta.get("rig_name"))
     return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
+
+
+def _crafted_on(df: pd.DataFrame, attacks: dict, rig_name: str | None) -> None:
+    """r1-follow: ``crafted_on`` (the rig an over-the-air perturbation was crafted through: the
+    plan's ``craft_rig`` or the session's rig; None for digital attacks and clean playback) and
+    ``played_in`` (the session's rig) columns, in place."""
+    from testbed.session.trials import CRAFT_RIG_NAME_KEY
+    from testbed.session.plan import through_channel
+
+    on = {aid: (a.params.get(CRAFT_RIG_NAME_KEY) or rig_name) if through_channel(a.kind) else None
+          for aid, a in attacks.items()}
+    df["crafted_on"] = df["attack_id"].map(on)
+    df["played_in"] = rig_name
 
 
 def load_session_meta(session_dir: Path | str) -> dict:
