@@ -91,3 +91,26 @@ def test_bound_parameters_are_checked(tiny_model):
     h = atk.hyper()
     assert h["bound"] == "masking" and h["masking_steps"] == 7 and h["kind"] == "pgd" and h["steps"] == 20
     assert make_attack("pgd", tiny_model, 0.01, bound="linf").hyper().get("bound") is None
+
+
+def test_over_the_air_threshold_is_computed_from_the_command_at_the_dut_mic(tiny_model, tiny_data):
+    from tests.attacks.test_channels import _room_bank
+    from testbed.attacks import OverTheAir
+
+    x, y = tiny_data[0][:4], tiny_data[1][:4]
+    ota = OverTheAir(_room_bank(seed=4), sample_rate=4000, delay_ms=(0.0, 50.0), noise_db=(0, 0))
+    atk = make_attack("ota-pgd", tiny_model, 0.1, steps=5, channel=ota, eot_samples=2, seed=3,
+                      bound="masking", masking_steps=10)
+    heard = atk.command_at_mic(x)
+    g = torch.Generator().manual_seed(3)
+    expected = ota.mix(x, torch.zeros(4, 1), g, channel=torch.zeros(1), delay_samples=torch.zeros(1))
+    torch.testing.assert_close(heard, expected)
+    assert not torch.allclose(heard, x, atol=1e-3)
+    delta = atk.perturb(x, y)
+    assert delta.abs().max() <= 0.1 + 1e-6
+    # the reported frames are those of the perturbation at the mic against the mic's threshold
+    at_mic = atk.delta_at_mic(x, delta, torch.Generator().manual_seed(3 + 2)).numpy()
+    for i in range(4):
+        m = masking_threshold(heard[i].numpy(), atk.masking_model)
+        _, above = masking_margin(m, at_mic[i])
+        np.testing.assert_array_equal(above, atk.report["above"][i])
