@@ -129,16 +129,76 @@ def summarise(commands: np.ndarray, perturbations: np.ndarray, sample_rate: int,
               dbfs_at_94_db_spl: float | None = None, model: MaskingModel | None = None) -> dict:
     """Mean of :func:`audibility` over clips (n, S), finite values only; ``frames_above`` is the
     mean of the clips' fractions, ``masking_margin_db`` the median over clips."""
-    rows = [audibility(c, p, sample_rate, dbfs_at_94_db_spl=dbfs_at_94_db_spl, model=model)
-            for c, p in zip(np.asarray(commands), np.asarray(perturbations))]
+    return AudibilityMeter(commands, sample_rate, dbfs_at_94_db_spl=dbfs_at_94_db_spl, model=model)(perturbations)
+
+
+class AudibilityMeter:
+    """:func:`summarise` for many perturbations of the same commands, thresholds computed once.
+
+    Parameters
+    ----------
+    commands : float (n, S), the commands as heard at the DUT mic
+    sample_rate : Hz
+    dbfs_at_94_db_spl : the mic's sensitivity (see :func:`audibility`), or None
+    model : masking model (default :func:`default_masking_model`)
+
+    Example
+    -------
+    >>> meter = AudibilityMeter(x, 16000)
+    >>> meter(x_adv - x)["frames_above"]
+    """
+
+    def __init__(self, commands: np.ndarray, sample_rate: int, *, dbfs_at_94_db_spl: float | None = None,
+                 model: MaskingModel | None = None) -> None:
+        self.commands = np.asarray(commands, dtype=np.float64)
+        self.sample_rate = int(sample_rate)
+        self.dbfs_at_94_db_spl = dbfs_at_94_db_spl
+        self.model = model or default_masking_model(self.sample_rate)
+        self._thresholds: list | None = None
+
+    def thresholds(self) -> list:
+        """The commands' :class:`MaskingThreshold` (None for a silent command), computed on first use."""
+        if self._thresholds is None:
+            self._thresholds = [masking_threshold(c, self.model) if np.any(c) else None for c in self.commands]
+        return self._thresholds
+
+    def __call__(self, perturbations: np.ndarray, rows: np.ndarray | None = None) -> dict:
+        """Audibility of ``perturbations`` (k, S) against commands ``rows`` (k,) (default: all, in order):
+        the means of :data:`AUDIBILITY_KEYS` as :func:`summarise` gives them."""
+        p = np.asarray(perturbations, dtype=np.float64)
+        idx = np.arange(len(self.commands)) if rows is None else np.asarray(rows)
+        thr = self.thresholds()
+        out = {k: [] for k in AUDIBILITY_KEYS}
+        for i, pi in zip(idx, p):
+            c = self.commands[i]
+            level = rms_dbfs(pi)
+            out["snr_db"].append(snr_db(c, pi))
+            out["level_dbfs"].append(level)
+            out["level_db_spl"].append(None if self.dbfs_at_94_db_spl is None
+                                       else level - float(self.dbfs_at_94_db_spl) + 94.0)
+            out["level_dba"].append(a_weighted_dbfs(pi, self.sample_rate))
+            out["loudness_lufs"].append(loudness_lufs(pi, self.sample_rate))
+            if thr[i] is None:
+                out["masking_margin_db"].append(math.nan)
+                out["frames_above"].append(math.nan)
+            else:
+                margin, above = masking_margin(thr[i], pi)
+                out["masking_margin_db"].append(margin)
+                out["frames_above"].append(float(np.mean(above)) if above.size else math.nan)
+        return _reduce(out, self.dbfs_at_94_db_spl is not None)
+
+
+def _reduce(values: dict, has_spl: bool) -> dict:
+    """Means of the finite values per key (the median for the masking margin)."""
     out: dict = {}
     for key in AUDIBILITY_KEYS:
-        vals = np.array([r[key] for r in rows if r[key] is not None], dtype=np.float64)
+        if key == "level_db_spl" and not has_spl:
+            out[key] = None
+            continue
+        vals = np.array(values[key], dtype=np.float64)
         fin = vals[np.isfinite(vals)]
         if key == "masking_margin_db":
             out[key] = float(np.median(fin)) if fin.size else math.nan
-        elif key in ("level_db_spl",) and dbfs_at_94_db_spl is None:
-            out[key] = None
         else:
             out[key] = float(fin.mean()) if fin.size else (float(vals[0]) if vals.size else math.nan)
     return out

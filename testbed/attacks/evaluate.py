@@ -19,7 +19,9 @@ from testbed.attacks.timing import ms_to_samples, shift_perturbation
 
 #: Columns of the table :func:`evaluate_attack` returns (and the CSV `attack eval` writes).
 COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "target_label", "n",
-           "clean_accuracy", "error_rate", "success_rate", "snr_db", "queries")
+           "clean_accuracy", "error_rate", "success_rate", "snr_db", "queries",
+           # audibility at the DUT mic (issue 24; testbed.acoustics.audibility)
+           "level_dbfs", "level_db_spl", "level_dba", "loudness_lufs", "masking_margin_db", "frames_above")
 
 Progress = Callable[[int, int], None]
 
@@ -120,13 +122,20 @@ def evaluate_attack(
     attack flips and, targeted, the fraction of clips not already of the target label
     that the model now puts in it; ``snr_db`` is the mean over clips of the command's
     energy over the perturbation's (as added, after delay and clipping); ``queries`` is
-    model evaluations per clip spent crafting.
+    model evaluations per clip spent crafting; ``level_dbfs`` ... ``frames_above`` are the
+    perturbation's audibility against the clean command (:class:`AudibilityMeter`: means over
+    clips, the median masking margin; ``level_db_spl`` is None, no sensitivity digitally).
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     n, s = xt.shape
     clean = {name: predictions(m, xt) for name, m in targets.items()}
     total = n * len(sources) * len(eps)
+    # -- audibility (issue 24): thresholds of the clean commands, computed once ------------------
+    from testbed.acoustics.audibility import AudibilityMeter
+
+    meter = AudibilityMeter(xt.numpy(), sample_rate)
+    # -- end of the audibility block -------------------------------------------------------------
     done = 0
     rows = []
     for src_name, src in sources.items():
@@ -145,6 +154,7 @@ def evaluate_attack(
                 shifted = shift_perturbation(delta, ms_to_samples(d_ms, sample_rate), n_out=s)
                 x_adv = (xt + shifted).clamp(-1.0, 1.0)
                 snr = snr_db(xt, x_adv - xt)
+                audible = {k: v for k, v in meter((x_adv - xt).numpy()).items() if k != "snr_db"}  # issue 24
                 for tgt_name, tgt in targets.items():
                     pred = predictions(tgt, x_adv)
                     yn = yt.numpy()
@@ -162,7 +172,7 @@ def evaluate_attack(
                         "clean_accuracy": float((clean[tgt_name] == yn).mean()),
                         "error_rate": float(wrong.mean()), "success_rate": success,
                         "snr_db": float(finite.mean()) if finite.size else float("inf"),
-                        "queries": float(queries),
+                        "queries": float(queries), **audible,
                     })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

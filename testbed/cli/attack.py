@@ -111,6 +111,7 @@ def eval_(
     import numpy as np
     import torch
 
+    from testbed.acoustics.audibility import AUDIBILITY_KEYS
     from testbed.attacks import evaluate_attack, label_index, transfer_matrix
     from testbed.attacks.plots import plot_error_vs_delay, plot_error_vs_eps, plot_transfer_heatmap
     from testbed.errors import ModelError
@@ -197,6 +198,8 @@ def eval_(
         result["targets"][name] = {
             "clean_accuracy": float(g["clean_accuracy"].iloc[0]),
             **{k: [_finite(float(v)) for v in g[k]] for k in ("error_rate", "success_rate", "snr_db", "queries")},
+            # audibility at the mic (issue 24): level_dbfs, level_db_spl, level_dba, loudness_lufs, ...
+            **{k: [None if v is None else _finite(float(v)) for v in g[k]] for k in AUDIBILITY_KEYS if k != "snr_db"},
         }
     if json_out:
         print_json(result)

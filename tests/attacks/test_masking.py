@@ -114,3 +114,18 @@ def test_over_the_air_threshold_is_computed_from_the_command_at_the_dut_mic(tiny
         m = masking_threshold(heard[i].numpy(), atk.masking_model)
         _, above = masking_margin(m, at_mic[i])
         np.testing.assert_array_equal(above, atk.report["above"][i])
+
+
+def test_evaluate_attack_reports_audibility_per_row(tiny_model, tiny_data):
+    from testbed.attacks import evaluate_attack
+
+    x, y = tiny_data[0][:8].numpy(), tiny_data[1][:8].numpy()
+    table = evaluate_attack({"tiny": tiny_model}, {"tiny": tiny_model}, x, y, kind="pgd", eps=(0.001, 0.05),
+                            params={"steps": 5}, sample_rate=4000).set_index("eps")
+    quiet, loud = table.loc[0.001], table.loc[0.05]
+    assert loud["level_dbfs"] > quiet["level_dbfs"] + 25           # 34 dB apart in eps
+    assert loud["loudness_lufs"] > quiet["loudness_lufs"] + 25
+    assert loud["masking_margin_db"] > quiet["masking_margin_db"] + 25
+    assert loud["frames_above"] >= quiet["frames_above"] and loud["frames_above"] == 1.0
+    assert table["level_db_spl"].isna().all()
+    assert -loud["level_dbfs"] == pytest.approx(loud["snr_db"] - 10 * np.log10(np.mean(x ** 2)), abs=2.0)
