@@ -58,6 +58,12 @@ def eval_(
                                         help="position jitter of a simulated --eval-rig's fresh draws, metres"),
     eval_channels: int = typer.Option(8, "--eval-channels", help="channels drawn per --eval-rig"),
     # -- end of the held-out-channel options ---------------------------------------------------------
+    # -- targeted command injection (issue 24; see testbed/cli/attack_targeted.py) ---------------------
+    target_matrix: str = typer.Option(None, "--target-matrix",
+                                      help="source->target pairs, e.g. yes:go,no:up: clips of each source label "
+                                           "are attacked toward its target; success = the model says the target "
+                                           "(per pair, Wilson 95 %), beside the untargeted error; writes targeted.csv"),
+    # -- end of the targeted options -------------------------------------------------------------------
 ) -> None:
     """Craft an attack on source model(s) and evaluate it digitally on target models.
 
@@ -126,6 +132,10 @@ def eval_(
                              "source and target models must share one label set")
     if target_label is not None:
         label_index(first, target_label)
+    if target_matrix is not None:  # issue 24: a bad pair fails before any data is loaded
+        from testbed.attacks.targeted import parse_target_matrix
+
+        parse_target_matrix(target_matrix, list(first.labels))
     from testbed.attacks import DEFAULT_EOT_SAMPLES
 
     stochastic = [s for s in sources if getattr(loaded[s], "stochastic", False)]
@@ -166,6 +176,17 @@ def eval_(
         return
     # -- end of the held-out-channel block -------------------------------------------------------------
     sample_rate = int(getattr(first, "sample_rate", 16000))
+    # -- targeted command injection (issue 24) ---------------------------------------------------------
+    if target_matrix is not None:
+        from testbed.cli.attack_targeted import run_target_matrix
+
+        if target_label is not None:
+            raise AttackError("--target-matrix: give either --target-label or --target-matrix, not both")
+        run_target_matrix(loaded, sources, target_names, x, y, spec, matrix=target_matrix, kind=kind,
+                          eps=eps_list, delays=delays, params=params, sample_rate=sample_rate,
+                          batch_size=batch_size, out=out, json_out=json_out)
+        return
+    # -- end of the targeted block ---------------------------------------------------------------------
     torch.manual_seed(seed)
     with make_progress(transient=json_out) as bar:
         task = bar.add_task(f"{kind} on {', '.join(sources)}", total=len(x) * len(sources) * len(eps_list))

@@ -61,3 +61,39 @@ def test_a_pair_without_clips_reports_nan(tiny_model, tiny_data):
     table = evaluate_target_matrix({"tiny": tiny_model}, {"tiny": tiny_model}, x[keep].numpy(), y[keep].numpy(),
                                    [("low", "high")], eps=(0.01,), params={"steps": 2}, sample_rate=4000)
     assert table["n"].tolist() == [0] and table["success_rate"].isna().all()
+
+
+def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "tm"
+    args = ["attack", "eval", "--model", "lm-raw", "--eps", "0.01", "--n", "40", "--steps", "2",
+            "--target-matrix", "yes:go,no:up", "--root", untrained_zoo, "--out", out]
+    r = cli(args)
+    assert r.exit_code == 0, r.output
+    assert "yes->go" in r.output and "no->up" in r.output and "hit % [95% CI]" in r.output, r.output
+    table = pd.read_csv(out / "targeted.csv")
+    assert set(zip(table["source_label"], table["target_label"])) == {("yes", "go"), ("no", "up")}
+    for row in table.itertuples():   # the printed interval is the stored Wilson interval
+        if row.n:
+            lo, hi = wilson_interval(int(row.hits), int(row.n))
+            assert f"[{100 * lo:.1f}-{100 * hi:.1f}]" in r.output
+    r = cli(args + ["--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["pairs"] == [["yes", "go"], ["no", "up"]]
+    for row in res["rows"]:
+        k, n = row["success"]["k"], row["n"]
+        assert row["success"]["ci95"] == pytest.approx(list(wilson_interval(k, n)))
+        assert row["error"]["k"] >= k and "frames_above" in row and "loudness_lufs" in row
+
+
+def test_cli_target_matrix_rejects_a_bad_pair(cli, untrained_zoo):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--target-matrix", "yes:banana", "--root", untrained_zoo])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "--target-matrix: label 'banana' is not one of the model's labels" in r.output
+    r = cli(["attack", "eval", "--model", "lm-raw", "--target-matrix", "yes:go", "--target-label", "up",
+             "--root", untrained_zoo])
+    assert r.exit_code == 2 and "not both" in r.output
