@@ -53,6 +53,18 @@ class AttackSpec(_Strict):
     target: str = "untargeted"
     over_the_air: bool = False
     params: dict[str, Any] = Field(default_factory=dict, description="extra attack hyper-parameters")
+    # -- targeted command injection (issue 24): {source label = target label}; each pair becomes
+    # its own attack config, played only on utterances of its source label (session/trials.py)
+    targets: dict[str, str] = Field(default_factory=dict, description="source label -> target label matrix")
+
+    @field_validator("targets")
+    @classmethod
+    def _pairs(cls, v: dict[str, str]) -> dict[str, str]:
+        for src, tgt in v.items():
+            if src == tgt or tgt == "untargeted":
+                raise ValueError(f"{src!r} = {tgt!r}: a pair must aim a command at another label")
+        return v
+    # -- end of the targeted-injection field -------------------------------------------------------
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -195,6 +207,15 @@ def check_plan(
     if not models:
         raise PlanError(f"{src}: evaluate.models: no models to evaluate (and rig dut.models is empty)")
     for i, a in enumerate(plan.attacks):
+        # -- targeted command injection (issue 24): the matrix needs no rig or zoo to be checked ------
+        if a.targets and a.target != "untargeted":
+            raise PlanError(f"{src}: attacks[{i}].targets: give either target = {a.target!r} or a targets "
+                            "matrix, not both")
+        for s_lab in a.targets:
+            if s_lab not in plan.utterances.labels:
+                raise PlanError(f"{src}: attacks[{i}].targets.{s_lab}: no utterances of {s_lab!r} are played "
+                                f"(utterances.labels: {', '.join(plan.utterances.labels)})")
+        # -- end of the targeted-injection checks ------------------------------------------------------
         if attack_kinds is not None and a.kind != NO_ATTACK:
             kind = a.registry_kind
             if kind not in attack_kinds:
@@ -225,6 +246,13 @@ def check_plan(
             if a.target not in model_labels[a.source_model]:
                 raise PlanError(f"{src}: attacks[{i}].target: label {a.target!r} is not one of "
                                 f"{a.source_model}'s labels ({', '.join(model_labels[a.source_model])})")
+        # -- targeted command injection (issue 24) --------------------------------------------------
+        for s_lab, t_lab in a.targets.items():
+            for lab, where in ((s_lab, s_lab), (t_lab, s_lab)):
+                if a.source_model in model_labels and lab not in model_labels[a.source_model]:
+                    raise PlanError(f"{src}: attacks[{i}].targets.{where}: label {lab!r} is not one of "
+                                    f"{a.source_model}'s labels ({', '.join(model_labels[a.source_model])})")
+        # -- end of the targeted-injection checks ------------------------------------------------------
     needed = models + [a.source_model for a in plan.attacks if a.source_model]
     for j, lab in enumerate(plan.utterances.labels):
         for m in needed:

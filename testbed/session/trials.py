@@ -28,6 +28,8 @@ class AttackConfig:
     source_model: str | None
     over_the_air: bool
     params: dict
+    #: targeted injection (issue 24): played only on utterances of this label; None = all
+    source_label: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,8 +70,10 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
         params = dict(spec.params)
         if spec.steps is not None:
             params["steps"] = spec.steps
-        for eps in spec.eps:
-            aid = f"{kind}-{eps:g}-{spec.target}-{spec.source_model}"
+        for eps, source_label, target in _eps_and_pairs(spec):  # issue 24: one config per pair
+            aid = f"{kind}-{eps:g}-{target}-{spec.source_model}"
+            if source_label is not None:
+                aid = f"{kind}-{eps:g}-{source_label}-to-{target}-{spec.source_model}"
             if spec.steps is not None:
                 aid += f"-s{spec.steps}"
             if spec.params:
@@ -78,9 +82,16 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
             if aid in seen:
                 continue
             seen.add(aid)
-            out.append(AttackConfig(aid, kind, float(eps), spec.target, spec.source_model,
-                                    spec.over_the_air, params))
+            out.append(AttackConfig(aid, kind, float(eps), target, spec.source_model,
+                                    spec.over_the_air, params, source_label))
     return out
+
+
+def _eps_and_pairs(spec) -> list[tuple[float, str | None, str]]:
+    """``(eps, source label, target)`` per config of an ``[[attacks]]`` entry: its ``targets``
+    matrix (issue 24) gives one per pair, else ``(eps, None, spec.target)``."""
+    pairs = list(spec.targets.items()) or [(None, spec.target)]
+    return [(eps, s, t) for eps in spec.eps for s, t in pairs]
 
 
 def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSpec]:
@@ -100,6 +111,7 @@ def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSp
         (u, lab, c.attack_id, float(d), r)
         for (u, lab) in utterances
         for c in configs
+        if c.source_label is None or c.source_label == lab
         for d in plan.sweep.delay_ms
         for r in range(plan.repetitions)
     ]
