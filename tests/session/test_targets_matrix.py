@@ -52,7 +52,7 @@ def test_bad_matrices_are_one_line_plan_errors(office_rig_path, attack, needle):
         check_plan(_plan(**attack), rig, {"lm-fp32": labels})
 
 
-def test_a_session_stores_the_target_and_analysis_reports_it(tmp_path, office_rig_path, tiny_zoo):
+def test_a_session_with_a_masked_targeted_matrix_stores_the_target_and_analysis_reports_it(tmp_path, office_rig_path, tiny_zoo):
     import tomli_w
 
     from testbed.analysis.targeted import targeted_table
@@ -61,7 +61,8 @@ def test_a_session_stores_the_target_and_analysis_reports_it(tmp_path, office_ri
 
     plan = {**BASE, "utterances": {"labels": ["yes", "no", "up"], "per_label": 1},
             "sweep": {"delay_ms": [0], "placements": ["P1"], "mics": ["cheap"]},
-            "attacks": [{"kind": "none"}, {**MATRIX, "eps": [0.05]}]}
+            "attacks": [{"kind": "none"}, {**MATRIX, "kind": "pgd", "eps": [0.05], "steps": 2,
+                                           "params": {"bound": "masking", "masking_steps": 2}}]}
     path = tmp_path / "tm.toml"
     path.write_text(tomli_w.dumps(plan))
     store = create_session(path, office_rig_path, root=tmp_path / "s", models_root=tiny_zoo,
