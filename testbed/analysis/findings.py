@@ -277,8 +277,10 @@ def findings(df: pd.DataFrame) -> list[dict]:
         if f:
             out.append(f)
     out.extend(strongest_per_model(df))
+    from testbed.analysis.targeted import targeted_finding  # issue 24: per source -> target pair
+
     for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, ensemble_size, targeted,
-               replay):
+               targeted_finding, replay):
         f = fn(df)
         if f:
             out.append(f)

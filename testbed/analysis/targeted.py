@@ -72,3 +72,21 @@ def targeted_lines(df: pd.DataFrame, by: Sequence[str] = ("model",)) -> list[str
                    f"any error {fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])}")
     return out
 
+
+
+def targeted_finding(df: pd.DataFrame) -> dict | None:
+    """The report's finding on targeted injection: per source -> target pair at the DUT's mic,
+    success (the DUT said the target) beside any error, Wilson 95 %; None without targeted rows."""
+    from testbed.analysis.plots import dut_view
+
+    t = targeted_table(dut_view(df))
+    if t.empty:
+        return None
+    parts = [f"{r['label']} -> {r['target']}: {fmt_rate(r['success_rate'], r['success_lo'], r['success_hi'])} "
+             f"said the target (any error {fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])}, n = {r['n']})"
+             for r in t.to_dict("records")]
+    return {"id": "targeted-pairs", "text": "Targeted injection per pair at the DUT mic: " + "; ".join(parts) + ".",
+            "values": {f"{r['label']}->{r['target']}": {
+                "rate": float(r["success_rate"]), "lo": float(r["success_lo"]), "hi": float(r["success_hi"]),
+                "n": int(r["n"]), "hits": int(r["hits"]), "error_rate": float(r["error_rate"])}
+                for r in t.to_dict("records")}}

@@ -60,3 +60,15 @@ def test_no_targeted_rows_gives_an_empty_table():
     df = df[df["target"] == "untargeted"]
     assert targeted_table(df).empty
     assert targeted_lines(df) == []
+
+
+def test_the_report_findings_carry_the_per_pair_finding():
+    from testbed.analysis.findings import findings
+
+    df = _rows()
+    df["is_dut_mic"] = True
+    df["mic"] = "cheap"
+    f = [x for x in findings(df) if x["id"] == "targeted-pairs"]
+    assert len(f) == 1
+    assert f[0]["values"]["yes->go"]["hits"] == 12 and f[0]["values"]["yes->go"]["n"] == 20
+    assert "yes -> go: 60% [" in f[0]["text"]
