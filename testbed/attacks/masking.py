@@ -203,8 +203,9 @@ class MaskedAttack(Attack):
         return logit_margin(logits, y) if target is None else -logit_margin(logits, target)
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        before = self.base.queries
         delta = self.base._perturb(x, y, target).detach()
-        self.queries += self.base.queries
+        self.queries += self.base.queries - before
         thr, peak = self._thresholds(x)
         b = x.shape[0]
         alpha = torch.full((b,), self.masking_alpha, device=x.device)

@@ -129,3 +129,12 @@ def test_evaluate_attack_reports_audibility_per_row(tiny_model, tiny_data):
     assert loud["frames_above"] >= quiet["frames_above"] and loud["frames_above"] == 1.0
     assert table["level_db_spl"].isna().all()
     assert -loud["level_dbfs"] == pytest.approx(loud["snr_db"] - 10 * np.log10(np.mean(x ** 2)), abs=2.0)
+
+
+def test_queries_count_both_stages_once_per_batch(tiny_model, tiny_data):
+    x, y = tiny_data[0][:4], tiny_data[1][:4]
+    atk = make_attack("pgd", tiny_model, 0.05, steps=3, seed=0, bound="masking", masking_steps=5)
+    atk.perturb(x, y)
+    atk.perturb(x, y)
+    # per batch: 3 stage-1 gradients + 6 stage-2 passes (5 steps and the last judgement), 4 clips each
+    assert atk.queries == 2 * (3 + 6) * 4
