@@ -21,6 +21,7 @@ from testbed.analysis.metrics import fmt_rate, is_targeted, usable
 from testbed.analysis.metrics import rate_table as _wilson_table
 from testbed.analysis.plots import dut_view
 from testbed.analysis.stats import trial_interval
+from testbed.analysis.targeted import targeted_finding
 
 
 def _pct(x: float) -> str:
@@ -293,7 +294,7 @@ def findings(df: pd.DataFrame) -> list[dict]:
             out.append(f)
     out.extend(strongest_per_model(df))
     for fn in (pgd_vs_fgsm_delay, mic_difference, position_effect, transfer, crafted_played, ensemble_size,
-               targeted, replay):
+               targeted, targeted_finding, replay):
         f = fn(df)
         if f:
             out.append(f)

@@ -27,7 +27,9 @@ from testbed.attacks.timing import ms_to_samples, shift_perturbation
 COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "target_label", "n",
            "clean_accuracy", "error_rate", "success_rate", "snr_db", "queries",
            "errors", "error_low", "error_high", "success_n", "success_low", "success_high",
-           "clean_low", "clean_high", "eot_draws", "p_vs_first", "broken_by", "queries_max")
+           "clean_low", "clean_high", "eot_draws", "p_vs_first", "broken_by", "queries_max",
+           # audibility at the DUT mic (issue 24; testbed.acoustics.audibility)
+           "level_dbfs", "level_db_spl", "level_dba", "loudness_lufs", "masking_margin_db", "frames_above")
 #: a paired difference with an exact McNemar p-value at or above this is "within noise"
 NOISE_P = 0.05
 
@@ -153,13 +155,21 @@ def evaluate_attack(
     ``p_vs_first`` is the exact McNemar p-value of this target's errors against the first
     target's on the same clips (NaN for the first); ``broken_by`` (auto only) is a JSON object
     counting which attack broke each clip on the source; ``queries_max`` is the most queries
-    one clip used (Square and auto count per clip; otherwise the mean).
+    one clip used (Square and auto count per clip; otherwise the mean); ``level_dbfs`` ...
+    ``frames_above`` are the perturbation's audibility against the clean command
+    (:class:`AudibilityMeter`: means over clips, the median masking margin; ``level_db_spl`` is
+    None, no sensitivity digitally).
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     n, s = xt.shape
     clean = {name: predictions(m, xt) for name, m in targets.items()}
     total = n * len(sources) * len(eps)
+    # -- audibility (issue 24): thresholds of the clean commands, computed once ------------------
+    from testbed.acoustics.audibility import AudibilityMeter
+
+    meter = AudibilityMeter(xt.numpy(), sample_rate)
+    # -- end of the audibility block -------------------------------------------------------------
     done = 0
     rows = []
     for src_name, src in sources.items():
@@ -186,6 +196,7 @@ def evaluate_attack(
                 x_adv = (xt + shifted).clamp(-1.0, 1.0)
                 snr = snr_db(xt, x_adv - xt)
                 first_wrong = None
+                audible = {k: v for k, v in meter((x_adv - xt).numpy()).items() if k != "snr_db"}  # issue 24
                 for tgt_name, tgt in targets.items():
                     pred = predictions(tgt, x_adv)
                     yn = yt.numpy()
@@ -209,7 +220,7 @@ def evaluate_attack(
                         "clean_accuracy": n_clean / n if n else float("nan"),
                         "error_rate": float(wrong.mean()), "success_rate": success,
                         "snr_db": float(finite.mean()) if finite.size else float("inf"),
-                        "queries": float(queries),
+                        "queries": float(queries), **audible,
                         "errors": int(wrong.sum()),
                         **_interval("error", int(wrong.sum()), n),
                         "success_n": int(eligible.sum()),

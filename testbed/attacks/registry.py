@@ -12,6 +12,7 @@ from testbed.attacks.base import Attack
 from testbed.attacks.bounds import Range, bounds_of, value_problem
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
+from testbed.attacks.masking import MASKABLE_KINDS, MASKING_PARAMS, MaskedAttack, split_masking_params
 from testbed.attacks.nes import NES
 from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
@@ -35,6 +36,10 @@ def attack_params(kind: str) -> list[str]:
         for p in inspect.signature(klass.__init__).parameters.values():
             if p.kind == p.KEYWORD_ONLY and p.name not in names:
                 names.append(p.name)
+    # -- perceptual bound (issue 24): bound = "masking" and its stage-2 parameters ----------
+    if kind in MASKABLE_KINDS:
+        names += [k for k in MASKING_PARAMS if k not in names]
+    # -- end of the perceptual bound -------------------------------------------------------------
     return names
 
 
@@ -107,6 +112,11 @@ def make_attack(kind: str, model: torch.nn.Module, eps: float, **params) -> Atta
         problem = param_problem(kind, k, v)
         if problem is not None:
             raise AttackError(f"{kind}: {k} {problem}")
+    # -- perceptual bound (issue 24): stage 1 is the attack, stage 2 goes under the masking threshold
+    params, masking = split_masking_params(params)
+    if masking is not None:
+        return MaskedAttack(cls(model, eps, **params), **masking)
+    # -- end of the perceptual bound -------------------------------------------------------------
     return cls(model, eps, **params)
 
 

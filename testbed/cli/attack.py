@@ -68,6 +68,12 @@ def eval_(
                                         help="position jitter of a simulated --eval-rig's fresh draws, metres"),
     eval_channels: int = typer.Option(8, "--eval-channels", help="channels drawn per --eval-rig"),
     # -- end of the held-out-channel options ---------------------------------------------------------
+    # -- targeted command injection (issue 24; see testbed/cli/attack_targeted.py) ---------------------
+    target_matrix: str = typer.Option(None, "--target-matrix",
+                                      help="source->target pairs, e.g. yes:go,no:up: clips of each source label "
+                                           "are attacked toward its target; success = the model says the target "
+                                           "(per pair, Wilson 95 %), beside the untargeted error; writes targeted.csv"),
+    # -- end of the targeted options -------------------------------------------------------------------
 ) -> None:
     """Craft an attack on source model(s) and evaluate it digitally on target models.
 
@@ -131,6 +137,7 @@ def eval_(
 
     import torch
 
+    from testbed.acoustics.audibility import AUDIBILITY_KEYS
     from testbed.attacks import evaluate_attack, label_index, transfer_matrix
     from testbed.attacks.plots import plot_error_vs_delay, plot_error_vs_eps, plot_transfer_heatmap
     from testbed.errors import ModelError
@@ -145,6 +152,10 @@ def eval_(
                              "source and target models must share one label set")
     if target_label is not None:
         label_index(first, target_label)
+    if target_matrix is not None:  # issue 24: a bad pair fails before any data is loaded
+        from testbed.attacks.targeted import parse_target_matrix
+
+        parse_target_matrix(target_matrix, list(first.labels))
     from testbed.attacks import DEFAULT_EOT_SAMPLES
 
     stochastic = [s for s in sources if getattr(loaded[s], "stochastic", False)]
@@ -186,6 +197,17 @@ def eval_(
         return
     # -- end of the held-out-channel block -------------------------------------------------------------
     sample_rate = int(getattr(first, "sample_rate", 16000))
+    # -- targeted command injection (issue 24) ---------------------------------------------------------
+    if target_matrix is not None:
+        from testbed.cli.attack_targeted import run_target_matrix
+
+        if target_label is not None:
+            raise AttackError("--target-matrix: give either --target-label or --target-matrix, not both")
+        run_target_matrix(loaded, sources, target_names, x, y, spec, matrix=target_matrix, kind=kind,
+                          eps=eps_list, delays=delays, params=params, sample_rate=sample_rate,
+                          batch_size=batch_size, out=out, json_out=json_out)
+        return
+    # -- end of the targeted block ---------------------------------------------------------------------
     torch.manual_seed(seed)
     with make_progress(transient=json_out) as bar:
         task = bar.add_task(f"{kind} on {', '.join(sources)}", total=len(x) * len(sources) * len(eps_list))
@@ -236,6 +258,8 @@ def eval_(
             "success_n": [int(v) for v in g["success_n"]],
             "p_vs_first": p,
             "within_noise": [None if i == 0 or v is None else bool(v >= NOISE_P) for v in p],
+            # audibility at the mic (issue 24): level_dbfs, level_db_spl, level_dba, loudness_lufs, ...
+            **{k: [None if v is None else _finite(float(v)) for v in g[k]] for k in AUDIBILITY_KEYS if k != "snr_db"},
         }
     if json_out:
         print_json(result)

@@ -20,7 +20,7 @@ _WHERE = {
     "import_folder": "importer",
     "create_session": "lifecycle", "open_runner_parts": "lifecycle", "prepare": "lifecycle",
     "stored_rig_plan": "lifecycle",
-    "AttackSpec": "plan", "Plan": "plan", "check_plan": "plan", "load_plan": "plan", "parse_plan": "plan",
+    "AttackSpec": "plan", "Plan": "plan", "check_plan": "plan_check", "load_plan": "plan", "parse_plan": "plan",
     "ReplayResult": "replay", "replay_session": "replay",
     "Runner": "runner", "RunResult": "runner", "RunStats": "runner",
     "RunEvent": "events", "MoveRequest": "placement",

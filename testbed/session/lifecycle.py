@@ -26,7 +26,8 @@ from testbed.session.deps import (
 )
 from testbed.session.catalog import parse_tags
 from testbed.session.manifest import build_manifest
-from testbed.session.plan import Plan, check_plan, load_plan, parse_plan
+from testbed.session.plan import Plan, load_plan, parse_plan
+from testbed.session.plan_check import check_plan
 from testbed.session.store import SessionStore, sessions_root
 from testbed.session.store.paths import new_session_dir
 from testbed.session.trials import attack_configs, expand_trials

@@ -40,6 +40,8 @@ class AttackConfig:
     source_model: str | None
     over_the_air: bool
     params: dict
+    #: targeted injection (issue 24): played only on utterances of this label; None = all
+    source_label: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,13 +90,13 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
             params[CRAFT_RIG_KEY] = str(path)
             params[CRAFT_RIG_NAME_KEY] = load_rig(path).name
             extra = {CRAFT_RIG_KEY: str(path)}
-        for eps in spec.eps:
-            aid = spec.attack_id(eps, extra)
+        for eps, source_label, target in spec.settings():   # one config per targets pair
+            aid = spec.attack_id(eps, extra, source_label, target)
             if aid in seen:
                 continue
             seen.add(aid)
-            out.append(AttackConfig(aid, kind, float(eps), spec.target, spec.source_model,
-                                    spec.over_the_air, params))
+            out.append(AttackConfig(aid, kind, float(eps), target, spec.source_model,
+                                    spec.over_the_air, params, source_label))
     return out
 
 
@@ -121,6 +123,7 @@ def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSp
         (u, lab, c.attack_id, float(d), r)
         for (u, lab) in utterances
         for c in configs
+        if c.source_label is None or c.source_label == lab
         for d in plan.sweep.delay_ms
         for r in range(plan.repetitions)
     ]

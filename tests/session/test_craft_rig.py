@@ -14,7 +14,8 @@ from testbed.rig import load_rig
 from testbed.scale.cache import perturbation_key
 from testbed.session import Runner, create_session, load_evaluations, open_runner_parts
 from testbed.session.crafting import CraftJob, cache_keys, craft_params
-from testbed.session.plan import check_plan, parse_plan
+from testbed.session.plan import parse_plan
+from testbed.session.plan_check import check_plan
 from testbed.session.trials import attack_configs
 from tests.acoustics.irs import measured_rig
 from tests.session.conftest import tiny_zoo, tone_utterances  # noqa: F401  (fixture)

@@ -1,0 +1,86 @@
+"""`testbed attack eval --target-matrix yes:go,no:up`: targeted command injection, per pair.
+
+Kept apart from ``cli/attack.py`` (which only calls :func:`run_target_matrix`) so that new
+attack options and this report change different files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from testbed.cli.common import console, make_progress, print_json
+
+
+def _num(v):
+    """A JSON-safe number: None for NaN, infinities and missing values."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _pct(rate: float, lo: float, hi: float) -> str:
+    if rate != rate:
+        return "-"
+    return f"{100 * rate:.1f} [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+
+def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Sequence[str], x, y, spec: str, *,
+                      matrix: str, kind: str, eps: Sequence[float], delays: Sequence[float], params: dict,
+                      sample_rate: int, batch_size: int, out: Path, json_out: bool) -> None:
+    """Attack each pair's clips toward its target on every source; print and save per-pair intervals.
+
+    Writes ``targeted.csv`` (:data:`~testbed.attacks.targeted.PAIR_COLUMNS`) to ``out``; with
+    ``json_out`` prints ``{"attack", "sources", "data", "n", "pairs": [[src, tgt], ...], "csv",
+    "rows": [{source, target, eps, delay_ms, source_label, target_label, n, success: {rate, ci95,
+    k}, error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
+    frames_above, ...}]}``.
+    """
+    from rich import box
+    from rich.table import Table
+
+    from testbed.attacks.targeted import evaluate_target_matrix, parse_target_matrix
+
+    first = models[sources[0]]
+    pairs = parse_target_matrix(matrix, list(first.labels))
+    with make_progress(transient=json_out) as bar:
+        task = bar.add_task(f"{kind} toward {matrix}", total=None)
+        table = evaluate_target_matrix(
+            {s: models[s] for s in sources}, {t: models[t] for t in target_names}, x, y, pairs,
+            kind=kind, eps=eps, delays_ms=delays, params=params, sample_rate=sample_rate,
+            batch_size=batch_size, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "targeted.csv"
+    table.to_csv(csv_path, index=False)
+    if json_out:
+        rows = []
+        for r in table.to_dict("records"):
+            row = {k: r[k] for k in ("source", "target", "eps", "delay_ms", "source_label", "target_label")}
+            row["n"] = int(r["n"])
+            for what, k in (("success", "hits"), ("error", "errors")):
+                row[what] = {"rate": _num(r[f"{what}_rate"]), "ci95": [_num(r[f"{what}_lo"]), _num(r[f"{what}_hi"])],
+                             "k": int(r[k])}
+            for k in ("queries", "snr_db", "level_dbfs", "level_db_spl", "level_dba", "loudness_lufs",
+                      "masking_margin_db", "frames_above"):
+                row[k] = _num(r.get(k))
+            rows.append(row)
+        print_json({"attack": kind, "sources": list(sources), "data": spec, "n": int(len(x)),
+                    "pairs": [list(p) for p in pairs], "csv": str(csv_path), "rows": rows})
+        return
+    for name in target_names:
+        for src in sources:
+            g = table[(table["target"] == name) & (table["source"] == src)]
+            t = Table(title=f"{name}: targeted {kind} crafted on {src}, {len(x)} clips; hit = says the target",
+                      box=box.SIMPLE)
+            for col in ("pair", "eps", "ms", "n", "hit % [95% CI]", "error % [95% CI]", "SNR dB", ">mask %"):
+                t.add_column(col, justify="left" if col == "pair" else "right", no_wrap=True)
+            for r in g.itertuples():
+                t.add_row(f"{r.source_label}->{r.target_label}", f"{r.eps:g}", f"{r.delay_ms:g}", str(r.n),
+                          _pct(r.success_rate, r.success_lo, r.success_hi),
+                          _pct(r.error_rate, r.error_lo, r.error_hi),
+                          "-" if _num(r.snr_db) is None else f"{r.snr_db:.1f}",
+                          "-" if _num(r.frames_above) is None else f"{100 * r.frames_above:.0f}")
+            console.print(t)
+    console.print(f"wrote {csv_path}")

@@ -1,0 +1,99 @@
+"""Targeted command injection: a source -> target matrix; success counts only the target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from testbed.attacks.targeted import PAIR_COLUMNS, evaluate_target_matrix, parse_target_matrix
+from testbed.errors import AttackError
+from testbed.stats import wilson_interval
+
+
+class Always(torch.nn.Module):
+    """Says class ``k`` whatever it hears (the tiny labels)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.labels = ["low", "high", "noise"]
+        self.k = k
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 3) + 0.0 * self.w
+        out[:, self.k] = 1.0
+        return out
+
+
+def test_parse_target_matrix():
+    labels = ["yes", "no", "up", "go"]
+    assert parse_target_matrix("yes:go, no:up", labels) == [("yes", "go"), ("no", "up")]
+    for text, needle in [("yes", "is not SOURCE:TARGET"), ("yes:yes", "at itself"),
+                         ("yes:go,yes:up", "given twice"), ("yes:banana", "'banana' is not one of"),
+                         ("", "at least one")]:
+        with pytest.raises(AttackError, match=needle):
+            parse_target_matrix(text, labels)
+
+
+def test_targeted_attack_reaches_the_target_and_success_counts_only_it(tiny_model, tiny_data):
+    x, y = tiny_data
+    table = evaluate_target_matrix(
+        {"tiny": tiny_model}, {"tiny": tiny_model, "always-noise": Always(2)}, x.numpy(), y.numpy(),
+        [("low", "high"), ("high", "low")], kind="pgd", eps=(0.3,), params={"steps": 40}, sample_rate=4000)
+    assert list(table.columns) == list(PAIR_COLUMNS)
+    assert len(table) == 2 * 2
+    own = table[table["target"] == "tiny"].set_index("source_label")
+    for src, si in (("low", 0), ("high", 1)):
+        r = own.loc[src]
+        assert r["n"] == int((y == si).sum()) > 0
+        assert r["success_rate"] >= 0.8                  # the tiny model says the target
+        assert r["errors"] >= r["hits"]                  # every hit is an error, not the reverse
+        assert (r["success_lo"], r["success_hi"]) == pytest.approx(wilson_interval(int(r["hits"]), int(r["n"])))
+    # a model that always says "noise" is always wrong, yet never says the target: 0 % success
+    other = table[table["target"] == "always-noise"]
+    assert (other["error_rate"] == 1.0).all() and (other["success_rate"] == 0.0).all()
+    assert (other["success_hi"] < 0.5).all()
+
+
+def test_a_pair_without_clips_reports_nan(tiny_model, tiny_data):
+    x, y = tiny_data
+    keep = y != 0
+    table = evaluate_target_matrix({"tiny": tiny_model}, {"tiny": tiny_model}, x[keep].numpy(), y[keep].numpy(),
+                                   [("low", "high")], eps=(0.01,), params={"steps": 2}, sample_rate=4000)
+    assert table["n"].tolist() == [0] and table["success_rate"].isna().all()
+
+
+def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "tm"
+    args = ["attack", "eval", "--model", "lm-raw", "--eps", "0.01", "--n", "40", "--steps", "2",
+            "--target-matrix", "yes:go,no:up", "--root", untrained_zoo, "--out", out]
+    r = cli(args)
+    assert r.exit_code == 0, r.output
+    assert "yes->go" in r.output and "no->up" in r.output and "hit % [95% CI]" in r.output, r.output
+    table = pd.read_csv(out / "targeted.csv")
+    assert set(zip(table["source_label"], table["target_label"])) == {("yes", "go"), ("no", "up")}
+    for row in table.itertuples():   # the printed interval is the stored Wilson interval
+        if row.n:
+            lo, hi = wilson_interval(int(row.hits), int(row.n))
+            assert f"[{100 * lo:.1f}-{100 * hi:.1f}]" in r.output
+    r = cli(args + ["--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["pairs"] == [["yes", "go"], ["no", "up"]]
+    for row in res["rows"]:
+        k, n = row["success"]["k"], row["n"]
+        assert row["success"]["ci95"] == pytest.approx(list(wilson_interval(k, n)))
+        assert row["error"]["k"] >= k and "frames_above" in row and "loudness_lufs" in row
+
+
+def test_cli_target_matrix_rejects_a_bad_pair(cli, untrained_zoo):
+    r = cli(["attack", "eval", "--model", "lm-raw", "--target-matrix", "yes:banana", "--root", untrained_zoo])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "--target-matrix: label 'banana' is not one of the model's labels" in r.output
+    r = cli(["attack", "eval", "--model", "lm-raw", "--target-matrix", "yes:go", "--target-label", "up",
+             "--root", untrained_zoo])
+    assert r.exit_code == 2 and "not both" in r.output
