@@ -10,6 +10,7 @@ from testbed.attacks.base import Attack
 from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
 from testbed.attacks.nes import NES
+from testbed.attacks.ota_blackbox import OTANES  # r6-blackbox
 from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
 from testbed.attacks.universal import Universal
@@ -17,7 +18,7 @@ from testbed.errors import AttackError
 
 #: kind (as written in plans and on the command line) -> attack class.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal)
+    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, OTANES)
 }
 
 

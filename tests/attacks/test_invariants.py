@@ -19,6 +19,7 @@ FAST = {
     "eot-pgd": {"steps": 2, "eot_samples": 2},
     "ota-pgd": {"steps": 2, "eot_samples": 1},
     "universal": {"steps": 3, "batch_size": 2},
+    "ota-nes": {"iterations": 2, "population": 4},   # r6-blackbox
 }
 
 
@@ -34,7 +35,7 @@ def _toy_channel() -> OverTheAir:
 
 def _params(kind: str) -> dict:
     p = dict(FAST[kind])
-    if kind == "ota-pgd":
+    if kind in ("ota-pgd", "ota-nes"):
         p["channel"] = _toy_channel()
     return p
 
