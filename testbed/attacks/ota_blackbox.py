@@ -199,3 +199,4 @@ class OTANES(NES):
                 delta = (delta + self.alpha * g.sign()).clamp(-self.eps, self.eps)
         self.used = budget.used
         return delta
+

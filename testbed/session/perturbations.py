@@ -25,7 +25,7 @@ from testbed.session.crafting import (
 )
 from testbed.session.events import RunEvent
 from testbed.session.store import safe_name
-from testbed.session.trials import TrialSpec
+from testbed.session.trials import TrialSpec, in_the_loop
 
 
 def perturbation_path(utterance_id: str, attack_id: str) -> str:
@@ -104,10 +104,13 @@ class Perturbations:
     # -- crafting -------------------------------------------------------------------
     def jobs(self, trials: list[TrialSpec]) -> list[CraftJob]:
         """The crafting batches still to make for ``trials`` (perturbations not in the store)."""
-        wanted = {(t.utterance_id, t.attack_id) for t in trials if not self.attacks[t.attack_id].is_none}
+        def crafted(cfg) -> bool:   # r6-blackbox: in-the-loop attacks are made by their queries
+            return not cfg.is_none and not in_the_loop(cfg)
+
+        wanted = {(t.utterance_id, t.attack_id) for t in trials if crafted(self.attacks[t.attack_id])}
         labels: dict[str, dict[str, str]] = {}
         for t in self.store.planned():
-            if not self.attacks[t.attack_id].is_none:
+            if crafted(self.attacks[t.attack_id]):
                 labels.setdefault(t.attack_id, {})[t.utterance_id] = t.label
         out = []
         for job in craft_jobs(self.plan.seed, labels):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from testbed.audio import open_backend
 from testbed.errors import SessionError
 from testbed.rig import Rig
+from testbed.session.blackbox import BlackBoxLoop  # r6-blackbox
 from testbed.session.crafting import CRAFT_BATCH, CraftJob, CraftRequest, craft_batch, craft_jobs
 from testbed.session.deps import Models
 from testbed.session.evaluation import evaluate_captures
@@ -204,17 +205,25 @@ class Runner:
         if not pending:
             return RunResult("finished", stats), "nothing left to run"
         loaded = {m: self.models.load(m) for m in self.eval_models}
+        # r6-blackbox: the query trials of in-the-loop attacks are played by BlackBoxLoop
+        loop = BlackBoxLoop.query_trials(self, pending)
+        pending = [t for t in pending if t not in loop]
         self.perturbations.craft_all(pending)
         if self.should_stop():
             return RunResult("stopped", stats), "stopped by the operator before the first trial"
         if self.executor is not None:
+            if loop or BlackBoxLoop.needed(self, pending):
+                raise SessionError("--cluster: black-box attacks with the DUT in the loop (oracle = 'dut') "
+                                   "play their queries here; use --cluster none")
             result = self._run_elsewhere(pending, stats)
         else:
             backend = self._backend or open_backend(self.rig, self.calibration, seed=self.plan.seed)
-            opened = self._open_devices(pending)
+            opened = self._open_devices(loop + pending)
             try:
-                result = self._run_here(pending, backend, self.trial_context(
-                    Evaluator(self.models, loaded, self.sr)), stats)
+                ctx = self.trial_context(Evaluator(self.models, loaded, self.sr))
+                if not BlackBoxLoop(self, backend, ctx, stats).run(loop + pending):
+                    return RunResult("stopped", stats), f"stopped by the operator; {stats.done} of {stats.total} trials done"
+                result = self._run_here(pending, backend, ctx, stats)
             finally:
                 if self._backend is None:
                     backend.close()
