@@ -24,6 +24,7 @@ from testbed.session.crafting import (
     craft_request,
 )
 from testbed.session.events import RunEvent
+from testbed.session.looped import is_looped
 from testbed.session.store import safe_name
 from testbed.session.trials import TrialSpec, in_the_loop
 
@@ -113,7 +114,8 @@ class Perturbations:
             if crafted(self.attacks[t.attack_id]):
                 labels.setdefault(t.attack_id, {})[t.utterance_id] = t.label
         out = []
-        for job in craft_jobs(self.plan.seed, labels):
+        whole = {aid for aid, cfg in self.attacks.items() if is_looped(cfg)}   # r6-blackbox: one signal
+        for job in craft_jobs(self.plan.seed, labels, whole):
             missing = [u for u, _ in job.chunk if (u, job.attack_id) in wanted
                        and not (self.store.path / perturbation_path(u, job.attack_id)).is_file()]
             if missing:

@@ -28,6 +28,7 @@ from testbed.session.evaluation import evaluate_captures
 from testbed.session.events import RunEvent
 from testbed.session.perturbations import Perturbations
 from testbed.session.placement import MoveRequest, set_placement
+from testbed.session.looped import is_looped  # r6-blackbox
 from testbed.session.plan import Plan
 from testbed.session.store import SessionStore, TrialRecord
 from testbed.session.trial import Evaluator, TrialContext, TrialInput, run_trial
@@ -197,7 +198,8 @@ class Runner:
     def trial_input(self, spec: TrialSpec) -> TrialInput:
         """``spec`` with its command and its (already crafted) perturbation."""
         p = self.perturbations
-        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id))
+        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
+                          loop=is_looped(self.attacks[spec.attack_id]))   # r6-blackbox
 
     # -- scheduling ---------------------------------------------------------------
     def _run(self, pending: list[TrialSpec], stats: RunStats) -> tuple[RunResult, str]:

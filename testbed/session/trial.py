@@ -19,6 +19,7 @@ from testbed.errors import DeviceError
 from testbed.rig import Rig, geometry_table
 from testbed.session.deps import LoadedModel
 from testbed.session.evaluation import evaluate_captures, serial_evaluation
+from testbed.session.looped import looped_playback
 from testbed.session.store import CaptureRecord, EvalRecord, TrialRecord
 from testbed.session.timing import TrialTiming, snr_db, spr_db, trial_timing
 from testbed.session.trials import TrialSpec
@@ -46,6 +47,8 @@ class TrialInput:
     spec: TrialSpec
     clean: np.ndarray
     delta: np.ndarray | None
+    #: r6-blackbox: play ``delta`` as a loop whose phase is ``spec.delay_ms`` (universal kinds)
+    loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,11 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
         Every attempt failed on the device, or the backend left out a mic.
     """
     rig, spec, clean, delta = ctx.rig, trial.spec, trial.clean, trial.delta
+    delay_ms, loop_facts = spec.delay_ms, None
+    if trial.loop and delta is not None:   # r6-blackbox: a universal loop, at phase delay_ms
+        delta, delay_ms, loop_facts = looped_playback(delta, spec.delay_ms, len(clean), rig.sample_rate)
     timing = trial_timing(rig, spec.placement, len(clean), 0 if delta is None else len(delta),
-                          spec.delay_ms, ctx.delay_reference, preroll_s=ctx.preroll_s, tail_s=ctx.tail_s,
+                          delay_ms, ctx.delay_reference, preroll_s=ctx.preroll_s, tail_s=ctx.tail_s,
                           calibration=ctx.calibration)
     user, adv = rig.user_speaker, rig.adversary_speaker
     plays = {user: Playback(clean, timing.offsets_samples[user])}
@@ -172,6 +178,8 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
     facts["planned_offsets_samples"] = dict(timing.offsets_samples)
     facts["command_start_samples"] = {mic: float(st) for mic, (_, st) in windows.items()}
     facts["dut_mic"] = rig.dut.mic
+    if loop_facts is not None:
+        facts["loop"] = loop_facts
     played = {name: (p.signal, p.offset_samples) for name, p in plays.items()}
     return TrialRecord(
         trial_id=spec.trial_id, captures=captures, evaluations=evaluations, played=played,

@@ -20,6 +20,7 @@ FAST = {
     "ota-pgd": {"steps": 2, "eot_samples": 1},
     "universal": {"steps": 3, "batch_size": 2},
     "ota-nes": {"iterations": 2, "population": 4},   # r6-blackbox
+    "ota-universal": {"steps": 2, "batch_size": 2},   # r6-blackbox
 }
 
 
@@ -35,7 +36,7 @@ def _toy_channel() -> OverTheAir:
 
 def _params(kind: str) -> dict:
     p = dict(FAST[kind])
-    if kind in ("ota-pgd", "ota-nes"):
+    if kind in ("ota-pgd", "ota-nes", "ota-universal"):
         p["channel"] = _toy_channel()
     return p
 
