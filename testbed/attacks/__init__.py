@@ -26,12 +26,14 @@ from testbed.attacks.pgd import PGD
 from testbed.attacks.registry import ATTACKS, attack_params, make_attack
 from testbed.attacks.ste import straight_through
 from testbed.attacks.timing import ms_to_samples, shift_perturbation
+from testbed.attacks.streaming import StreamingPredictor, train_streaming  # r6-blackbox
 from testbed.attacks.universal import Universal
 from testbed.attacks.universal_loop import OTAUniversal, delay_sweep, loop_delays_ms  # r6-blackbox
 
 __all__ = [
     "ATTACKS", "COLUMNS", "DEFAULT_EOT_SAMPLES", "EOTPGD", "FGSM", "LOSSES", "NES", "OTANES", "OTAPGD", "PGD",
-    "ModelOracle", "OTAUniversal", "QueryOracle", "delay_sweep", "loop_delays_ms",
+    "ModelOracle", "OTAUniversal", "QueryOracle", "StreamingPredictor", "delay_sweep", "loop_delays_ms",
+    "train_streaming",
     "Attack", "ChannelBank", "OverTheAir", "Universal",
     "apply_perturbation", "attack_params", "craft", "evaluate_attack", "fit_length",
     "label_index", "logit_margin", "make_attack", "ms_to_samples", "predictions", "shift_perturbation",
