@@ -15,11 +15,12 @@ from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
 from testbed.attacks.universal import Universal
 from testbed.attacks.universal_loop import OTAUniversal  # r6-blackbox
+from testbed.attacks.streaming import OTAStreaming, Streaming  # r6-blackbox
 from testbed.errors import AttackError
 
 #: kind (as written in plans and on the command line) -> attack class.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, OTANES, OTAUniversal)
+    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, OTANES, OTAUniversal, Streaming, OTAStreaming)
 }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from testbed.attacks.base import Attack, _positive_int
 from testbed.attacks.channels import OverTheAir
 from testbed.errors import AttackError
 
@@ -157,3 +158,74 @@ def train_streaming(model: torch.nn.Module, predictor: StreamingPredictor, x: to
             p.requires_grad_(req)
         model.train(was_training)
     return losses
+
+
+class Streaming(Attack):
+    """The streaming attack as a registry kind: trains a :class:`StreamingPredictor` on the batch.
+
+    ``perturb(x, y)`` trains :attr:`predictor` on the commands ``x`` (EOT as in
+    :func:`train_streaming`) and returns what it plays against each command heard alone, (B, S).
+    A session (plan ``kind = "streaming"``) keeps the predictor and runs it on what the DUT mic
+    hears in every trial.
+
+    Parameters
+    ----------
+    model, eps, seed
+        See :class:`~testbed.attacks.base.Attack`.
+    steps, batch_size, lr : training of the predictor.
+    window_ms, n_mels, hidden : see :class:`StreamingPredictor`.
+    sample_rate : int or None
+        Default: the model's.
+    """
+
+    name = "streaming"
+    over_the_air = False
+
+    def __init__(self, model, eps: float, *, steps: int = 200, batch_size: int = 16, lr: float = 3e-3,
+                 window_ms: float = WINDOW_MS, n_mels: int = 32, hidden: int = 32,
+                 sample_rate: int | None = None, **common) -> None:
+        super().__init__(model, eps, **common)
+        self.steps = _positive_int(self.name, "steps", steps)
+        self.batch_size = _positive_int(self.name, "batch_size", batch_size)
+        self.lr = float(lr)
+        self.window_ms = float(window_ms)
+        self.n_mels = _positive_int(self.name, "n_mels", n_mels)
+        self.hidden = _positive_int(self.name, "hidden", hidden)
+        self.sample_rate = int(sample_rate or getattr(model, "sample_rate", 16000))
+        self.channel: OverTheAir | None = None
+        self.predictor = self.new_predictor()
+
+    def new_predictor(self) -> StreamingPredictor:
+        """An untrained predictor with this attack's settings and seed."""
+        return StreamingPredictor(self.eps, self.sample_rate, window_ms=self.window_ms, n_mels=self.n_mels,
+                                  hidden=self.hidden, seed=self.seed).to(self.device)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        with torch.enable_grad():
+            train_streaming(self.model, self.predictor, x, y, self.channel, target=target, steps=self.steps,
+                            batch_size=self.batch_size, lr=self.lr, seed=self.seed)
+        with torch.no_grad():
+            heard = x if self.channel is None else heard_by_adversary(self.channel, x, self.generator)
+            return self.predictor(heard).clamp(-self.eps, self.eps)
+
+    def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return delta.clamp(-self.eps, self.eps)
+
+
+class OTAStreaming(Streaming):
+    """:class:`Streaming` trained through the rig's channels (``rig`` or ``channel``; see
+    :class:`~testbed.attacks.ota_pgd.OTAPGD` for the channel keywords)."""
+
+    name = "ota-streaming"
+
+    def __init__(self, model, eps: float, *, channel: OverTheAir | None = None, rig=None, mics=None,
+                 placement: str | None = None, n_channels: int = 8, position_jitter_m: float = 0.1,
+                 channel_seed: int = 0, delay_ms=(0.0, 0.0), gain_db=(-2.0, 2.0), noise_db=(-3.0, 3.0),
+                 input_gain_db: float = 0.0, **params) -> None:
+        from testbed.attacks.ota_pgd import build_over_the_air
+
+        super().__init__(model, eps, **params)
+        self.channel = build_over_the_air(
+            channel=channel, rig=rig, mics=mics, placement=placement, n_channels=n_channels,
+            position_jitter_m=position_jitter_m, channel_seed=channel_seed, delay_ms=delay_ms,
+            gain_db=gain_db, noise_db=noise_db, input_gain_db=input_gain_db, who=self.name)

@@ -21,6 +21,8 @@ FAST = {
     "universal": {"steps": 3, "batch_size": 2},
     "ota-nes": {"iterations": 2, "population": 4},   # r6-blackbox
     "ota-universal": {"steps": 2, "batch_size": 2},   # r6-blackbox
+    "streaming": {"steps": 2, "batch_size": 2, "n_mels": 8, "hidden": 4, "window_ms": 10.0},
+    "ota-streaming": {"steps": 2, "batch_size": 2, "n_mels": 8, "hidden": 4, "window_ms": 10.0},
 }
 
 
@@ -36,7 +38,7 @@ def _toy_channel() -> OverTheAir:
 
 def _params(kind: str) -> dict:
     p = dict(FAST[kind])
-    if kind in ("ota-pgd", "ota-nes", "ota-universal"):
+    if kind in ("ota-pgd", "ota-nes", "ota-universal", "ota-streaming"):
         p["channel"] = _toy_channel()
     return p
 
