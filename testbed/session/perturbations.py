@@ -25,6 +25,7 @@ from testbed.session.crafting import (
 )
 from testbed.session.events import RunEvent
 from testbed.session.looped import is_looped
+from testbed.session.streaming import is_streaming
 from testbed.session.store import safe_name
 from testbed.session.trials import TrialSpec, in_the_loop
 
@@ -105,8 +106,8 @@ class Perturbations:
     # -- crafting -------------------------------------------------------------------
     def jobs(self, trials: list[TrialSpec]) -> list[CraftJob]:
         """The crafting batches still to make for ``trials`` (perturbations not in the store)."""
-        def crafted(cfg) -> bool:   # r6-blackbox: in-the-loop attacks are made by their queries
-            return not cfg.is_none and not in_the_loop(cfg)
+        def crafted(cfg) -> bool:   # r6-blackbox: in-the-loop attacks are made by their queries,
+            return not cfg.is_none and not in_the_loop(cfg) and not is_streaming(cfg)   # streaming in trials
 
         wanted = {(t.utterance_id, t.attack_id) for t in trials if crafted(self.attacks[t.attack_id])}
         labels: dict[str, dict[str, str]] = {}

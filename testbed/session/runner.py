@@ -29,6 +29,7 @@ from testbed.session.events import RunEvent
 from testbed.session.perturbations import Perturbations
 from testbed.session.placement import MoveRequest, set_placement
 from testbed.session.looped import is_looped  # r6-blackbox
+from testbed.session.streaming import is_streaming, prepare_predictors  # r6-blackbox
 from testbed.session.plan import Plan
 from testbed.session.store import SessionStore, TrialRecord
 from testbed.session.trial import Evaluator, TrialContext, TrialInput, run_trial
@@ -150,6 +151,7 @@ class Runner:
                                            emit=self.on_event, should_stop=should_stop)
         self.attacks = self.perturbations.attacks
         self._specs: dict[int, TrialSpec] | None = None
+        self._streams: dict = {}   # r6-blackbox: streaming attack id -> predictor
 
     # -- public ---------------------------------------------------------------
     def run(self) -> RunResult:
@@ -198,8 +200,11 @@ class Runner:
     def trial_input(self, spec: TrialSpec) -> TrialInput:
         """``spec`` with its command and its (already crafted) perturbation."""
         p = self.perturbations
+        cfg = self.attacks[spec.attack_id]
+        if is_streaming(cfg):   # r6-blackbox: the adversary responds in the trial
+            return TrialInput(spec, p.utterance(spec.utterance_id), None, stream=self._streams[spec.attack_id])
         return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
-                          loop=is_looped(self.attacks[spec.attack_id]))   # r6-blackbox
+                          loop=is_looped(cfg))   # r6-blackbox
 
     # -- scheduling ---------------------------------------------------------------
     def _run(self, pending: list[TrialSpec], stats: RunStats) -> tuple[RunResult, str]:
@@ -211,18 +216,20 @@ class Runner:
         loop = BlackBoxLoop.query_trials(self, pending)
         pending = [t for t in pending if t not in loop]
         self.perturbations.craft_all(pending)
+        streaming = [t.attack_id for t in pending if is_streaming(self.attacks[t.attack_id])]
         if self.should_stop():
             return RunResult("stopped", stats), "stopped by the operator before the first trial"
         if self.executor is not None:
-            if loop or BlackBoxLoop.needed(self, pending):
-                raise SessionError("--cluster: black-box attacks with the DUT in the loop (oracle = 'dut') "
-                                   "play their queries here; use --cluster none")
+            if loop or streaming or BlackBoxLoop.needed(self, pending):
+                raise SessionError("--cluster: black-box attacks with the DUT in the loop (oracle = 'dut') and "
+                                   "streaming attacks play here; use --cluster none")
             result = self._run_elsewhere(pending, stats)
         else:
             backend = self._backend or open_backend(self.rig, self.calibration, seed=self.plan.seed)
             opened = self._open_devices(loop + pending)
             try:
                 ctx = self.trial_context(Evaluator(self.models, loaded, self.sr))
+                self._streams = prepare_predictors(self, streaming)
                 if not BlackBoxLoop(self, backend, ctx, stats).run(loop + pending):
                     return RunResult("stopped", stats), f"stopped by the operator; {stats.done} of {stats.total} trials done"
                 result = self._run_here(pending, backend, ctx, stats)
