@@ -24,6 +24,12 @@ from testbed.attacks.channels import OverTheAir
 from testbed.errors import AttackError
 
 
+#: ``top`` answer for a label the attack's model does not have (a wrong answer all the same).
+OTHER_LABEL = -1
+#: ``top`` answer when the DUT gave none (timeout, refusal): never counted as a success.
+NO_ANSWER = -2
+
+
 @runtime_checkable
 class QueryOracle(Protocol):
     """What a black-box attack may ask of the DUT.
@@ -41,8 +47,8 @@ class QueryOracle(Protocol):
         ...
 
     def top(self, x: torch.Tensor, delta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The DUT's reported top class (N,) int64 for each capture; -1 for a label outside the
-        attack's labels (or no answer)."""
+        """The DUT's reported top class (N,) int64 for each capture; :data:`OTHER_LABEL` for a
+        label outside the attack's labels, :data:`NO_ANSWER` when the DUT did not answer."""
         ...
 
 

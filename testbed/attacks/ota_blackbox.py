@@ -21,7 +21,7 @@ import torch
 from testbed.attacks.base import _positive_int
 from testbed.attacks.channels import OverTheAir
 from testbed.attacks.nes import NES
-from testbed.attacks.oracles import Budget, ModelOracle, QueryOracle
+from testbed.attacks.oracles import NO_ANSWER, Budget, ModelOracle, QueryOracle
 from testbed.attacks.ota_pgd import build_over_the_air
 from testbed.errors import AttackError
 
@@ -158,7 +158,7 @@ class OTANES(NES):
         if self.label_only:
             top = self._oracle.top(x, cand, rows).to(y.device)
             f = (top != y) if target is None else (top == target)
-            f = f.to(x.dtype)
+            f = (f & (top != NO_ANSWER)).to(x.dtype)   # no answer is no evidence of success
         else:
             f = self.score_loss(self._oracle.scores(x, cand, rows).to(x.device), y, target)
         self.queries += self._oracle.queries - before

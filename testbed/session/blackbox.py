@@ -60,9 +60,11 @@ class LoopOracle:
     def top(self, x, delta, rows):
         import torch
 
+        from testbed.attacks.oracles import NO_ANSWER, OTHER_LABEL
+
         answers = [self._answer(d) for d in delta]
-        return torch.tensor([self.labels.index(p) if p in self.labels else -1 for p, _ in answers],
-                            dtype=torch.int64)
+        return torch.tensor([NO_ANSWER if p is None else self.labels.index(p) if p in self.labels else OTHER_LABEL
+                             for p, _ in answers], dtype=torch.int64)
 
     def scores(self, x, delta, rows):
         import torch

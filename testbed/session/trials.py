@@ -139,7 +139,7 @@ def query_configs(configs: list[AttackConfig]) -> list[AttackConfig]:
 
 
 #: OTANES's defaults for the parameters that size its query budget (the store, and so analysis,
-#: imports this module: it may not import the attacks; tests/session/test_blackbox_loop.py checks
+#: imports this module: it may not import the attacks; tests/session/test_session_blackbox.py checks
 #: these against ``OTANES.queries_per_example``)
 OTANES_BUDGET_DEFAULTS = {"iterations": 20, "population": 32, "eot_samples": 1, "max_queries": None}
 

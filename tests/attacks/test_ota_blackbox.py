@@ -140,3 +140,27 @@ def test_dut_oracle_needs_a_session(tiny_model, tiny_data):
         atk.perturb(tiny_data[0][:1], tiny_data[1][:1])
     with pytest.raises(AttackError, match="oracle must be one of"):
         make_attack("ota-nes", tiny_model, 0.05, oracle="gpu")
+
+
+class _Silent:
+    """A DUT that never answers (every query times out)."""
+
+    def __init__(self):
+        self.queries = 0
+
+    def scores(self, x, delta, rows):
+        raise AssertionError("label-only never asks for scores")
+
+    def top(self, x, delta, rows):
+        from testbed.attacks.oracles import NO_ANSWER
+
+        self.queries += delta.shape[0]
+        return torch.full((delta.shape[0],), NO_ANSWER, dtype=torch.int64)
+
+
+def test_label_only_counts_no_answer_as_no_success(tiny_model, tiny_data):
+    x, y = tiny_data[0][:2], tiny_data[1][:2]
+    atk = OTANES(tiny_model, eps=0.05, iterations=3, population=4, oracle=_Silent(), label_only=True)
+    delta = atk.perturb(x, y)
+    assert atk.queries == 2 * 3 * 4
+    assert torch.count_nonzero(delta) == 0      # every answer the same (none): no step is taken
