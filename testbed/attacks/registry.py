@@ -14,15 +14,19 @@ from testbed.attacks.eot_pgd import EOTPGD
 from testbed.attacks.fgsm import FGSM
 from testbed.attacks.masking import MASKABLE_KINDS, MASKING_PARAMS, MaskedAttack, split_masking_params
 from testbed.attacks.nes import NES
+from testbed.attacks.ota_blackbox import OTANES  # r6-blackbox
 from testbed.attacks.ota_pgd import OTAPGD
 from testbed.attacks.pgd import PGD
 from testbed.attacks.square import Square
 from testbed.attacks.universal import Universal
+from testbed.attacks.universal_loop import OTAUniversal  # r6-blackbox
+from testbed.attacks.streaming import OTAStreaming, Streaming  # r6-blackbox
 from testbed.errors import AttackError
 
 #: kind (as written in plans and on the command line) -> attack class.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, APGD, APGDCE, APGDDLR, Square, AutoAttack)
+    cls.name: cls for cls in (FGSM, PGD, NES, EOTPGD, OTAPGD, Universal, APGD, APGDCE, APGDDLR, Square, AutoAttack,
+                              OTANES, OTAUniversal, Streaming, OTAStreaming)
 }
 
 

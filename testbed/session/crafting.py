@@ -10,7 +10,7 @@ the key without anyone remembering to add it there: the key cannot go stale.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -119,17 +119,21 @@ def _stable_int(*parts: object) -> int:
     return int.from_bytes(h[:4], "little")
 
 
-def craft_jobs(plan_seed: int, labels: dict[str, dict[str, str]]) -> list[CraftJob]:
+def craft_jobs(plan_seed: int, labels: dict[str, dict[str, str]],
+               whole: Collection[str] = ()) -> list[CraftJob]:
     """The fixed crafting batches of a plan: per attack id (sorted), its utterances sorted by id,
     ``CRAFT_BATCH`` at a time, each seeded from the plan seed, the attack id and the batch's ids.
 
     ``labels`` maps attack_id -> {utterance_id: label}; every utterance is marked missing.
+    Attack ids in ``whole`` (universal perturbations: one signal for every utterance) are
+    crafted in one batch of all their utterances.
     """
     out = []
     for aid in sorted(labels):
         items = sorted(labels[aid].items())
-        for i in range(0, len(items), CRAFT_BATCH):
-            chunk = items[i:i + CRAFT_BATCH]
+        step = max(1, len(items)) if aid in whole else CRAFT_BATCH
+        for i in range(0, len(items), step):
+            chunk = items[i:i + step]
             uids = [u for u, _ in chunk]
             out.append(CraftJob(aid, chunk, uids, _stable_int(plan_seed, aid, *uids)))
     return out

@@ -24,8 +24,10 @@ from testbed.session.crafting import (
     craft_request,
 )
 from testbed.session.events import RunEvent
+from testbed.session.looped import is_looped
+from testbed.session.streaming import is_streaming
 from testbed.session.store import safe_name
-from testbed.session.trials import TrialSpec
+from testbed.session.trials import TrialSpec, in_the_loop
 
 
 def perturbation_path(utterance_id: str, attack_id: str) -> str:
@@ -121,13 +123,17 @@ class Perturbations:
     # -- crafting -------------------------------------------------------------------
     def jobs(self, trials: list[TrialSpec]) -> list[CraftJob]:
         """The crafting batches still to make for ``trials`` (perturbations not in the store)."""
-        wanted = {(t.utterance_id, t.attack_id) for t in trials if not self.attacks[t.attack_id].is_none}
+        def crafted(cfg) -> bool:   # r6-blackbox: in-the-loop attacks are made by their queries,
+            return not cfg.is_none and not in_the_loop(cfg) and not is_streaming(cfg)   # streaming in trials
+
+        wanted = {(t.utterance_id, t.attack_id) for t in trials if crafted(self.attacks[t.attack_id])}
         labels: dict[str, dict[str, str]] = {}
         for t in self.store.planned():
-            if not self.attacks[t.attack_id].is_none:
+            if crafted(self.attacks[t.attack_id]):
                 labels.setdefault(t.attack_id, {})[t.utterance_id] = t.label
         out = []
-        for job in craft_jobs(self.plan.seed, labels):
+        whole = {aid for aid, cfg in self.attacks.items() if is_looped(cfg)}   # r6-blackbox: one signal
+        for job in craft_jobs(self.plan.seed, labels, whole):
             missing = [u for u, _ in job.chunk if (u, job.attack_id) in wanted
                        and not (self.store.path / perturbation_path(u, job.attack_id)).is_file()]
             if missing:

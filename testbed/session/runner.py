@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from testbed.audio import open_backend
 from testbed.errors import SessionError
 from testbed.rig import Rig
+from testbed.session.blackbox import BlackBoxLoop  # r6-blackbox
 from testbed.session.crafting import CRAFT_BATCH, CraftJob, CraftRequest, craft_batch, craft_jobs
 from testbed.session.deps import Models
 from testbed.session.evaluation import evaluate_captures
 from testbed.session.events import RunEvent
 from testbed.session.perturbations import Perturbations
 from testbed.session.placement import MoveRequest, set_placement
+from testbed.session.looped import is_looped  # r6-blackbox
+from testbed.session.streaming import is_streaming, prepare_predictors  # r6-blackbox
 from testbed.session.plan import Plan
 from testbed.session.store import SessionStore, TrialRecord
 from testbed.session.trial import Evaluator, TrialContext, TrialInput, run_trial
@@ -153,6 +156,7 @@ class Runner:
         self.attacks = self.perturbations.attacks
         self._specs: dict[int, TrialSpec] | None = None
         self.suspend_clock = suspend_clock
+        self._streams: dict = {}   # r6-blackbox: streaming attack id -> predictor
 
     # -- public ---------------------------------------------------------------
     def run(self) -> RunResult:
@@ -204,6 +208,11 @@ class Runner:
         note = p.channel_note(spec.attack_id)
         return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
                           (note,) if note else ())
+        cfg = self.attacks[spec.attack_id]
+        if is_streaming(cfg):   # r6-blackbox: the adversary responds in the trial
+            return TrialInput(spec, p.utterance(spec.utterance_id), None, stream=self._streams[spec.attack_id])
+        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
+                          loop=is_looped(cfg))   # r6-blackbox
 
     # -- scheduling ---------------------------------------------------------------
     def _run(self, pending: list[TrialSpec], stats: RunStats) -> tuple[RunResult, str]:
@@ -211,17 +220,27 @@ class Runner:
         if not pending:
             return RunResult("finished", stats), "nothing left to run"
         loaded = {m: self.models.load(m) for m in self.eval_models}
+        # r6-blackbox: the query trials of in-the-loop attacks are played by BlackBoxLoop
+        loop = BlackBoxLoop.query_trials(self, pending)
+        pending = [t for t in pending if t not in loop]
         self.perturbations.craft_all(pending)
+        streaming = [t.attack_id for t in pending if is_streaming(self.attacks[t.attack_id])]
         if self.should_stop():
             return RunResult("stopped", stats), "stopped by the operator before the first trial"
         if self.executor is not None:
+            if loop or streaming or BlackBoxLoop.needed(self, pending):
+                raise SessionError("--cluster: black-box attacks with the DUT in the loop (oracle = 'dut') and "
+                                   "streaming attacks play here; use --cluster none")
             result = self._run_elsewhere(pending, stats)
         else:
             backend = self._backend or open_backend(self.rig, self.calibration, seed=self.plan.seed)
-            opened = self._open_devices(pending)
+            opened = self._open_devices(loop + pending)
             try:
-                result = self._run_here(pending, backend, self.trial_context(
-                    Evaluator(self.models, loaded, self.sr)), stats)
+                ctx = self.trial_context(Evaluator(self.models, loaded, self.sr))
+                self._streams = prepare_predictors(self, streaming)
+                if not BlackBoxLoop(self, backend, ctx, stats).run(loop + pending):
+                    return RunResult("stopped", stats), f"stopped by the operator; {stats.done} of {stats.total} trials done"
+                result = self._run_here(pending, backend, ctx, stats)
             finally:
                 if self._backend is None:
                     backend.close()

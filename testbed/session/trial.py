@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from testbed.rig import Rig, geometry_table
 from testbed.session.deps import LoadedModel
 from testbed.session.evaluation import evaluate_captures, serial_evaluation
 from testbed.session.levels import trial_levels
+from testbed.session.looped import looped_playback
 from testbed.session.store import CaptureRecord, EvalRecord, TrialRecord
 from testbed.session.timing import TrialTiming, snr_db, spr_db, trial_timing
 from testbed.session.trials import TrialSpec
@@ -49,6 +50,11 @@ class TrialInput:
     clean: np.ndarray
     delta: np.ndarray | None
     notes: tuple[str, ...] = ()
+    #: r6-blackbox: play ``delta`` as a loop whose phase is ``spec.delay_ms`` (universal kinds)
+    loop: bool = False
+    #: r6-blackbox: a streaming adversary, ``heard float32 (n,) -> perturbation float32 (n,)``
+    #: (see :mod:`testbed.session.streaming`); ``delta`` is then made in the trial
+    stream: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,14 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
         Every attempt failed on the device, or the backend left out a mic.
     """
     rig, spec, clean, delta = ctx.rig, trial.spec, trial.clean, trial.delta
+    delay_ms, loop_facts, reference = spec.delay_ms, None, ctx.delay_reference
+    if trial.loop and delta is not None:   # r6-blackbox: a universal loop, at phase delay_ms
+        delta, delay_ms, loop_facts = looped_playback(delta, spec.delay_ms, len(clean), rig.sample_rate)
+    if trial.stream is not None:           # r6-blackbox: the adversary responds to what it heard
+        delta, delay_ms, loop_facts = _streamed(trial, ctx, backend)
+        trial, reference = replace(trial, delta=delta), "playback"
     timing = trial_timing(rig, spec.placement, len(clean), 0 if delta is None else len(delta),
-                          spec.delay_ms, ctx.delay_reference, preroll_s=ctx.preroll_s, tail_s=ctx.tail_s,
+                          delay_ms, reference, preroll_s=ctx.preroll_s, tail_s=ctx.tail_s,
                           calibration=ctx.calibration)
     user, adv = rig.user_speaker, rig.adversary_speaker
     plays = {user: Playback(clean, timing.offsets_samples[user])}
@@ -182,6 +194,8 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
         facts.pop(key, None)
     if trial.notes:
         facts["notes"] = list(facts.get("notes") or []) + list(trial.notes)
+    if loop_facts is not None:
+        facts["streaming" if trial.stream is not None else "loop"] = loop_facts
     played = {name: (p.signal, p.offset_samples) for name, p in plays.items()}
     return TrialRecord(
         trial_id=spec.trial_id, captures=captures, evaluations=evaluations, played=played,
@@ -190,6 +204,29 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
         error=f"{cap.facts.xruns} xrun(s) on every one of {take.attempts} attempts" if failed else None,
         attempts=take.attempts, started_at=started, finished_at=clock(),
         adv_pos_m=tuple(adv_pos) if adv_pos is not None else None, facts=facts)
+
+
+def _streamed(trial: TrialInput, ctx: TrialContext, backend) -> tuple[np.ndarray, float, dict]:
+    """Pass one of a streaming trial: the command alone, heard at the DUT mic from the moment the
+    adversary starts listening (``spec.delay_ms`` before the user speaks); returns the adversary's
+    response (float32 (lead + n,)), its start minus the user's in ms, and facts for the record."""
+    rig, spec, clean = ctx.rig, trial.spec, trial.clean
+    lead = max(0, int(round(spec.delay_ms * rig.sample_rate / 1000.0)))
+    n_adv = lead + len(clean)
+    delay_ms = -1000.0 * lead / rig.sample_rate
+    timing = trial_timing(rig, spec.placement, len(clean), n_adv, delay_ms, "playback", preroll_s=ctx.preroll_s,
+                          tail_s=ctx.tail_s, calibration=ctx.calibration)
+    if hasattr(backend, "trial_index"):   # the simulator: the same moment, so the same noise
+        backend.trial_index = noise_index(spec.trial_id, 1)
+    cap = backend.run_trial({rig.user_speaker: Playback(clean, timing.offsets_samples[rig.user_speaker])},
+                            timing.record_s, placement=spec.placement)
+    start = int(round(timing.offsets_samples[rig.adversary_speaker]))
+    heard = np.zeros(n_adv, dtype=np.float32)
+    seg = np.asarray(cap.mics[rig.dut.mic], dtype=np.float32)[start:start + n_adv]
+    heard[: len(seg)] = seg
+    delta = np.asarray(trial.stream(heard), dtype=np.float32).reshape(-1)[:n_adv]
+    return delta, delay_ms, {"lead_samples": lead, "heard_rms_dbfs": float(
+        10.0 * np.log10(np.mean(np.square(heard, dtype=np.float64)) + 1e-20))}
 
 
 def _realised_delay_ms(trial: TrialInput, ctx: TrialContext, timing: TrialTiming,

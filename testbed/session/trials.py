@@ -97,7 +97,7 @@ def attack_configs(plan: Plan) -> list[AttackConfig]:
             seen.add(aid)
             out.append(AttackConfig(aid, kind, float(eps), target, spec.source_model,
                                     spec.over_the_air, params, source_label))
-    return out
+    return out + query_configs(out)   # the query trials of in-the-loop black-box attacks
 
 
 def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSpec]:
@@ -123,17 +123,78 @@ def expand_trials(plan: Plan, utterances: list[tuple[str, str]]) -> list[TrialSp
         (u, lab, c.attack_id, float(d), r)
         for (u, lab) in utterances
         for c in configs
-        if c.source_label is None or c.source_label == lab
+        if not is_query_config(c) and (c.source_label is None or c.source_label == lab)
         for d in plan.sweep.delay_ms
         for r in range(plan.repetitions)
     ]
     out: list[TrialSpec] = []
     for k, placement in enumerate(plan.placements()):
+        if k == 0:   # r6-blackbox: in-the-loop queries, in query order, where the adversary first stands
+            for u, lab, aid, d, r in query_combos(configs, utterances, plan.sweep.delay_ms):
+                out.append(TrialSpec(len(out), u, lab, aid, d, placement, r))
         rng = np.random.default_rng([plan.seed, k])
         for i in rng.permutation(len(combos)):
             u, lab, aid, d, r = combos[int(i)]
             out.append(TrialSpec(len(out), u, lab, aid, d, placement, r))
     return out
+
+
+# -- r6-blackbox: black-box attacks with the DUT in the loop (testbed.session.blackbox) -------------
+#: Attack ids of query trials end with this.
+QUERIES_SUFFIX = "-queries"
+
+
+def in_the_loop(cfg: AttackConfig) -> bool:
+    """True for an attack (or its query configuration) answered by the session's DUT
+    (``params.oracle = "dut"``): its perturbation comes from queries played as trials."""
+    return cfg.params.get("oracle") == "dut"
+
+
+def is_query_config(cfg: AttackConfig) -> bool:
+    """True for the ``<attack id>-queries`` configuration that holds an attack's query trials."""
+    return in_the_loop(cfg) and cfg.attack_id.endswith(QUERIES_SUFFIX)
+
+
+def query_configs(configs: list[AttackConfig]) -> list[AttackConfig]:
+    """One ``-queries`` configuration per in-the-loop attack of ``configs``."""
+    return [AttackConfig(c.attack_id + QUERIES_SUFFIX, c.kind, c.eps, c.target, c.source_model,
+                         c.over_the_air, dict(c.params))
+            for c in configs if in_the_loop(c) and not is_query_config(c)]
+
+
+#: OTANES's defaults for the parameters that size its query budget (the store, and so analysis,
+#: imports this module: it may not import the attacks; tests/session/test_session_blackbox.py checks
+#: these against ``OTANES.queries_per_example``)
+OTANES_BUDGET_DEFAULTS = {"iterations": 20, "population": 32, "eot_samples": 1, "max_queries": None}
+
+
+def planned_queries(params: dict) -> int:
+    """DUT queries one utterance costs for ota-nes hyper-parameters ``params``: iterations that
+    fit ``max_queries`` x population x eot_samples. Bad values raise PlanError."""
+    from testbed.errors import PlanError
+
+    p = {**OTANES_BUDGET_DEFAULTS, **{k: v for k, v in params.items() if k in OTANES_BUDGET_DEFAULTS}}
+    for k, v in p.items():
+        if not (v is None and k == "max_queries") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise PlanError(f"attacks: params.{k}: must be a positive integer, got {v!r}")
+    cost = p["population"] * p["eot_samples"]
+    rounds = p["iterations"] if p["max_queries"] is None else min(p["iterations"], p["max_queries"] // cost)
+    return rounds * cost
+
+
+def query_combos(configs: list[AttackConfig], utterances: list[tuple[str, str]],
+                 delays_ms: list[float]) -> list[tuple[str, str, str, float, int]]:
+    """``(utterance_id, label, query attack id, delay_ms, query index)`` of every planned query;
+    query ``k`` is played at ``delays_ms[k % len(delays_ms)]``."""
+    out = []
+    for c in configs:
+        if not is_query_config(c):
+            continue
+        n = planned_queries(c.params)
+        out += [(u, lab, c.attack_id, float(delays_ms[k % len(delays_ms)]), k)
+                for (u, lab) in utterances for k in range(n)]
+    return out
+# -- end r6-blackbox ----------------------------------------------------------------------------
 
 
 def placement_changes(trials: list[TrialSpec]) -> int:

@@ -24,6 +24,10 @@ FAST = {
     "apgd-dlr": {"steps": 3},
     "square": {"n_queries": 5},
     "auto": {"steps": 2, "n_queries": 3},
+    "ota-nes": {"iterations": 2, "population": 4},   # r6-blackbox
+    "ota-universal": {"steps": 2, "batch_size": 2},   # r6-blackbox
+    "streaming": {"steps": 2, "batch_size": 2, "n_mels": 8, "hidden": 4, "window_ms": 10.0},
+    "ota-streaming": {"steps": 2, "batch_size": 2, "n_mels": 8, "hidden": 4, "window_ms": 10.0},
 }
 
 
@@ -39,7 +43,7 @@ def _toy_channel() -> OverTheAir:
 
 def _params(kind: str) -> dict:
     p = dict(FAST[kind])
-    if kind == "ota-pgd":
+    if kind in ("ota-pgd", "ota-nes", "ota-universal", "ota-streaming"):
         p["channel"] = _toy_channel()
     return p
 
