@@ -231,7 +231,7 @@ def run_cmd(
     from testbed.cli.watch import watching
     from testbed.rig import load_rig
     from testbed.session import create_session
-    from testbed.session.catalog import parse_tags
+    from testbed.session.catalogue import parse_tags
 
     tags = parse_tags(tag)
     spec = _cluster_spec(cluster, load_rig(rig_path))

@@ -33,7 +33,7 @@ def list_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from testbed.session.catalog import Filters, catalog_rows, iso, parse_when, tag_filters
+    from testbed.session.catalogue import Filters, catalog_rows, iso, parse_when, tag_filters
 
     f = Filters(rig=rig, plan=plan, model=model, since=parse_when(since, "--since"),
                 until=parse_when(until, "--until"), state=state, tags=tag_filters(tag))

@@ -14,7 +14,7 @@ does not pull in the runner, the audio backends or torch.
 from importlib import import_module
 
 _WHERE = {
-    "catalog": "catalog",
+    "catalog": "catalogue",   # the module is not named catalog: a loaded submodule would shadow the function
     "PlanEstimate": "estimate", "estimate_plan": "estimate",
     "COLUMNS": "export", "export_session": "export", "load_evaluations": "export", "load_session_meta": "export",
     "import_folder": "importer",

@@ -24,7 +24,7 @@ from testbed.session.deps import (
     command_utterances,
     load_calibration,
 )
-from testbed.session.catalog import parse_tags
+from testbed.session.catalogue import parse_tags
 from testbed.session.manifest import build_manifest
 from testbed.session.plan import Plan, load_plan, parse_plan
 from testbed.session.plan_check import check_plan
