@@ -95,13 +95,6 @@ class APGD(Attack):
         self.random_start = bool(random_start)
         self.trace: dict = {}
 
-    def init_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """Starting perturbation (B, S): random in the ball, or zero."""
-        delta = torch.zeros_like(x)
-        if self.random_start_now():
-            delta = self.uniform_noise(delta)
-        return self.project(x, delta)
-
     def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
         b = x.shape[0]
         n_iter = self.steps - 1                         # updates after the first gradient

@@ -279,6 +279,14 @@ class Attack:
         return f"{type(self).__name__}({args})"
 
     # -- for subclasses --------------------------------------------------------------
+    def init_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """Starting perturbation (B, S_delta): uniform in the ball on a random start or a restart,
+        else zero; projected so it is a valid perturbation of ``x``."""
+        delta = torch.zeros_like(x)
+        if self.random_start_now():
+            delta = self.uniform_noise(delta)
+        return self.project(x, delta)
+
     def random_start_now(self) -> bool:
         """Whether this run starts at random: always after the first restart."""
         return bool(getattr(self, "random_start", False)) or getattr(self, "_restart", 0) > 0

@@ -48,13 +48,6 @@ class PGD(Attack):
             raise AttackError(f"{self.name}: alpha must be > 0, got {alpha}")
         self.random_start = bool(random_start)
 
-    def init_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """Starting perturbation (B, S_delta): random in the ball, or zero."""
-        delta = torch.zeros_like(x)
-        if self.random_start_now():
-            delta = self.uniform_noise(delta)
-        return self.project(x, delta)
-
     def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
         delta = self.init_delta(x)
         best = Best(delta)

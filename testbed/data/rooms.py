@@ -89,9 +89,7 @@ def measured_rir_pool(rig, n: int, seed: int, sample_rate: int = 16000) -> list[
     RigError
         The rig is not a measured room, or its IR folder is malformed.
     """
-    from testbed.acoustics.irstats import onset_index
     from testbed.acoustics.measured import ir_for
-    from testbed.acoustics.measured_eot import MeasuredEot, vary_ir
     from testbed.errors import RigError
 
     if rig.room.model != "measured":
@@ -101,14 +99,7 @@ def measured_rir_pool(rig, n: int, seed: int, sample_rate: int = 16000) -> list[
         rig = rig.model_copy(update={"sample_rate": int(sample_rate)})
     paths = [np.asarray(ir_for(rig, s, m)[1], dtype=np.float64) for s in rig.speakers for m in rig.mics]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AB5]))
-    eot = MeasuredEot(shift_ms=0.0, gain_db=0.0)
-    out = []
-    for i in range(int(n)):
-        k = i % len(paths)
-        h = vary_ir(paths[k], [p for j, p in enumerate(paths) if j != k], rng, int(sample_rate), eot)
-        h = h[max(onset_index(h) - 8, 0):]
-        out.append((h / np.max(np.abs(h))).astype(np.float32))
-    return out
+    return _varied(paths, n, rng, sample_rate)
 
 
 def ir_folder_files(folder) -> list:
@@ -157,9 +148,7 @@ def folder_rir_pool(folder, n: int, seed: int, sample_rate: int = 16000) -> list
     """
     import soundfile as sf
 
-    from testbed.acoustics.irstats import onset_index
     from testbed.acoustics.measured import read_ir
-    from testbed.acoustics.measured_eot import MeasuredEot, vary_ir
     from testbed.errors import DataError, RigError
 
     paths = []
@@ -177,6 +166,15 @@ def folder_rir_pool(folder, n: int, seed: int, sample_rate: int = 16000) -> list
         except RigError as exc:
             raise DataError(f"reverb irs: {exc}") from None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF01D]))
+    return _varied(paths, n, rng, sample_rate)
+
+
+def _varied(paths: list[np.ndarray], n: int, rng: np.random.Generator, sample_rate: int) -> list[np.ndarray]:
+    """``n`` responses drawn in turn from ``paths``, each with its late tail resampled from the
+    others (no time shift, no gain change), cut 8 samples before its onset and peak-normalised."""
+    from testbed.acoustics.irstats import onset_index   # testbed.acoustics loads pyroomacoustics: lazily
+    from testbed.acoustics.measured_eot import MeasuredEot, vary_ir
+
     eot = MeasuredEot(shift_ms=0.0, gain_db=0.0)
     out = []
     for i in range(int(n)):
