@@ -36,8 +36,9 @@ def check(
     geo = path_geometry(rig, placement)
     measured = None
     if rig.room.model == "measured":
-        from testbed.acoustics.measured import measured_path_stats
+        from testbed.acoustics.measured import check_measured, measured_path_stats
 
+        check_measured(rig)     # every file the rig names (IRs, room noise): RigError naming the file
         measured = measured_path_stats(rig, placement)
     rt60 = delivered_rt60_summary(rig, placement)
     if json_out:

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from testbed.acoustics.measured import check_measured
 from testbed.acoustics.room_noise import read_room_noise, room_noise_rms
 from testbed.attacks.channels import ChannelBank, OverTheAir
 from testbed.audio import Playback
@@ -105,7 +106,7 @@ def test_a_bad_noise_file_is_one_line_naming_it(tmp_path, office_rig_path, conte
     elif content == "silent":
         sf.write(bad, np.zeros(4000), 16000, subtype="FLOAT")
     with pytest.raises(RigError, match=r"room\.noise: .*bad\.wav: .*" + msg):
-        load_rig(path)
+        check_measured(load_rig(path))      # what opening the rig (sim backend, rig check) runs
     res = cli(["rig", "check", path])
     assert res.exit_code == 2 and "bad.wav" in res.output and "Traceback" not in res.output
 
