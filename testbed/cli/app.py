@@ -86,6 +86,7 @@ def _register() -> None:
     app.add_typer(models.app, name="models")
     app.add_typer(attack.app, name="attack")
     session.app.command("watch")(watch.watch_cmd)   # lives in cli/watch.py: session.py is at its size limit
+    session.app.command("inject")(watch.inject_cmd)
     app.add_typer(session.app, name="session")
     app.add_typer(dut.app, name="dut")
     app.add_typer(positioner.app, name="positioner")

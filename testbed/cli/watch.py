@@ -1,4 +1,5 @@
-"""`testbed session watch` and `session run --watch`: the live web monitor of a session."""
+"""`testbed session watch` and `session run --watch`: the live web monitor of a session; `session inject`: a
+rehearsal disturbance played into a running simulated session."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def watch_cmd(
         pass
     finally:
         mon.stop()
+
+
+def inject_cmd(
+    session: str = typer.Argument(..., help="the running session (id or folder)", show_default=False),
+    noise_dbspl: float = typer.Option(85.0, "--noise-dbspl", help="level at the mics, dB SPL"),
+    captures: int = typer.Option(3, "--captures", help="how many captures (pre-rolls included) hear it"),
+    kind: str = typer.Option("noise", "--kind", help="noise | tone"),
+    freq_hz: float = typer.Option(1000.0, "--freq-hz", help="the tone's frequency, Hz (--kind tone)"),
+    sessions_dir: Path = typer.Option(None, "--sessions-dir", envvar="TESTBED_SESSIONS_DIR",
+                                      help="sessions folder (default: env TESTBED_SESSIONS_DIR or ./sessions)"),
+) -> None:
+    """Play a disturbance (a door slam, a loud room) into a running SIMULATED session, to rehearse
+    what its suspenders do: with [suspenders] ambient_max_dba set, the session pauses, records why,
+    and resumes by itself once the room is quiet again. Watch it with `testbed session watch`.
+
+    Example: testbed session inject office-sim-20261206-221218 --noise-dbspl 90 --captures 4
+    """
+    from testbed.session.disturbance import inject_running
+
+    path = inject_running(session, sessions_dir, noise_dbspl, captures, kind, freq_hz)
+    console.print(f"asked {path.parent.name} to play {kind} at {noise_dbspl:g} dB SPL for {captures} capture(s)")

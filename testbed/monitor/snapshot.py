@@ -200,8 +200,8 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         c = next((c for c in caps if c["mic"] == name), None)
         mics.append({"name": name, "tier": m.get("tier"), "dut": name == dut_mic,
                      "peak_dbfs": c["peak_dbfs"] if c else None, "rms_dbfs": c["rms_dbfs"] if c else None,
-                     "clipped": c["clipped"] if c else None, **clipping.get(name, {"clipped_trials": 0,
-                                                                                   "clipped_samples": 0})})
+                     "clipped": c["clipped"] if c else None, "spl": _spl(facts, name),
+                     **clipping.get(name, {"clipped_trials": 0, "clipped_samples": 0})})
     speakers = [{"name": name, "role": s.get("role"), "max_dbfs": s.get("max_dbfs"),
                  "peak_dbfs": (facts.get("speaker_peak_dbfs") or {}).get(name),
                  "rms_dbfs": (facts.get("speaker_rms_dbfs") or {}).get(name),
@@ -221,6 +221,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         "now": _trial_view(now), "last": dict(_trial_view(last), predictions=preds, xruns=facts.get("xruns"))
         if last else None,
         "mics": mics, "speakers": speakers,
+        "spl_source": facts.get("spl_source"), "spl_absent": facts.get("spl_absent"),
         "errors": error_tables(counts, dut_mic, models),
         "sample_rate": sample_rate,
         "rig_map": rig_map(rig, current_placement, adv),
@@ -228,3 +229,12 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         **({} if not with_pictures else {"pictures": pictures.get(reader, last["trial_id"], sample_rate)
                                         if last else None}),
     }
+
+
+def _spl(facts: dict, mic: str) -> dict | None:
+    """The last trial's levels at ``mic`` in dB SPL and dB(A) SPL (command, perturbation, ambient),
+    or None where the trial has none (no SPL calibration: ``facts["spl_absent"]`` says why)."""
+    levels = (facts.get("levels") or {}).get(mic) or {}
+    keys = [f"{what}_{unit}" for what in ("command", "perturbation", "ambient") for unit in ("db_spl", "dba_spl")]
+    got = {k: levels.get(k) for k in keys if levels.get(k) is not None}
+    return got or None

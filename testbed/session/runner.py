@@ -25,6 +25,7 @@ from testbed.session.blackbox import BlackBoxLoop  # r6-blackbox
 from testbed.session.crafting import CRAFT_BATCH, CraftJob, CraftRequest, craft_batch, craft_jobs
 from testbed.session.deps import Models
 from testbed.session.evaluation import evaluate_captures
+from testbed.session.disturbance import take_injection
 from testbed.session.events import RunEvent
 from testbed.session.perturbations import Perturbations
 from testbed.session.placement import MoveRequest, set_placement
@@ -296,6 +297,7 @@ class Runner:
             def retry(attempt: int, why: str, spec: TrialSpec = spec) -> None:
                 self.on_event(stats.event("retry", attempt=attempt, message=why, **self._describe(spec)))
 
+            take_injection(self.store.path, backend, self.store.event)   # `testbed session inject`
             # -- suspenders (issue 23): pause while a condition trips; a rejected trial is played again
             rec = None
             while rec is None:

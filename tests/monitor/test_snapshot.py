@@ -13,7 +13,7 @@ from testbed.monitor import SessionWatcher, build_snapshot
 from testbed.monitor.signals import envelope, spectrogram
 from testbed.monitor.snapshot import finite
 from testbed.session.store import SessionReader
-from tests.monitor.conftest import MICS, MODELS, SR, SyntheticWriter
+from tests.monitor.conftest import MICS, MODELS, SR, SyntheticWriter, make_record
 
 
 def committed(store, n: int, abandon: bool = True) -> SyntheticWriter:
@@ -179,3 +179,30 @@ def test_envelope_and_spectrogram_find_the_tone():
 def test_snapshots_are_strict_json():
     assert finite({"a": [float("nan"), float("-inf"), np.float32(1.5)], "b": np.int64(3)}) == \
         {"a": [None, None, 1.5], "b": 3}
+
+
+def test_levels_in_db_spl_reach_the_page_or_it_says_why_not(session_store):
+    """Issue #23: the monitor shows the command's and the perturbation's level in dB SPL where the
+    trial has them (facts["levels"], written by session/levels.py), and the reason where it has not."""
+    rng = np.random.default_rng(3)
+    specs = session_store.planned()[:2]
+    rec = make_record(specs[0], 0.0, rng)
+    rec.facts["levels"] = {"cheap": {"command_db_spl": 62.5, "command_dba_spl": 60.1,
+                                     "perturbation_db_spl": 41.0, "perturbation_dba_spl": 38.2}}
+    rec.facts["spl_source"] = "sim"
+    with session_store.locked():
+        session_store.commit_trial(rec, SR)
+    with SessionReader(session_store.path) as r:
+        snap = build_snapshot(r)
+    cheap = next(m for m in snap["mics"] if m["name"] == "cheap")
+    assert cheap["spl"] == {"command_db_spl": 62.5, "command_dba_spl": 60.1,
+                            "perturbation_db_spl": 41.0, "perturbation_dba_spl": 38.2}
+    assert snap["spl_source"] == "sim"
+    assert next(m for m in snap["mics"] if m["name"] == "ref")["spl"] is None
+    rec = make_record(specs[1], 0.0, rng)
+    rec.facts["spl_absent"] = "no SPL calibration: run testbed calibrate --what spl"
+    with session_store.locked():
+        session_store.commit_trial(rec, SR)
+    with SessionReader(session_store.path) as r:
+        snap = build_snapshot(r)
+    assert all(m["spl"] is None for m in snap["mics"]) and "calibrate --what spl" in snap["spl_absent"]

@@ -78,7 +78,7 @@ const DB_MIN = -70;
 function drawMeters(s) {
   const c = $("meters"), g = c.getContext("2d");
   const mics = s.mics || [];
-  c.height = Math.max(60, 40 + 34 * mics.length);
+  c.height = Math.max(60, 40 + 46 * mics.length);
   g.clearRect(0, 0, c.width, c.height);
   const x0 = 96, w = c.width - x0 - 200;
   const xOf = (db) => x0 + w * Math.min(1, Math.max(0, (db - DB_MIN) / -DB_MIN));
@@ -89,7 +89,7 @@ function drawMeters(s) {
     g.fillText(String(db), xOf(db) - 8, 10);
   }
   mics.forEach((m, i) => {
-    const y = 22 + 34 * i;
+    const y = 22 + 46 * i;
     g.fillStyle = "#1d2330";
     g.fillText(m.name + (m.dut ? " (DUT)" : ""), 4, y + 12);
     g.fillStyle = "#eceef1";
@@ -110,6 +110,10 @@ function drawMeters(s) {
     g.fillStyle = "#1d2330";
     g.fillText(`pk ${fmt(m.peak_dbfs)} rms ${fmt(m.rms_dbfs)}`, x0 + w + 24, y + 8);
     g.fillText(`clip ${m.clipped_trials} trials / ${m.clipped_samples} smp`, x0 + w + 24, y + 20);
+    const spl = m.spl;
+    g.fillText(spl ? `SPL cmd ${fmt(spl.command_db_spl)} (${fmt(spl.command_dba_spl)} dBA) · pert ${fmt(spl.perturbation_db_spl)}`
+                     + ` (${fmt(spl.perturbation_dba_spl)} dBA) dB SPL (${s.spl_source || "calibration"})`
+                     : `SPL: ${s.spl_absent || "not reported"}`, x0, y + 32);
   });
   g.fillStyle = "#6a7180";
   g.fillText(`bar: RMS · mark: peak · square: clipping · xruns in the stream: ${s.xruns}`, 4, c.height - 2);
