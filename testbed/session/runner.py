@@ -207,13 +207,12 @@ class Runner:
         """``spec`` with its command and its (already crafted) perturbation."""
         p = self.perturbations
         note = p.channel_note(spec.attack_id)
-        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
-                          (note,) if note else ())
+        notes = (note,) if note else ()
         cfg = self.attacks[spec.attack_id]
-        if is_streaming(cfg):   # r6-blackbox: the adversary responds in the trial
-            return TrialInput(spec, p.utterance(spec.utterance_id), None, stream=self._streams[spec.attack_id])
-        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id),
-                          loop=is_looped(cfg))   # r6-blackbox
+        if is_streaming(cfg):   # the adversary responds in the trial
+            return TrialInput(spec, p.utterance(spec.utterance_id), None, notes, stream=self._streams[spec.attack_id])
+        return TrialInput(spec, p.utterance(spec.utterance_id), p.get(spec.utterance_id, spec.attack_id), notes,
+                          loop=is_looped(cfg))
 
     # -- scheduling ---------------------------------------------------------------
     def _run(self, pending: list[TrialSpec], stats: RunStats) -> tuple[RunResult, str]:
