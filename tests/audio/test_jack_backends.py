@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -96,7 +98,7 @@ def test_limiter_holds_on_the_wire(library, loop_rig, jack_loopback):
     assert cap.facts.speaker_peak_dbfs["adversary"] <= loop_rig.speakers["adversary"].max_dbfs + 1e-6
 
 
-def _rig_with(tmp_path, **hardware) -> "Path":
+def _rig_with(tmp_path, **hardware) -> Path:
     from tests.conftest import RIGS
 
     text = (RIGS / "jack-loopback.toml").read_text()
