@@ -59,7 +59,9 @@ class LimitResult:
     input_peak_dbfs : sample peak of the input before limiting (finite samples only).
     output_peak_dbfs : sample peak of what leaves for the speaker.
     n_nonfinite : NaN/inf samples replaced by silence.
-    input_true_peak_dbtp : true peak of the input (finite samples only), dBTP.
+    input_true_peak_dbtp : true peak of the input (finite samples only), dBTP; for an input whose
+        sample peak is so low that even the oversampling filter's largest gain keeps it under the
+        cap, that upper bound (the limiter cannot have engaged on it, so it is not measured).
     output_true_peak_dbtp : true peak of what leaves for the speaker, dBTP.
     output_rms_dbfs : RMS of the loudest ``RMS_WINDOW_S`` of the output, dBFS.
     seconds_at_ceiling : seconds of the output whose true peak is within ``AT_CEILING_DB``
@@ -135,19 +137,35 @@ def true_peak_envelope(signal: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    float64, shape (n_samples,): ``max(|x[n]|, |x(n + k / 4)|, k = 1..3)`` with the signal
-    reconstructed by ``scipy.signal.resample_poly(x, 4, 1)`` (silence before and after it).
+    float64, shape (n_samples,): ``max(|x[n]|, |x(n + k / 4)|, k = 0..3)`` with the signal
+    reconstructed as ``scipy.signal.resample_poly(x, 4, 1)`` reconstructs it (silence before and
+    after it). Computed as that filter's four polyphase branches, each one short convolution at
+    the input rate: the same numbers (to rounding) at about half the cost of upsampling first.
     """
-    from scipy.signal import resample_poly
-
     x = np.asarray(signal, dtype=np.float64).reshape(-1)
     if x.size == 0:
         return np.zeros(0)
-    up = np.abs(resample_poly(x, TRUE_PEAK_OVERSAMPLE, 1, window=_oversampling_filter()))
     env = np.abs(x)
-    for k in range(TRUE_PEAK_OVERSAMPLE):   # strided maxima: far faster than a max over a short axis
-        np.maximum(env, up[k::TRUE_PEAK_OVERSAMPLE][: x.size], out=env)
+    offset, branches = _polyphase()
+    for branch in branches:
+        np.maximum(env, np.abs(np.convolve(x, branch)[offset:offset + x.size]), out=env)
     return env
+
+
+@functools.lru_cache(maxsize=1)
+def _polyphase_gain() -> float:
+    """The largest gain any reconstructed point can have over the sample peak (the largest L1
+    norm of a polyphase branch, about 2.24 = +7 dB): ``true_peak(x) <= max|x| * this``."""
+    return max(1.0, max(float(np.abs(b).sum()) for b in _polyphase()[1]))
+
+
+@functools.lru_cache(maxsize=1)
+def _polyphase() -> tuple[int, tuple[np.ndarray, ...]]:
+    """``(offset, branches)``: ``resample_poly(x, 4, 1)[k::4]`` equals
+    ``np.convolve(x, branches[k])[offset:offset + len(x)]`` (resample_poly scales its filter by 4)."""
+    h = _oversampling_filter() * TRUE_PEAK_OVERSAMPLE
+    offset = (h.size - 1) // 2 // TRUE_PEAK_OVERSAMPLE
+    return offset, tuple(np.ascontiguousarray(h[k::TRUE_PEAK_OVERSAMPLE]) for k in range(TRUE_PEAK_OVERSAMPLE))
 
 
 def true_peak(signal: np.ndarray) -> float:
@@ -276,8 +294,14 @@ def limit(
         x = np.where(finite, x, 0.0)
     c = ceiling(max_dbfs)
     peak_in = float(np.max(np.abs(x))) if x.size else 0.0
-    # a huge input's true peak is meaningless and may overflow: measure it only when it matters
-    tp_in = true_peak(x) if peak_in <= 4.0 else peak_in
+    # a huge input's true peak is meaningless and may overflow, and a quiet one's provably under
+    # the cap (sample peak x the filter's largest branch gain): measure it only when it matters
+    if peak_in > 4.0:
+        tp_in = peak_in
+    elif peak_in * _polyphase_gain() > c:
+        tp_in = true_peak(x)
+    else:
+        tp_in = peak_in * _polyphase_gain()     # an upper bound, and under the cap
     y = _soft_clip(x, c, knee_db).astype(np.float32)
     if fade_ms > 0:
         y = fade(y, sample_rate, fade_ms)
