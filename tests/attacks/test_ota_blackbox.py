@@ -9,6 +9,7 @@ import torch
 
 from testbed.attacks import ATTACKS, OTANES, ChannelBank, OverTheAir, make_attack
 from testbed.errors import AttackError
+from tests.attacks.tiny import NoBackward
 
 
 def _channel(seed: int = 0) -> OverTheAir:
@@ -40,21 +41,12 @@ class Counting(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rows += x.shape[0]
         if self.no_backward:
-            x = _NoBackward.apply(x.detach().requires_grad_(True))
+            x = NoBackward.apply(x.detach().requires_grad_(True))
         out = self.inner(x)
         if self.one_hot:   # a DUT that reports only its top class
             return torch.nn.functional.one_hot(out.argmax(-1), out.shape[-1]).to(out.dtype)
         return out
 
-
-class _NoBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        raise RuntimeError("this model has no gradients")
 
 
 def test_registered_as_the_over_the_air_kind_of_nes():

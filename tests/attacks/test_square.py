@@ -8,16 +8,8 @@ import torch
 
 from testbed.attacks import NES, Square, make_attack
 from testbed.attacks.square import window_fraction
+from tests.attacks.tiny import NoBackward
 
-
-class _NoBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        raise RuntimeError("backward called on a black-box model")
 
 
 class BlackBox(torch.nn.Module):
@@ -29,7 +21,7 @@ class BlackBox(torch.nn.Module):
         self.labels = inner.labels
 
     def forward(self, x):
-        return self.inner(_NoBackward.apply(x))
+        return self.inner(NoBackward.apply(x))
 
 
 def test_square_respects_the_budget_and_the_ball_and_never_calls_backward(tiny_model, tiny_data):

@@ -61,3 +61,16 @@ def train_tiny(stochastic: bool = False, seed: int = 0) -> TinyNet:
     opt.zero_grad(set_to_none=True)
     model.stochastic = stochastic
     return model.eval()
+
+
+class NoBackward(torch.autograd.Function):
+    """Identity whose backward raises: put in front of a model, it proves an attack never reads
+    a gradient (black-box attacks)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        raise RuntimeError("backward called on a black-box model")
