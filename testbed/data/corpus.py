@@ -16,6 +16,7 @@ change to any of them builds a new corpus and an unchanged one is read back from
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -151,8 +152,7 @@ def _render_job(config_json: str, rows: list[dict], out_dir: str) -> list[dict]:
     transforms = config.build_transforms()
     if "reverb" in transforms and _RIRS:
         tr: Reverb = transforms["reverb"]
-        transforms["reverb"] = Reverb(p=tr.p, rt60_s=tr.rt60_s, pool_size=tr.pool_size, irs=tr.irs,
-                                      irs_share=tr.irs_share, rirs=_RIRS)
+        transforms["reverb"] = dataclasses.replace(tr, rirs=_RIRS)
     engine = rows[0]["engine"]
     pcms: list[np.ndarray | None]
     if engine == "none":
@@ -216,13 +216,7 @@ def build_corpus(config: CorpusConfig, cache_dir: Path | None = None, *, workers
     transforms = config.build_transforms()
     rirs: tuple[np.ndarray, ...] = ()
     if "reverb" in transforms:
-        from testbed.data.rooms import rir_pool
-
-        rv = transforms["reverb"]
-        if rv.irs is not None:  # r1-follow: measured IRs (and shoeboxes for the rest of the pool)
-            rirs = rv.pool(config.seed, config.sample_rate)
-        else:
-            rirs = tuple(rir_pool(rv.pool_size, config.seed, config.sample_rate, rv.rt60_s))
+        rirs = transforms["reverb"].pool(config.seed, config.sample_rate)  # measured IRs and/or shoeboxes
     jobs: list[list[dict]] = []
     chunk = 24
     by_engine: dict[str, list[dict]] = {}

@@ -5,8 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 
+#: Octave bands (Hz) of a realistic room's reverberation time, and the range of each band's RT60
+#: relative to the 500 Hz-1 kHz one (drawn per room): real rooms ring longer at low frequencies and
+#: shorter at high ones (the rir-dev rooms: 250 Hz at 0.1-3.4x, 4 kHz at 0.7-1.0x the mid RT60).
+REALISTIC_BANDS_HZ = (125, 250, 500, 1000, 2000, 4000)
+REALISTIC_BAND_RATIO = ((1.0, 2.5), (1.0, 2.0), (1.0, 1.0), (1.0, 1.0), (0.8, 1.0), (0.6, 0.95))
+
+
+def _band_material(pra, rng: np.random.Generator, rt60: float, size: np.ndarray):
+    """A frequency-dependent material giving ``rt60`` (s) at 500 Hz-1 kHz and a drawn band profile."""
+    coeffs = []
+    for lo, hi in REALISTIC_BAND_RATIO:
+        try:
+            a, _ = pra.inverse_sabine(rt60 * float(rng.uniform(lo, hi)), size)
+        except ValueError:   # too reverberant for this room: its most reverberant surface
+            a = 0.05
+        coeffs.append(float(min(max(a, 0.01), 0.99)))
+    return pra.Material({"coeffs": coeffs, "center_freqs": list(REALISTIC_BANDS_HZ)})
+
+
 def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
-               rt60_s: tuple[float, float] = (0.15, 0.7)) -> tuple[np.ndarray, dict]:
+               rt60_s: tuple[float, float] = (0.15, 0.7), realistic: bool = False) -> tuple[np.ndarray, dict]:
     """One image-source RIR of a random shoebox room (pyroomacoustics).
 
     Parameters
@@ -16,6 +35,10 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
         Hz.
     rt60_s : (low, high)
         Range the reverberation time is drawn from, seconds.
+    realistic : bool
+        Octave-band absorption (a drawn profile, :data:`REALISTIC_BAND_RATIO`: longer RT60 at low
+        frequencies), air absorption, and source-mic distances up to 6 m; ``False``: one
+        frequency-flat absorption and distances up to 4 m (the corpus default before issue 20).
 
     Returns
     -------
@@ -33,15 +56,17 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
         absorption, max_order = pra.inverse_sabine(rt60, size)
     except ValueError:  # the room is too small for this RT60: take the most reverberant it allows
         absorption, max_order = 0.05, 40
-    room = pra.ShoeBox(size, fs=sample_rate, materials=pra.Material(absorption),
-                       max_order=int(min(max_order, 40)))
+    material = _band_material(pra, rng, rt60, size) if realistic else pra.Material(absorption)
+    room = pra.ShoeBox(size, fs=sample_rate, materials=material, max_order=int(min(max_order, 40)),
+                       air_absorption=realistic)
+    far_m = 6.0 if realistic else 4.0
     margin = 0.4
     src = np.array([rng.uniform(margin, s - margin) for s in size])
     src[2] = rng.uniform(1.0, min(1.9, size[2] - margin))
     for _ in range(100):
         mic = np.array([rng.uniform(margin, s - margin) for s in size])
         mic[2] = rng.uniform(0.7, min(1.6, size[2] - margin))
-        if 0.3 <= np.linalg.norm(mic - src) <= 4.0:
+        if 0.3 <= np.linalg.norm(mic - src) <= far_m:
             break
     room.add_source(src)
     room.add_microphone(mic)
@@ -63,10 +88,10 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
 
 
 def rir_pool(n: int, seed: int, sample_rate: int = 16000,
-             rt60_s: tuple[float, float] = (0.15, 0.7)) -> list[np.ndarray]:
+             rt60_s: tuple[float, float] = (0.15, 0.7), realistic: bool = False) -> list[np.ndarray]:
     """``n`` RIRs of independent random rooms, the same list for the same seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-    return [random_rir(rng, sample_rate, rt60_s)[0] for _ in range(n)]
+    return [random_rir(rng, sample_rate, rt60_s, realistic)[0] for _ in range(n)]
 
 
 def measured_rir_pool(rig, n: int, seed: int, sample_rate: int = 16000) -> list[np.ndarray]:

@@ -161,6 +161,9 @@ class Reverb(Transform):
     #: comes from it (:func:`testbed.data.rooms.folder_rir_pool`), the rest from random shoeboxes
     irs: str | None = None
     irs_share: float = 1.0
+    #: octave-band absorption with a low-frequency-heavy profile, air absorption, farther mics
+    #: (:func:`testbed.data.rooms.random_rir`); part of the corpus key only when true
+    realistic: bool = False
     rirs: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +172,8 @@ class Reverb(Transform):
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"p": self.p, "rt60_s": self.rt60_s, "pool_size": self.pool_size}
+        if self.realistic:
+            out["realistic"] = True
         if self.irs is not None:  # the folder's contents are part of a corpus's identity
             from testbed.data.rooms import ir_folder_digest
 
@@ -181,7 +186,7 @@ class Reverb(Transform):
 
         n_measured = int(round(self.pool_size * self.irs_share)) if self.irs is not None else 0
         measured = folder_rir_pool(self.irs, n_measured, seed, sample_rate) if n_measured else []
-        box = rir_pool(self.pool_size - n_measured, seed, sample_rate, self.rt60_s) \
+        box = rir_pool(self.pool_size - n_measured, seed, sample_rate, self.rt60_s, self.realistic) \
             if self.pool_size > n_measured else []
         return tuple(measured) + tuple(box)
 
@@ -196,7 +201,7 @@ class Reverb(Transform):
         else:
             from testbed.data.rooms import random_rir
 
-            h, _ = random_rir(rng, sample_rate, self.rt60_s)
+            h, _ = random_rir(rng, sample_rate, self.rt60_s, self.realistic)
             k = -1
         y = dsp.convolve(x, h)
         y *= dsp.rms(x) / dsp.rms(y[: len(x)])
@@ -208,7 +213,7 @@ _POOLS: dict[tuple, tuple[np.ndarray, ...]] = {}
 
 def _pool_cached(rv: "Reverb", sample_rate: int) -> tuple[np.ndarray, ...]:
     """A measured-IR Reverb's pool (seed 0) for use outside a corpus, built once per process."""
-    key = (rv.irs, rv.irs_share, rv.pool_size, rv.rt60_s, int(sample_rate))
+    key = (rv.irs, rv.irs_share, rv.pool_size, rv.rt60_s, rv.realistic, int(sample_rate))
     if key not in _POOLS:
         _POOLS[key] = rv.pool(0, int(sample_rate))
     return _POOLS[key]
