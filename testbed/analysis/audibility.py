@@ -6,7 +6,8 @@ evaluation model, with a Wilson 95 % interval: for a targeted attack, the DUT re
 (as :mod:`testbed.analysis.targeted` counts it), otherwise any error. Beside it, over the row's
 trials, each trial's ``facts["audibility"]`` (:mod:`testbed.session.audibility`) at the speaker and
 at the DUT mic: SNR (median and interquartile range), the fraction of frames above the command's
-masking threshold (median) and the masking margin (median of each trial's max over frames and bins).
+masking threshold (median) and the masking margin (median over trials of each trial's max over frames
+and bins, and of its median over frames).
 
 Sessions recorded before these facts existed have none: the section then says so.
 """
@@ -27,7 +28,7 @@ from testbed.session import store
 #: The two references of the section, their ``facts["audibility"]`` location and column prefix.
 REFERENCES = (("speaker", "at the speaker"), ("dut", "at the DUT mic"))
 #: Per-reference figures, as column suffixes.
-FIGURES = ("snr_db", "snr_q25", "snr_q75", "frames_above", "margin_db", "n_aud")
+FIGURES = ("snr_db", "snr_q25", "snr_q75", "frames_above", "margin_db", "median_margin_db", "n_aud")
 NO_FACTS = ("these sessions recorded no audibility per trial (they ran before issue 24's audibility "
             "facts; run the plan again to get them)")
 NO_ATTACK = "these sessions hold no attacked trial"
@@ -62,6 +63,7 @@ def audibility_facts(sessions) -> tuple[pd.DataFrame, dict[str, dict], list[str]
                 row[f"{prefix}_snr_db"] = entry.get("snr_db")
                 row[f"{prefix}_frames_above"] = entry.get("frames_above")
                 row[f"{prefix}_margin_db"] = entry.get("masking_margin_db")
+                row[f"{prefix}_median_margin_db"] = entry.get("median_margin_db")
                 row[f"{prefix}_reference"] = entry.get("reference")
             rows.append(row)
     return pd.DataFrame(rows), bounds, problems
@@ -97,7 +99,8 @@ def audibility_table(df: pd.DataFrame, aud: pd.DataFrame, bounds: dict[str, str]
     One row per group: ``attack_id``, ``attack``, ``bound``, ``eps``, ``label`` (``"*"`` untargeted),
     ``target``, ``measure`` (``"target"`` or ``"error"``), ``n``, ``k``, ``rate``, ``lo``, ``hi``,
     ``n_trials``, and per reference ``speaker_`` / ``dut_`` + ``snr_db`` (median), ``snr_q25``,
-    ``snr_q75``, ``frames_above`` (median), ``margin_db`` (median), ``n_aud`` (trials with facts).
+    ``snr_q75``, ``frames_above`` (median), ``margin_db`` (median of the trials' max margins),
+    ``median_margin_db`` (median of the trials' per-frame median margins), ``n_aud`` (trials with facts).
     """
     data = usable(dut_view(df))
     data = data[data["attack"].astype(str) != "none"].copy()
@@ -130,7 +133,9 @@ def audibility_table(df: pd.DataFrame, aud: pd.DataFrame, bounds: dict[str, str]
             snr = _stats(have[f"{p}_snr_db"])
             row.update({f"{p}_snr_db": snr["median"], f"{p}_snr_q25": snr["q25"], f"{p}_snr_q75": snr["q75"],
                         f"{p}_frames_above": _stats(have[f"{p}_frames_above"])["median"],
-                        f"{p}_margin_db": _stats(have[f"{p}_margin_db"])["median"], f"{p}_n_aud": int(len(have))})
+                        f"{p}_margin_db": _stats(have[f"{p}_margin_db"])["median"],
+                        f"{p}_median_margin_db": _stats(have[f"{p}_median_margin_db"])["median"],
+                        f"{p}_n_aud": int(len(have))})
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
 
@@ -157,7 +162,8 @@ def audibility_html_rows(section: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the section's table."""
     head = ["attack", "bound", "eps", "source -> target", "success [95% CI]", "n"]
     for _, name in REFERENCES:
-        head += [f"SNR dB {name}: median [IQR]", f"frames above threshold {name}", f"masking margin dB {name}"]
+        head += [f"SNR dB {name}: median [IQR]", f"frames above threshold {name}",
+                 f"masking margin dB {name}: max (frame median)"]
     rows = []
     for r in section["rows"]:
         what = "any error" if r["measure"] == "error" else f"{r['label']} -> {r['target']}"
@@ -168,6 +174,6 @@ def audibility_html_rows(section: dict) -> tuple[list[str], list[list[str]]]:
             cells.append("-" if snr is None else f"{snr:.1f} [{r[f'{p}_snr_q25']:.1f}, {r[f'{p}_snr_q75']:.1f}]")
             fa = r.get(f"{p}_frames_above")
             cells.append("-" if fa is None else f"{100 * fa:.0f}%")
-            cells.append(_db(r.get(f"{p}_margin_db")))
+            cells.append(f"{_db(r.get(f'{p}_margin_db'))} ({_db(r.get(f'{p}_median_margin_db'))})")
         rows.append(cells)
     return head, rows

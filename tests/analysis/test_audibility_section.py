@@ -86,6 +86,8 @@ def test_the_section_matches_the_stored_facts_and_counts_targets_as_targeted_doe
             assert r[f"{prefix}_snr_q75"] == pytest.approx(np.percentile(snr, 75))
             assert r[f"{prefix}_frames_above"] == pytest.approx(np.median([e["frames_above"] for e in entries]))
             assert r[f"{prefix}_margin_db"] == pytest.approx(np.median([e["masking_margin_db"] for e in entries]))
+            assert r[f"{prefix}_median_margin_db"] == pytest.approx(
+                np.median([e["median_margin_db"] for e in entries]))
             assert r[f"{prefix}_n_aud"] == len(tids)
     html = rep.html_path.read_text()
     assert "How audible was it" in html and "yes -&gt; go" in html
