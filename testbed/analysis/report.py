@@ -178,6 +178,9 @@ def build_report(
     from testbed.analysis.spl import spl_html_rows, spl_summary   # issue 23: levels in dB SPL
 
     spl = spl_summary(sessions)
+    from testbed.analysis.audibility import audibility_html_rows, audibility_section   # issue 24
+
+    audible = audibility_section(sessions)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     summary = _clean({
         "sessions": sessions.ids,
@@ -190,6 +193,7 @@ def build_report(
         "findings": found,
         "figures": fig_ids,
         "spl": spl,
+        "audibility": audible,
         "provenance": {sid: sessions.meta[sid] for sid in sessions.ids},
     })
 
@@ -205,6 +209,7 @@ def build_report(
         mic_pairs=mic_pairs,
         figures=figs,
         spl={"table": spl_html_rows(spl), "note": spl["note"], "source": spl["source"]},
+        audibility={"table": audibility_html_rows(audible), "note": audible["note"]},
         provenance=_provenance(sessions),
     )
     out = Path(out_dir)

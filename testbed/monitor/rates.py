@@ -49,6 +49,8 @@ class ErrorCounter:
     def __init__(self) -> None:
         self._acc: dict[tuple, list[int]] = {}
         self._last = 0
+        self._t_acc: dict[tuple, list[int]] = {}   # issue 24: targeted hits
+        self._t_last = 0
 
     def update(self, reader: SessionReader) -> list[dict]:
         """The counts of every evaluation so far (rows as :func:`testbed.session.store.live.error_counts`)."""
@@ -58,6 +60,15 @@ class ErrorCounter:
             wn[0] += int(r["wrong"] or 0)
             wn[1] += int(r["n"] or 0)
         return [dict(zip(live.ERROR_KEYS, k), wrong=w, n=n) for k, (w, n) in self._acc.items()]
+
+    def update_targets(self, reader: SessionReader) -> list[dict]:
+        """Issue 24: the targeted-success counts so far (rows as :func:`testbed.session.store.live.target_counts`)."""
+        rows, self._t_last = live.target_counts(reader, after_eval_id=self._t_last)
+        for r in rows:
+            hn = self._t_acc.setdefault(tuple(r[k] for k in live.TARGET_KEYS), [0, 0])
+            hn[0] += int(r["hits"] or 0)
+            hn[1] += int(r["n"] or 0)
+        return [dict(zip(live.TARGET_KEYS, k), hits=h, n=n) for k, (h, n) in self._t_acc.items()]
 
 
 def cell(wrong: int, n: int) -> dict:
@@ -94,3 +105,33 @@ def error_tables(counts: Iterable[dict], dut_mic: str | None, models: list[str] 
                 for v in sorted(acc, key=lambda v: _sort_key(key, v))]
         tables.append({"key": key, "title": title, "rows": rows})
     return {"models": order, "dut_mic": dut_mic, "overall": overall, "tables": tables}
+
+
+def target_table(counts: Iterable[dict], dut_mic: str | None, models: list[str] | None = None) -> dict:
+    """Issue 24: targeted success at the DUT mic (the DUT said the attack's target), per attack and
+    source -> target pair, per model, with Wilson 95 % intervals.
+
+    Returns
+    -------
+    ``{"models": [...], "dut_mic": ..., "rows": [{"value", "attack", "label", "target",
+    "cells": {model: {hits, n, rate, lo, hi}}}]}``; ``rows`` is empty without a targeted attack.
+    """
+    dut = [r for r in counts if dut_mic is None or r["mic"] == dut_mic]
+    seen = sorted({r["model"] for r in dut})
+    order = [m for m in (models or []) if m in seen] + [m for m in seen if m not in (models or [])]
+    acc: dict[tuple, dict[str, list[int]]] = {}
+    for r in dut:
+        hn = acc.setdefault((r["attack"], r["attack_kind"], r["eps"], r["label"], r["target"]), {}) \
+            .setdefault(r["model"], [0, 0])
+        hn[0] += int(r["hits"] or 0)
+        hn[1] += int(r["n"] or 0)
+    rows = []
+    for (aid, kind, eps, label, target) in sorted(acc, key=lambda k: (k[1], k[2] or 0.0, k[0], k[3])):
+        cells = {}
+        for m in order:
+            c = cell(*acc[(aid, kind, eps, label, target)].get(m, (0, 0)))
+            c["hits"] = c.pop("wrong")
+            cells[m] = c
+        rows.append({"value": f"{kind} eps={eps:g} {label} -> {target}", "attack": aid, "label": label,
+                     "target": target, "cells": cells})
+    return {"models": order, "dut_mic": dut_mic, "rows": rows}

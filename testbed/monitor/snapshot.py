@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from testbed.monitor.rates import ErrorCounter, error_tables
+from testbed.monitor.rates import ErrorCounter, error_tables, target_table
 from testbed.monitor.rigmap import rig_map
 from testbed.monitor.signals import envelope, spectrogram
 from testbed.session.store import SessionReader
@@ -171,6 +171,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         last = recent[0] if recent else None
         events = _events(reader, upto[0] if upto else None, upto)
         counts = live.error_counts(reader, upto)[0] if errors is None or upto else errors.update(reader)
+        targets = live.target_counts(reader, upto)[0] if errors is None or upto else errors.update_targets(reader)
         clipping = live.mic_clipping(reader, upto)
         limiter = live.limiter_counts(reader, upto)
         pending = live.next_pending(reader)
@@ -223,6 +224,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
         "mics": mics, "speakers": speakers,
         "spl_source": facts.get("spl_source"), "spl_absent": facts.get("spl_absent"),
         "errors": error_tables(counts, dut_mic, models),
+        "targeted": target_table(targets, dut_mic, models),   # issue 24: target reached, per pair
         "sample_rate": sample_rate,
         "rig_map": rig_map(rig, current_placement, adv),
         "events": events,

@@ -17,6 +17,7 @@ import numpy as np
 from testbed.audio import Playback
 from testbed.errors import DeviceError
 from testbed.rig import Rig, geometry_table
+from testbed.session.audibility import trial_audibility
 from testbed.session.deps import LoadedModel
 from testbed.session.evaluation import evaluate_captures, serial_evaluation
 from testbed.session.levels import trial_levels
@@ -192,6 +193,10 @@ def run_trial(trial: TrialInput, ctx: TrialContext, backend, dut=None,
                               {c.mic: c.signal for c in captures}, int(min(realised.values()) if realised else 0)))
     for key in ("source_rms_dbfs", "source_rms_dbfs_a"):   # now in facts["levels"]
         facts.pop(key, None)
+    # issue 24: how audible the perturbation was, at the speaker and at each mic
+    heard = trial_audibility(rig, plays, ctx.mics, spec.placement, backend, facts.get("levels") or {})
+    if heard is not None:
+        facts["audibility"] = heard
     if trial.notes:
         facts["notes"] = list(facts.get("notes") or []) + list(trial.notes)
     if loop_facts is not None:

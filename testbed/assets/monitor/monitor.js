@@ -159,6 +159,22 @@ function drawErrors(s) {
   box.replaceChildren(...parts);
 }
 
+// ---- targeted success (issue 24): the target reached, per pair and model ---------------------
+function drawTargets(s) {
+  const t = s.targeted || { models: [], rows: [] };
+  $("targeted-card").hidden = !t.rows.length;
+  if (!t.rows.length) { $("target-table").replaceChildren(); return; }
+  const cellOf = (c) => {
+    const td = rateCell(c && { ...c, wrong: c.hits });
+    if (c && c.n) { td.removeAttribute("data-wrong"); td.setAttribute("data-hits", c.hits); }
+    return td;
+  };
+  $("target-table").replaceChildren(el("table", { class: "grid", id: "target-success" },
+    el("tr", {}, el("th", {}, `attack, source -> target (DUT mic ${t.dut_mic || "?"})`), ...t.models.map((m) => el("th", {}, m))),
+    ...t.rows.map((r) => el("tr", { "data-pair": `${r.label}->${r.target}` }, el("td", {}, r.value),
+                            ...t.models.map((m) => cellOf(r.cells[m]))))));
+}
+
 // ---- last capture: waveform and spectrogram ---------------------------------------------------
 function colour(v) {   // 0..1 -> a dark-blue..yellow ramp
   const r = Math.round(255 * Math.min(1, Math.max(0, 1.6 * v - 0.3)));
@@ -276,6 +292,7 @@ const PARTS = [
   [drawMeters, (s) => [s.mics, s.xruns]],
   [drawSpeakers, (s) => [s.speakers, s.done]],
   [drawErrors, (s) => [s.errors]],
+  [drawTargets, (s) => [s.targeted]],
   [drawCaptures, (s) => [s.id, s.pictures && s.pictures.trial_id]],
   [drawRig, (s) => [s.rig_map]],
   [drawEvents, (s) => [s.events]],

@@ -136,6 +136,25 @@ def error_counts(r: SessionReader, upto: Upto = None, after_eval_id: int = 0) ->
     return [dict(zip((*ERROR_KEYS, "n", "wrong"), row)) for row in rows], int(last)
 
 
+TARGET_KEYS = ("attack", "attack_kind", "eps", "label", "target", "mic", "model")
+
+
+def target_counts(r: SessionReader, upto: Upto = None, after_eval_id: int = 0) -> tuple[list[dict], int]:
+    """Evaluations of targeted attacks (issue 24) grouped by attack, played label, mic and model:
+    ``n`` and ``hits`` (the prediction is the attack's target). Incremental like :func:`error_counts`;
+    ``([], after_eval_id)`` at once when the session has no targeted attack."""
+    if r.db.execute("SELECT 1 FROM attacks WHERE target != 'untargeted' LIMIT 1").fetchone() is None:
+        return [], after_eval_id
+    w, a = _where(upto, "e.eval_id > ? AND a.target != 'untargeted'")
+    last = r.db.execute("SELECT COALESCE(MAX(eval_id), 0) FROM evaluations").fetchone()[0]
+    rows = r.db.execute(
+        "SELECT p.attack_id, a.kind, a.eps, p.label, a.target, e.mic, e.model, COUNT(*), "
+        "SUM(e.prediction IS a.target) FROM evaluations e JOIN trials t ON t.trial_id = e.trial_id "
+        "JOIN planned p ON p.trial_id = e.trial_id JOIN attacks a ON a.attack_id = p.attack_id"
+        f"{w} AND e.eval_id <= ? GROUP BY p.attack_id, p.label, e.mic, e.model", (*a, after_eval_id, last))
+    return [dict(zip((*TARGET_KEYS, "n", "hits"), row)) for row in rows], int(last)
+
+
 def recent_events(r: SessionReader, n: int = 100, until: float | None = None) -> list[dict]:
     """The last ``n`` entries of the session's event log (time, kind, message), oldest first."""
     if until is None:
