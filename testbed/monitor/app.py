@@ -6,6 +6,9 @@ Routes
 ``/static/...``          its script and style, served from the installed package (no CDN)
 ``/api/snapshot``        the current snapshot (JSON); ``?upto=K``: as after the first K committed trials
 ``/events``              ``text/event-stream``: one ``data:`` line of snapshot JSON now and after each change
+``/api/clients``         ``{"clients", "snapshots_built", "snapshot_build_s", "pid"}``: open event streams,
+                         snapshots built so far and their CPU seconds, the serving process (the bench and
+                         the tests read it from outside the monitor's process)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -87,8 +91,14 @@ def create_app(watcher: SessionWatcher, stopping: threading.Event | None = None,
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    async def clients(request: Request) -> Response:
+        return JSONResponse({"clients": app.state.clients, "snapshots_built": watcher.builds,
+                             "snapshot_build_s": watcher.build_s, "pid": os.getpid()},
+                            headers={"Cache-Control": "no-store"})
+
     routes = [
         Route("/", index),
+        Route("/api/clients", clients),
         Route("/api/snapshot", snapshot),
         Route("/events", events),
         Mount("/static", app=StaticFiles(directory=str(static)), name="static"),
