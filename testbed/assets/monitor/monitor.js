@@ -248,6 +248,10 @@ function drawWave(c, wave) {
   g.fillText(gain > 1 ? `x${gain.toFixed(0)} (${(20 * Math.log10(gain)).toFixed(0)} dB)` : "full scale", 4, 11);
 }
 
+// the ramp sampled once: 256 RGB triples, looked up per pixel (no allocation per pixel)
+const RAMP = new Uint8Array(3 * 256);
+for (let i = 0; i < 256; i++) RAMP.set(colour(i / 255), 3 * i);
+
 function drawSpec(c, spec) {
   const g = c.getContext("2d");
   const rows = spec.db.length, cols = rows ? spec.db[0].length : 0;
@@ -256,9 +260,10 @@ function drawSpec(c, spec) {
   const hi = spec.hi_db, lo = Math.max(spec.lo_db, hi - 90);
   for (let f = 0; f < rows; f++) {
     for (let t = 0; t < cols; t++) {
-      const [r, gg, b] = colour((spec.db[f][t] - lo) / Math.max(1, hi - lo));
+      const v = (spec.db[f][t] - lo) / Math.max(1, hi - lo);
+      const j = 3 * Math.round(255 * Math.min(1, Math.max(0, v)));
       const k = 4 * ((rows - 1 - f) * cols + t);
-      img.data[k] = r; img.data[k + 1] = gg; img.data[k + 2] = b; img.data[k + 3] = 255;
+      img.data[k] = RAMP[j]; img.data[k + 1] = RAMP[j + 1]; img.data[k + 2] = RAMP[j + 2]; img.data[k + 3] = 255;
     }
   }
   const off = document.createElement("canvas");
@@ -271,20 +276,28 @@ function drawSpec(c, spec) {
 let drawnPictures = null;
 function drawCaptures(s) {
   const p = s.pictures;
-  $("capture-sub").textContent = p ? `(trial ${p.trial_id}; waveform, then spectrogram 0-${(p.sample_rate / 2000).toFixed(0)} kHz)` : "";
-  if (!p) { $("captures").replaceChildren(el("p", { class: "muted" }, "no capture yet")); drawnPictures = null; return; }
+  setText($("capture-sub"), p ? `(trial ${p.trial_id}; waveform, then spectrogram 0-${(p.sample_rate / 2000).toFixed(0)} kHz)` : "");
+  const box = $("captures");
+  if (!p) { box.dataset.mics = ""; box.replaceChildren(el("p", { class: "muted" }, "no capture yet")); drawnPictures = null; return; }
   const key = s.id + ":" + p.trial_id;
   if (key === drawnPictures) return;
   drawnPictures = key;
-  const figs = Object.entries(p.mics).map(([mic, pic]) => {
-    if (pic.problem) return el("figure", {}, el("figcaption", {}, `${mic}: ${pic.problem}`));
-    const wave = el("canvas", { width: 300, height: 80, class: "wave", "data-mic": mic });
-    const spec = el("canvas", { width: 300, height: 110, class: "spec", "data-mic": mic });
-    drawWave(wave, pic.wave);
-    drawSpec(spec, pic.spec);
-    return el("figure", {}, el("figcaption", {}, `${mic} (${fmt(pic.spec.duration_s, 2)} s)`), wave, el("br"), spec);
+  const entries = Object.entries(p.mics);
+  // the same mics, each with pictures, as last time: draw on the canvases already there
+  const mics = entries.map(([mic, pic]) => mic + (pic.problem ? "!" : "")).join("\n");
+  if (box.dataset.mics !== mics) {
+    box.replaceChildren(...entries.map(([mic, pic]) => pic.problem ? el("figure", {}, el("figcaption")) :
+      el("figure", {}, el("figcaption"), el("canvas", { width: 300, height: 80, class: "wave", "data-mic": mic }), el("br"),
+         el("canvas", { width: 300, height: 110, class: "spec", "data-mic": mic }))));
+    box.dataset.mics = mics;
+  }
+  entries.forEach(([mic, pic], i) => {
+    const fig = box.children[i];
+    if (pic.problem) { setText(fig.firstChild, `${mic}: ${pic.problem}`); return; }
+    setText(fig.firstChild, `${mic} (${fmt(pic.spec.duration_s, 2)} s)`);
+    drawWave(fig.querySelector("canvas.wave"), pic.wave);
+    drawSpec(fig.querySelector("canvas.spec"), pic.spec);
   });
-  $("captures").replaceChildren(...figs);
 }
 
 // ---- rig map (SVG) --------------------------------------------------------------------------------
@@ -413,7 +426,7 @@ $("replay-play").addEventListener("click", () => {
 // Snapshots are drawn at most once per MIN_DRAW_MS, in an animation frame, and not while the page is
 // hidden (a background tab): the newest one waiting is drawn when it shows again.
 const MIN_DRAW_MS = 500;
-let pending = null, lastDraw = 0, drawTimer = null;
+let pending = null, lastDraw = 0, drawTimer = null, connected = false;
 
 function schedule(s) {
   pending = s;
@@ -429,6 +442,10 @@ function schedule(s) {
       const s = pending;
       pending = null;
       lastDraw = performance.now();
+      if (connected) {
+        setText($("link"), "live · updated " + new Date().toLocaleTimeString());
+        if ($("link").className !== "link") $("link").className = "link";
+      }
       if (live || s.running) { if (!live) stopPlaying(); live = true; draw(s); }
       // when each snapshot reached the screen (seconds since the epoch): the latency bench reads it
       window.monitorUpdates.push({ at: Date.now() / 1000, done: s.done });
@@ -445,15 +462,16 @@ function connect() {
   src.addEventListener("snapshot", (ev) => {
     latest = JSON.parse(ev.data);
     window.monitorReceived = (window.monitorReceived || 0) + 1;
-    $("link").textContent = "live · updated " + new Date().toLocaleTimeString();
-    $("link").className = "link";
+    connected = true;
     schedule(latest);
   });
   src.addEventListener("problem", (ev) => {
+    connected = false;
     $("link").textContent = "problem: " + JSON.parse(ev.data).message;
     $("link").className = "link down";
   });
   src.onerror = () => {
+    connected = false;
     $("link").textContent = "monitor server unreachable: retrying";
     $("link").className = "link down";
   };
