@@ -70,8 +70,10 @@ class MonitorProcess:
         cmd = [sys.executable, "-m", "testbed.monitor", str(self.path), "--fd", str(fd),
                "--parent-pid", str(os.getpid()), "--poll-s", repr(self.poll_s)]
         env = dict(os.environ)
-        here = str(Path(__file__).resolve().parents[2])   # the folder holding this ``testbed`` package
-        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        here = Path(__file__).resolve().parents[2]      # the folder holding this ``testbed`` package
+        if here.name not in ("site-packages", "dist-packages"):   # a checkout: the child imports this very copy
+            env["PYTHONPATH"] = os.pathsep.join([str(here)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                                if p])
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          env=env, start_new_session=True)
