@@ -6,13 +6,14 @@ as ``session run --watch`` serves it; the open pages are counted from outside (`
 
 1. **Latency** (the first :data:`LATENCY_TRIALS` trials): the page is open in a headless Chromium
    driven by playwright, which stamps every snapshot it draws; ``latency_median_s`` /
-   ``latency_worst_s`` run from a trial's commit to the page holding it.
+   ``latency_worst_s`` run from a trial's commit to the page drawing it.
 2. **Cost** (the rest, in blocks of :data:`BLOCK` trials): the page closed, then open in a plain
    headless Chromium (no DevTools protocol attached, as an operator's browser), then closed, ...
    in the same run, so both conditions share the machine's load. ``throughput_ratio`` = trials per
    second with the page open / with it closed (target >= 0.97); ``throughput_ratio_block_median``:
    the median over open blocks of the ratio to the mean of the two closed blocks beside it (robust
-   to other jobs' load drifting during the run). Each trial is timed from the end of the previous
+   to other jobs' load drifting during the run; a last, partial block of at least half
+   :data:`BLOCK` trials counts). Each trial is timed from the end of the previous
    one, so starting and stopping the browser between blocks counts for neither. The CPU seconds per
    trial of the run's process and of the monitor's process, page open and closed, are the part of
    the cost that does not depend on the machine's other load.
@@ -233,6 +234,9 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
             try:
                 Runner(store, rig, plan_obj, models, calibration=cal, on_event=on_event).run()
                 if state["phase"] == "cost":           # the last, partial block
+                    tail = len(intervals[state["open"]]) % BLOCK
+                    if tail >= BLOCK // 2:               # half a block or more: it counts as a block
+                        blocks.append((state["open"], statistics.fmean(intervals[state["open"]][-tail:])))
                     cpu[state["open"]] += time.process_time() - marks["cpu"]
                     cpu[("mon", state["open"])] += mon_proc.cpu_s() - marks["mon"]
                     if state["open"]:
