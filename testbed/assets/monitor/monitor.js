@@ -61,7 +61,20 @@ function drawHeader(s) {
   const st = $("state");
   if (st.className !== "state " + s.state) st.className = "state " + s.state;
   setText(st, s.state_text);
-  document.title = `${s.done}/${s.total} ${s.id} - testbed monitor`;
+  drawTitle(s);
+}
+
+// the tab's title shows the progress, but a title change costs the browser far more than drawing
+// the page does: it changes with the state at once, and with the progress at most every TITLE_MS
+const TITLE_MS = 10000;
+let titleAt = -Infinity, titleState = null;
+function drawTitle(s) {
+  const title = `${s.done}/${s.total} ${s.id} - testbed monitor`;
+  const now = performance.now();
+  if (document.title === title || (s.state === titleState && s.running && now - titleAt < TITLE_MS)) return;
+  document.title = title;
+  titleAt = now;
+  titleState = s.state;
 }
 
 function drawProgress(s) {
@@ -430,6 +443,7 @@ let pending = null, lastDraw = 0, drawTimer = null, connected = false;
 
 function schedule(s) {
   pending = s;
+  if (document.hidden && live) drawTitle(s);     // a background tab: its title still follows the run
   if (drawTimer !== null || document.hidden) return;
   const wait = Math.max(0, lastDraw + MIN_DRAW_MS - performance.now());
   drawTimer = setTimeout(() => {
