@@ -15,7 +15,6 @@ import sys
 import threading
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.monitor.test_page import counter, wait_for
@@ -85,12 +84,24 @@ def monitor_pid(url: str) -> int:
     return wait_for(ask, "the monitor to answer")
 
 
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state, ppid, ...), or None: no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def parent_of(pid: int) -> int | None:
+    st = _stat(pid)
+    return None if st is None else int(st[1])
+
+
 def gone(pid: int) -> bool:
     """No such process (a zombie that nobody reaped yet counts as gone: it serves nothing)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    st = _stat(pid)
+    return st is None or st[0] in ("Z", "X")
 
 
 def test_run_with_watch_serves_from_a_child_process_that_ends_with_the_run(tmp_path, office_rig_path, tiny_zoo,  # noqa: F811
@@ -99,7 +110,7 @@ def test_run_with_watch_serves_from_a_child_process_that_ends_with_the_run(tmp_p
     try:
         url = run.url()
         pid = monitor_pid(url)
-        assert pid != run.proc.pid and psutil.Process(pid).ppid() == run.proc.pid
+        assert pid != run.proc.pid and parent_of(pid) == run.proc.pid
         page = offline_page.page
         page.goto(url)
         page.evaluate("window.notReloaded = true")
@@ -122,7 +133,7 @@ def test_an_interrupted_or_killed_run_leaves_no_monitor_behind(tmp_path, office_
     run = WatchedRun(tmp_path, office_rig_path, tiny_zoo)
     try:
         pid = monitor_pid(run.url())
-        assert psutil.Process(pid).ppid() == run.proc.pid
+        assert parent_of(pid) == run.proc.pid
         run.proc.send_signal(sig)      # kill -9: no finally, no atexit; the child must notice by itself
         run.let(10**6)                 # Ctrl-C: the run ends the trial it is in (held here), then stops
         run.proc.wait(120)
