@@ -1,18 +1,22 @@
 """Monitor benchmark: how fast the page follows a run, and what watching costs the run.
 
 One simulated session (office-sim rig, untrained LM models of the zoo's format, tone commands)
-runs with the monitor served in the same process, as ``session run --watch`` does:
+runs with the monitor served from a child process (:class:`testbed.monitor.MonitorProcess`), exactly
+as ``session run --watch`` serves it; the open pages are counted from outside (``/api/clients``):
 
 1. **Latency** (the first :data:`LATENCY_TRIALS` trials): the page is open in a headless Chromium
    driven by playwright, which stamps every snapshot it draws; ``latency_median_s`` /
-   ``latency_worst_s`` run from a trial's commit to the page holding it.
+   ``latency_worst_s`` run from a trial's commit to the page drawing it.
 2. **Cost** (the rest, in blocks of :data:`BLOCK` trials): the page closed, then open in a plain
    headless Chromium (no DevTools protocol attached, as an operator's browser), then closed, ...
    in the same run, so both conditions share the machine's load. ``throughput_ratio`` = trials per
    second with the page open / with it closed (target >= 0.97); ``throughput_ratio_block_median``:
    the median over open blocks of the ratio to the mean of the two closed blocks beside it (robust
-   to other jobs' load drifting during the run). Each trial is timed from the end of the previous
-   one, so starting and stopping the browser between blocks counts for neither.
+   to other jobs' load drifting during the run; a last, partial block of at least half
+   :data:`BLOCK` trials counts). Each trial is timed from the end of the previous
+   one, so starting and stopping the browser between blocks counts for neither. The CPU seconds per
+   trial of the run's process and of the monitor's process, page open and closed, are the part of
+   the cost that does not depend on the machine's other load.
 
 Every request the playwright page makes to anything but 127.0.0.1 is refused and counted.
 """
@@ -84,6 +88,31 @@ class _PlainBrowser:
             self.proc.wait()
 
 
+class _Cpu:
+    """CPU seconds (user + system) of process ``pid`` so far (psutil; NaN without it or once it is gone)."""
+
+    def __init__(self, pid: int | None):
+        self.proc = None
+        try:
+            import psutil
+        except ImportError:
+            return
+        self._error = psutil.Error
+        try:
+            self.proc = psutil.Process(pid)
+        except psutil.Error:
+            pass
+
+    def cpu_s(self) -> float:
+        if self.proc is None:
+            return float("nan")
+        try:
+            t = self.proc.cpu_times()
+        except self._error:
+            return float("nan")
+        return t.user + t.system
+
+
 def _wait(cond, what: str, deadline_s: float = 60.0) -> None:
     end = time.monotonic() + deadline_s
     while not cond():
@@ -107,7 +136,7 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
     except ImportError:
         raise TestbedError("bench monitor: the playwright package is needed (pip install playwright)") from None
     from testbed.bench.session import PLAN, _tones, _zoo
-    from testbed.monitor import MonitorServer
+    from testbed.monitor import MonitorProcess
     from testbed.session import Runner, create_session, open_runner_parts
     from testbed.workspace import assets_dir
 
@@ -127,13 +156,20 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
                    else (blocked.append(route.request.url), route.abort()))
         intervals: dict[bool, list[float]] = {False: [], True: []}
         blocks: list[tuple[bool, float]] = []      # (page open, mean trial seconds) per block, in order
-        cpu = {False: 0.0, True: 0.0, "browser": 0.0}  # this process's CPU s per condition; the browser's
-        marks = {"cpu": 0.0, "browser": 0.0}
+        # CPU s per condition of this process (the run) and of the monitor's; the browser's
+        cpu = {False: 0.0, True: 0.0, "browser": 0.0, ("mon", False): 0.0, ("mon", True): 0.0}
+        marks = {"cpu": 0.0, "browser": 0.0, "mon": 0.0}
         commits: dict[int, float] = {}
         latencies: list[float] = []
         state: dict = {"phase": "latency", "open": False, "prev": None, "plain": None, "first": None}
 
-        with MonitorServer(store.path, port=0) as mon:
+        with MonitorProcess(store.path, port=0) as mon:
+            mon.wait_ready()
+            mon_proc = _Cpu(mon.pid)
+
+            def clients() -> int:
+                return mon.info()["clients"]
+
             def end_latency_phase() -> None:
                 last = max(commits)
                 page.wait_for_function(f"window.monitorUpdates.some(u => u.done >= {last})", timeout=60_000)
@@ -146,7 +182,7 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
                     Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(screenshot), full_page=True)
                 page.goto("about:blank")
-                _wait(lambda: mon.clients == 0, "the playwright page to leave")
+                _wait(lambda: clients() == 0, "the playwright page to leave")
 
             def on_event(ev) -> None:
                 now = time.time()
@@ -161,24 +197,25 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
                     if len(commits) >= latency_trials:
                         end_latency_phase()
                         state["phase"], state["prev"] = "cost", None
-                        marks["cpu"] = time.process_time()
+                        marks["cpu"], marks["mon"] = time.process_time(), mon_proc.cpu_s()
                 else:
                     if state["prev"] is not None:
                         intervals[state["open"]].append(now - state["prev"])
                     if len(intervals[state["open"]]) % BLOCK == 0 and intervals[state["open"]]:
                         blocks.append((state["open"], statistics.fmean(intervals[state["open"]][-BLOCK:])))
                         cpu[state["open"]] += time.process_time() - marks["cpu"]
+                        cpu[("mon", state["open"])] += mon_proc.cpu_s() - marks["mon"]
                         if state["open"]:
                             cpu["browser"] += state["plain"].cpu_now() - marks["browser"]
                             state["plain"].close()
-                            _wait(lambda: mon.clients == 0, "the browser to leave")
+                            _wait(lambda: clients() == 0, "the browser to leave")
                         else:
                             state["plain"] = _PlainBrowser(mon.url, tmp / "chromium-profile", client)
-                            _wait(lambda: mon.clients > 0, "the browser to open the page")
+                            _wait(lambda: clients() > 0, "the browser to open the page")
                             time.sleep(SETTLE_S)      # the browser's own start-up is not the page's cost
                             marks["browser"] = state["plain"].cpu_now()
                         state["open"] = not state["open"]
-                        marks["cpu"] = time.process_time()
+                        marks["cpu"], marks["mon"] = time.process_time(), mon_proc.cpu_s()
                 state["prev"] = time.time()
 
             commit_s = {False: 0.0, True: 0.0}
@@ -197,13 +234,18 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
             try:
                 Runner(store, rig, plan_obj, models, calibration=cal, on_event=on_event).run()
                 if state["phase"] == "cost":           # the last, partial block
+                    tail = len(intervals[state["open"]]) % BLOCK
+                    if tail >= BLOCK // 2:               # half a block or more: it counts as a block
+                        blocks.append((state["open"], statistics.fmean(intervals[state["open"]][-tail:])))
                     cpu[state["open"]] += time.process_time() - marks["cpu"]
+                    cpu[("mon", state["open"])] += mon_proc.cpu_s() - marks["mon"]
                     if state["open"]:
                         cpu["browser"] += state["plain"].cpu_now() - marks["browser"]
             finally:
                 if state["plain"] is not None:          # closing twice is harmless
                     state["plain"].close()
-            builds, build_s = mon.watcher.builds, mon.watcher.build_s
+            info = mon.info()
+            builds, build_s = info["snapshots_built"], info["snapshot_build_s"]
         browser.close()
         store.close()
     closed, opened = intervals[False], intervals[True]
@@ -230,6 +272,8 @@ def measure(per_label: int = 10, screenshot: Path | None = None, latency_trials:
         "throughput_target_ratio": 0.97,
         "process_cpu_s_per_trial_page_closed": round(cpu[False] / len(closed), 4),
         "process_cpu_s_per_trial_page_open": round(cpu[True] / len(opened), 4),
+        "monitor_process_cpu_s_per_trial_page_closed": round(cpu[("mon", False)] / len(closed), 4),
+        "monitor_process_cpu_s_per_trial_page_open": round(cpu[("mon", True)] / len(opened), 4),
         "commit_s_per_trial_page_closed": round(commit_s[False] / len(closed), 4),
         "commit_s_per_trial_page_open": round(commit_s[True] / len(opened), 4),
         "client": client,

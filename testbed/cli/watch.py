@@ -14,20 +14,19 @@ from testbed.cli.common import console, err_console
 
 @contextlib.contextmanager
 def watching(session_path: Path | None) -> Iterator[None]:
-    """``session run --watch``: serve the monitor in a background thread for as long as the block runs
-    (nothing when ``session_path`` is None)."""
+    """``session run --watch``: serve the monitor from a child process for as long as the block runs
+    (nothing when ``session_path`` is None). The run does not wait for the child; it is stopped when
+    the block ends, however it ends (and stops by itself if the run is killed)."""
     if session_path is None:
         yield
         return
-    from testbed.monitor import MonitorError, MonitorServer
+    from testbed.monitor import MonitorProcess
 
+    # 8765 taken (another run watched?): any free port rather than no run
+    mon = MonitorProcess(session_path, any_port_if_taken=True)
     try:
-        mon = MonitorServer(session_path)
-    except MonitorError:   # 8765 taken (another run watched?): any free port rather than no run
-        mon = MonitorServer(session_path, port=0)
-    mon.start()
-    err_console.print(f"live monitor: {mon.url}  (this machine only; it stops when the run ends)")
-    try:
+        mon.start()
+        err_console.print(f"live monitor: {mon.url}  (this machine only; it stops when the run ends)")
         yield
     finally:
         mon.stop()

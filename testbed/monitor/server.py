@@ -31,10 +31,12 @@ class MonitorServer:
     host, port : where to listen; port 0 picks a free one. Default 127.0.0.1:8765 (this machine only).
     root : the sessions root (default: ``$TESTBED_SESSIONS_DIR`` or ``./sessions``).
     poll_s : seconds between two looks at the session's files.
+    sock : a listening socket to serve on instead of binding ``host:port`` (the monitor's child
+        process gets it from the run that bound it; see :mod:`testbed.monitor.process`).
     """
 
     def __init__(self, session: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 root: Path | str | None = None, poll_s: float = POLL_S):
+                 root: Path | str | None = None, poll_s: float = POLL_S, sock: socket.socket | None = None):
         self.path = resolve_session(session, root)
         self.watcher = SessionWatcher(self.path)
         try:
@@ -45,7 +47,7 @@ class MonitorServer:
         self.stopping = threading.Event()
         self.app = create_app(self.watcher, self.stopping, poll_s)
         try:
-            self.sock = _bind(host, port)
+            self.sock = sock if sock is not None else bind(host, port)
         except MonitorError:
             self.watcher.close()
             raise
@@ -91,6 +93,10 @@ class MonitorServer:
             self.sock.close()
         self.watcher.close()
 
+    def serving(self) -> bool:
+        """Whether the server thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self) -> None:
         """Block until the server thread ends (Ctrl-C raises KeyboardInterrupt here)."""
         while self._thread is not None and self._thread.is_alive():
@@ -103,8 +109,8 @@ class MonitorServer:
         self.stop()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (uvicorn serves on it)."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (uvicorn serves on it); port 0 picks a free one."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

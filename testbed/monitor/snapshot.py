@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from testbed.monitor.follow import TrialFollower
 from testbed.monitor.rates import ErrorCounter, error_tables, target_table
 from testbed.monitor.rigmap import rig_map
 from testbed.monitor.signals import envelope, spectrogram
@@ -101,10 +102,12 @@ def _trial_view(t: dict | None) -> dict | None:
     return {k: t.get(k) for k in keys}
 
 
-def _events(reader: SessionReader, upto_time: float | None, upto: live.Upto) -> list[dict]:
-    """The stored event log plus retries and failures read off the trials, oldest first."""
+def _events(reader: SessionReader, upto_time: float | None, upto: live.Upto,
+            trouble: list[dict] | None = None) -> list[dict]:
+    """The stored event log plus retries and failures read off the trials (``trouble``: those trials,
+    newest first, when a follower has them), oldest first."""
     out = [dict(e, source="log") for e in live.recent_events(reader, 100, upto_time)]
-    for t in live.trouble_trials(reader, 50, upto):
+    for t in trouble if trouble is not None else live.trouble_trials(reader, 50, upto):
         what = []
         if t["attempts"] and t["attempts"] > 1:
             what.append(("retry", f"trial {t['trial_id']}: needed {t['attempts']} attempts"))
@@ -116,11 +119,12 @@ def _events(reader: SessionReader, upto_time: float | None, upto: live.Upto) -> 
 
 
 def snapshot_json(reader: SessionReader, *, upto_index: int | None = None,
-                  pictures: PictureCache | None = None, errors: ErrorCounter | None = None) -> str:
+                  pictures: PictureCache | None = None, errors: ErrorCounter | None = None,
+                  follower: TrialFollower | None = None) -> str:
     """:func:`build_snapshot` as strict JSON text (NaN and infinities as null); the pictures' JSON
     comes from the cache, so a snapshot after a commit encodes them once."""
     pictures = pictures if pictures is not None else PictureCache()
-    snap = build_snapshot(reader, upto_index=upto_index, with_pictures=False, errors=errors)
+    snap = build_snapshot(reader, upto_index=upto_index, with_pictures=False, errors=errors, follower=follower)
     last = snap["last"]
     text = json.dumps(finite(snap), allow_nan=False)
     if last is None:
@@ -145,7 +149,7 @@ def finite(o):
 
 def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
                    pictures: PictureCache | None = None, with_pictures: bool = True,
-                   errors: ErrorCounter | None = None) -> dict:
+                   errors: ErrorCounter | None = None, follower: TrialFollower | None = None) -> dict:
     """Everything the page shows about ``reader``'s session, as JSON-able values.
 
     Parameters
@@ -155,26 +159,37 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
     pictures : a cache for the last capture's pictures (a new one per call if None).
     with_pictures : False leaves the ``pictures`` key out (:func:`snapshot_json` adds it from its cache).
     errors : the running error counts of a follower (read incrementally); None counts everything.
+    follower : the running trial figures of a follower (read incrementally; used when ``upto_index``
+        is None); None reads them over every trial.
     """
     pictures = pictures if pictures is not None else PictureCache()
     sid = reader.session_id
+    follow = follower if upto_index is None else None
     with live.read_transaction(reader):
         meta = reader.meta()
-        order = live.commit_order(reader)
         upto = None
-        if upto_index is not None and order:
-            upto = order[max(0, min(upto_index, len(order)) - 1)]
+        if follow is not None:
+            follow.update(reader)
+            n_committed, tot, recent = follow.n, dict(follow.totals), follow.recent
+            clipping, limiter = follow.clipping, follow.limiter
+            events = _events(reader, None, None, follow.trouble)
+            pending = follow.next_pending(reader)
+        else:
+            order = live.commit_order(reader)
+            n_committed = len(order)
+            if upto_index is not None and order:
+                upto = order[max(0, min(upto_index, len(order)) - 1)]
+            tot = live.totals(reader, upto)
+            recent = live.recent_trials(reader, 30, upto)
+            events = _events(reader, upto[0] if upto else None, upto)
+            clipping = live.mic_clipping(reader, upto)
+            limiter = live.limiter_counts(reader, upto)
+            pending = live.next_pending(reader)
         status = reader.status(verify=False)
-        tot = live.totals(reader, upto)
         total = live.planned_count(reader)
-        recent = live.recent_trials(reader, 30, upto)
         last = recent[0] if recent else None
-        events = _events(reader, upto[0] if upto else None, upto)
         counts = live.error_counts(reader, upto)[0] if errors is None or upto else errors.update(reader)
         targets = live.target_counts(reader, upto)[0] if errors is None or upto else errors.update_targets(reader)
-        clipping = live.mic_clipping(reader, upto)
-        limiter = live.limiter_counts(reader, upto)
-        pending = live.next_pending(reader)
         facts = live.trial_facts(reader, last["trial_id"]) if last else {}
         preds = live.trial_predictions(reader, last["trial_id"]) if last else []
         caps = live.trial_captures(reader, last["trial_id"]) if last else []
@@ -187,8 +202,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
     per_trial_s, eta_s = _eta(recent, started[-1] if started else None, total - tot["done"])
     if not running:
         eta_s = None
-    text = (f"replay of a recorded session: after trial {len(order) if upto_index is None else upto_index} "
-            f"of {len(order)} committed" if upto is not None else STATE_TEXT.get(state, state).format(id=sid))
+    text = (f"replay of a recorded session: after trial {upto_index} of {n_committed} committed" if upto is not None else STATE_TEXT.get(state, state).format(id=sid))
     if pause is not None:
         text = f"running, paused since {time.strftime('%H:%M:%S', time.localtime(pause['time']))}: " \
                f"{pause['message']}"
@@ -216,7 +230,7 @@ def build_snapshot(reader: SessionReader, *, upto_index: int | None = None,
     return {
         "id": sid, "plan": meta.get("plan_name"), "rig": meta.get("rig_name"), "generated_at": time.time(),
         "state": state, "running": running, "state_text": text, "last_error": status.get("last_error"),
-        "done": tot["done"], "total": total, "committed": len(order), "upto_index": upto_index,
+        "done": tot["done"], "total": total, "committed": n_committed, "upto_index": upto_index,
         "failed": tot["failed"], "xruns": tot["xruns"], "clipped_trials": tot["clipped_trials"],
         "retried": tot["retried"], "per_trial_s": per_trial_s, "eta_s": eta_s,
         "now": _trial_view(now), "last": dict(_trial_view(last), predictions=preds, xruns=facts.get("xruns"))

@@ -2,7 +2,9 @@
 
 A change is a commit by the writer (SQLite's ``PRAGMA data_version`` on the watcher's read-only
 connection) or a change in whether a writer runs (the store's non-blocking probe, never its lock).
-The server asks every :data:`POLL_S`; every connected page shares the same snapshot. Rebuilding is
+The server asks every :data:`POLL_S`; every connected page shares the same snapshot, whose
+running figures (error counts, totals, last trials) are read incrementally: only what was
+committed since the last snapshot. Rebuilding is
 rationed so that it takes at most :data:`BUDGET` of the time (never delaying a page by more than
 :data:`MAX_WAIT_S`), which keeps a fast simulated run's cost of being watched small.
 """
@@ -13,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from testbed.monitor.follow import TrialFollower
 from testbed.monitor.rates import ErrorCounter
 from testbed.monitor.snapshot import PictureCache, snapshot_json
 from testbed.session.store import SessionReader, writer_running
@@ -43,6 +46,7 @@ class SessionWatcher:
         self._next_build = 0.0
         self._pictures = PictureCache()
         self._errors = ErrorCounter()
+        self._follower = TrialFollower()
         self.builds = 0          # snapshots built so far (tests and the bench read it)
         self.build_s = 0.0       # CPU seconds spent building them
 
@@ -61,7 +65,8 @@ class SessionWatcher:
             now = time.monotonic()
             if self._json is None or (tok != self._token and now >= self._next_build):
                 t0 = time.thread_time()     # CPU time: waiting for the GIL is not a cost to ration
-                text = snapshot_json(self._open(), pictures=self._pictures, errors=self._errors)
+                text = snapshot_json(self._open(), pictures=self._pictures, errors=self._errors,
+                                     follower=self._follower)
                 cost = time.thread_time() - t0
                 self.builds += 1
                 self.build_s += cost

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 import urllib.request
 
-import testbed.monitor.server as server_mod
+from testbed.monitor import MonitorProcess
+from testbed.session.store import SessionStore
 from tests.session.conftest import quick_plan, tiny_zoo  # noqa: F401  (fixture)
 
 
@@ -43,13 +45,22 @@ def test_watch_refuses_a_port_in_use_in_one_line(cli, session_store):
 def test_run_with_watch_serves_the_session_while_it_runs(cli, tmp_path, office_rig_path, tiny_zoo,  # noqa: F811
                                                          monkeypatch):
     servers, seen = [], []
-    real_start = server_mod.MonitorServer.start
+    real_start = MonitorProcess.start
 
     def start(self):
         servers.append(self)
         return real_start(self)
 
-    monkeypatch.setattr(server_mod.MonitorServer, "start", start)
+    monkeypatch.setattr(MonitorProcess, "start", start)
+    real_commit = SessionStore.commit_trial
+
+    def commit(self, *a, **kw):   # the run does not wait for the monitor; this test does, once
+        end = time.monotonic() + 60
+        while not seen and time.monotonic() < end:
+            time.sleep(0.05)
+        return real_commit(self, *a, **kw)
+
+    monkeypatch.setattr(SessionStore, "commit_trial", commit)
     done = threading.Event()
 
     def poll():   # what a page would fetch while the run goes on
@@ -75,6 +86,7 @@ def test_run_with_watch_serves_the_session_while_it_runs(cli, tmp_path, office_r
     assert any(s["state"] == "running" for s in seen), [s["state"] for s in seen]
     dones = [s["done"] for s in seen]
     assert dones == sorted(dones) and dones[-1] <= json.loads(r.stdout)["done"] == 8
-    # the monitor went away with the run
+    # the monitor went away with the run: its process too
+    assert servers[0].pid != os.getpid() and servers[0].proc.poll() is not None
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", servers[0].port)) != 0

@@ -30,10 +30,25 @@ _TRIAL_SELECT = ("SELECT t.trial_id, t.finished_at, t.started_at, t.attempts, t.
                  "JOIN attacks a ON a.attack_id = p.attack_id")
 
 
-def _where(upto: Upto, extra: str = "") -> tuple[str, tuple]:
+def _where(upto: Upto, extra: str = "", after_trial_id: int | None = None) -> tuple[str, tuple]:
     conds = ([_CUT] if upto is not None else []) + ([extra] if extra else [])
     args = (upto[0], upto[0], upto[1]) if upto is not None else ()
+    if after_trial_id is not None:      # a follower's increment: only trials it has not counted yet
+        conds.append("t.trial_id > ?")
+        args = (*args, after_trial_id)
     return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+def committed_count(r: SessionReader) -> tuple[int, int]:
+    """``(committed trials, the largest committed trial_id or -1)``: a follower's cheap "what is new?"."""
+    n, top = r.db.execute("SELECT COUNT(*), COALESCE(MAX(trial_id), -1) FROM trials").fetchone()
+    return int(n), int(top)
+
+
+def trials_after(r: SessionReader, after_trial_id: int) -> list[dict]:
+    """Every committed trial whose trial_id is above ``after_trial_id`` (columns of :func:`recent_trials`)."""
+    rows = r.db.execute(f"{_TRIAL_SELECT} WHERE t.trial_id > ? ORDER BY t.trial_id", (after_trial_id,))
+    return [dict(zip(_TRIAL_COLS, row)) for row in rows]
 
 
 def commit_order(r: SessionReader) -> list[tuple[float, int]]:
@@ -42,9 +57,10 @@ def commit_order(r: SessionReader) -> list[tuple[float, int]]:
             r.db.execute("SELECT finished_at, trial_id FROM trials ORDER BY finished_at, trial_id")]
 
 
-def totals(r: SessionReader, upto: Upto = None) -> dict:
-    """``done``, ``failed``, ``xruns``, ``clipped_trials``, ``retried`` (trials that needed > 1 attempt)."""
-    w, a = _where(upto)
+def totals(r: SessionReader, upto: Upto = None, after_trial_id: int | None = None) -> dict:
+    """``done``, ``failed``, ``xruns``, ``clipped_trials``, ``retried`` (trials that needed > 1 attempt);
+    ``after_trial_id``: of the trials above it only."""
+    w, a = _where(upto, after_trial_id=after_trial_id)
     done, failed, xruns, clipped, retried = r.db.execute(
         "SELECT COUNT(*), COALESCE(SUM(failed),0), COALESCE(SUM(xruns),0), COALESCE(SUM(clipped),0), "
         f"COALESCE(SUM(attempts > 1),0) FROM trials t{w}", a).fetchone()
@@ -66,12 +82,15 @@ def trouble_trials(r: SessionReader, n: int = 50, upto: Upto = None) -> list[dic
     return [dict(zip(_TRIAL_COLS, row)) for row in rows]
 
 
-def next_pending(r: SessionReader) -> dict | None:
-    """The first planned trial not committed yet (the one a running session plays now), or None."""
+def next_pending(r: SessionReader, from_trial_id: int = 0) -> dict | None:
+    """The first planned trial not committed yet (the one a running session plays now), or None.
+
+    ``from_trial_id``: none below it is pending (a follower's last answer: commits only add trials)."""
     row = r.db.execute(
         "SELECT p.trial_id, p.label, p.utterance_id, p.attack_id, p.delay_ms, p.placement, a.kind, a.eps "
-        "FROM planned p JOIN attacks a ON a.attack_id = p.attack_id "
-        "WHERE p.trial_id NOT IN (SELECT trial_id FROM trials) ORDER BY p.trial_id LIMIT 1").fetchone()
+        "FROM planned p JOIN attacks a ON a.attack_id = p.attack_id WHERE p.trial_id >= ? AND "
+        "NOT EXISTS (SELECT 1 FROM trials t WHERE t.trial_id = p.trial_id) ORDER BY p.trial_id LIMIT 1",
+        (from_trial_id,)).fetchone()
     if row is None:
         return None
     return dict(zip(("trial_id", "label", "utterance_id", "attack", "delay_ms", "placement", "attack_kind", "eps"),
@@ -99,17 +118,19 @@ def trial_predictions(r: SessionReader, trial_id: int) -> list[dict]:
     return [{"mic": m, "model": mod, "prediction": p} for m, mod, p in rows]
 
 
-def mic_clipping(r: SessionReader, upto: Upto = None) -> dict[str, dict]:
-    """Per mic: ``clipped_trials`` (captures with any clipped sample) and ``clipped_samples`` in all."""
-    w, a = _where(upto)
+def mic_clipping(r: SessionReader, upto: Upto = None, after_trial_id: int | None = None) -> dict[str, dict]:
+    """Per mic: ``clipped_trials`` (captures with any clipped sample) and ``clipped_samples`` in all
+    (``after_trial_id``: of the trials above it only)."""
+    w, a = _where(upto, after_trial_id=after_trial_id)
     rows = r.db.execute("SELECT c.mic, COALESCE(SUM(c.clipped > 0),0), COALESCE(SUM(c.clipped),0) FROM captures c "
                         f"JOIN trials t USING (trial_id){w} GROUP BY c.mic", a)
     return {m: {"clipped_trials": int(k), "clipped_samples": int(s)} for m, k, s in rows}
 
 
-def limiter_counts(r: SessionReader, upto: Upto = None) -> dict[str, int]:
-    """Per speaker: trials in which its safety limiter engaged (from the stored trial facts)."""
-    w, a = _where(upto)
+def limiter_counts(r: SessionReader, upto: Upto = None, after_trial_id: int | None = None) -> dict[str, int]:
+    """Per speaker: trials in which its safety limiter engaged (from the stored trial facts;
+    ``after_trial_id``: of the trials above it only)."""
+    w, a = _where(upto, after_trial_id=after_trial_id)
     rows = r.db.execute("SELECT j.key, COALESCE(SUM(j.value),0) FROM trials t, json_each(t.facts, '$.limited') j"
                         f"{w} GROUP BY j.key", a)
     return {k: int(v) for k, v in rows}
