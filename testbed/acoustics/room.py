@@ -218,7 +218,7 @@ def _probe(room: RoomSpec) -> tuple[list[Vec3], list[Vec3]]:
 
 def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray) -> tuple[float, ...]:
     """RT60 (T30, else T20) per band of :data:`BANDS_HZ` measured on RIR ``h`` of ``room``, seconds."""
-    from testbed.acoustics.decay import band_rt60_s
+    from testbed.acoustics.irstats import band_rt60_s
 
     got = band_rt60_s(h, room.sample_rate, BANDS_HZ)
     return tuple(got.get(b, float("nan")) for b in BANDS_HZ)
