@@ -1,19 +1,23 @@
-"""The absorption calibration's probe paths, rendered for successive absorptions at the cost of one.
+"""Image-source RIRs of a shoebox rendered from pyroomacoustics' own image sources, faster.
 
-:func:`testbed.acoustics.room.absorption_bands` renders the same probe paths once per calibration
-round, each time with another wall absorption. In a shoebox whose six walls share one material
-the image sources, their distances and their reflection orders do not depend on the absorption:
-an image of order ``o`` reaches the mic with amplitude ``r_b ** o / d`` (times air absorption) in
-octave band ``b``, where ``r_b = sqrt(1 - alpha_b)``. So the RIR is a polynomial in ``r_b``::
+pyroomacoustics' ``ShoeBox.compute_rir`` builds every RIR band by band: a multi-band room
+(band RT60s, air absorption) runs its fractional-delay builder once per octave band over every
+image source, and a calibration that tries several absorptions recomputes the image sources
+each time. In a shoebox whose six walls share one material neither is needed: an image of
+reflection order ``o`` reaches the mic with amplitude ``r_b ** o * g / d`` in octave band ``b``
+(``r_b = sqrt(1 - alpha_b)``, ``g`` the source's directivity towards it, ``d`` its distance,
+times air absorption), so::
 
     h = sum_b analysis_b( sum_o r_b ** o * P[o, b] )
 
-with ``P[o, b]`` the RIR of the order-``o`` images at unit reflection (pyroomacoustics'
-``rir_builder``, band ``b``'s air absorption). :class:`ProbeRenderer` computes the image
-sources and ``P`` once; each :meth:`ProbeRenderer.render` is then a weighted sum (and, for a
-multi-band room, pyroomacoustics' own octave-band analysis) -- the same RIR that
-``ShoeBox.compute_rir`` gives, to float32 rounding. Ray-traced rooms are not decomposable
-(the tail's energy depends on the absorption); they are rendered in full.
+with ``P[o, b]`` the RIR of the order-``o`` images at unit reflection (band-independent
+without air absorption). :class:`ImageSources` computes the image sources once and, where it
+pays, ``P`` once; :meth:`ImageSources.render` is then a weighted sum and pyroomacoustics' own
+octave-band analysis. Every step is pyroomacoustics' own (``image_source_model``,
+``libroom.rir_builder``, ``octave_bands.analysis``, the directivity's ``get_response``, the
+air-absorption formula): the RIRs are ``compute_rir``'s to float32 rounding
+(tests/acoustics/test_room_speed_regression.py). Ray-traced rooms are not decomposable (the
+tail's energy depends on the absorption): :func:`testbed.acoustics.room._render` keeps them.
 """
 
 from __future__ import annotations
@@ -24,44 +28,48 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class ProbeRenderer:
-    """RIRs of fixed omni sources and mics in ``room`` for any wall absorption.
+class ImageSources:
+    """The image sources of fixed sources and mics in ``room``, rendered for any wall absorption.
 
     Parameters
     ----------
     room : a :class:`~testbed.acoustics.room.RoomSpec` without ray tracing.
-    coeffs : any absorption of the calibration (one value, or one per band of ``BANDS_HZ``);
-        it fixes nothing but the band layout.
+    coeffs : an absorption (one value, or one per band of ``BANDS_HZ``); it fixes the band layout.
     max_order : image-source order.
     sources, mics : positions in metres.
+    directivities : one :class:`~testbed.acoustics.room.SourceDirectivity` per source (None: omni).
+    reweight : precompute the per-order partial RIRs, for several :meth:`render` calls with
+        different absorptions; without it they are precomputed only where that is cheaper for a
+        single render (several bands, no air absorption).
     """
 
     def __init__(self, room, coeffs: Sequence[float], max_order: int,
-                 sources: Sequence[Sequence[float]], mics: Sequence[Sequence[float]]) -> None:
+                 sources: Sequence[Sequence[float]], mics: Sequence[Sequence[float]],
+                 directivities: Sequence | None = None, reweight: bool = False) -> None:
         from testbed.acoustics.pra import pyroomacoustics
-        from testbed.acoustics.room import _shoebox
+        from testbed.acoustics.room import _pra_directivity, _shoebox
 
         if room.ray_tracing:
-            raise ValueError("ProbeRenderer: a ray-traced room cannot be re-weighted; render it in full")
+            raise ValueError("ImageSources: a ray-traced room cannot be re-weighted; render it in full")
         pra = pyroomacoustics()
-        from pyroomacoustics import libroom
+        from pyroomacoustics.doa.utils import cart2spher
 
         self.room, self.max_order = room, int(max_order)
         box = _shoebox(room, coeffs, max_order)
+        dirs = [None] * len(sources) if directivities is None else \
+            [_pra_directivity(d) for d in directivities]
         for s in sources:
             box.add_source(list(s))
         box.add_microphone_array(np.asarray(mics, dtype=np.float64).T)
         box.image_source_model()
         self._octave_bands = box.octave_bands
-        self._n_bands = len(box.walls[0].absorption)
-        fs, c = box.fs, box.c
-        fdl = pra.constants.get("frac_delay_length")
-        fdl2, lut = fdl // 2, pra.constants.get("sinc_lut_granularity")
-        threads = pra.constants.get("num_threads")
-        self._lead = fdl2
-        air = box.air_absorption if room.air_absorption else None
-        # P[s][m]: (n_orders, n_air_bands, N) float32, n_air_bands = n_bands with air absorption, else 1
-        self._parts: list[list[np.ndarray]] = []
+        self._n_abs = len(box.walls[0].absorption)
+        self._fs, fdl = box.fs, pra.constants.get("frac_delay_length")
+        self._fdl, self._lead = fdl, fdl // 2
+        self._lut, self._threads = pra.constants.get("sinc_lut_granularity"), pra.constants.get("num_threads")
+        air = np.asarray(box.air_absorption) if room.air_absorption else None
+        # per [s][m]: time (float32, s), base amplitude (n_amp_bands, n) float64, orders, order edges, N
+        self._paths: list[list[tuple]] = []
         for si, src in enumerate(box.sources):
             row = []
             for mi, mic in enumerate(box.mic_array.R.T):
@@ -70,47 +78,66 @@ class ProbeRenderer:
                 by_order = np.argsort(orders, kind="stable")   # each order's images, contiguous
                 orders = orders[by_order]
                 dist = np.sqrt(np.sum((src.images[:, vis][:, by_order] - mic[:, None]) ** 2, axis=0))
-                time = dist / c + fdl2 / fs
-                n = int(math.ceil(time.max() * fs + fdl2 + 1)) + 1
-                amp = (1.0 / dist)[None, :]
-                if air is not None:
-                    amp = amp * np.exp(-0.5 * np.asarray(air)[:, None] * dist)
-                time, amp = time.astype(np.float32), np.ascontiguousarray(amp, dtype=np.float32)
+                time = dist / box.c + self._lead / self._fs
+                n = int(math.ceil(time.max() * self._fs + self._lead + 1)) + 1
+                amp = 1.0 / dist[None, :]
+                if air is not None:                                     # as ism.apply_air_aborption
+                    amp = amp * np.exp(-0.5 * air[:, None] * dist)
+                if dirs[si] is not None:   # as compute_ism_rir (its float32 angles included)
+                    azimuth, colatitude, _ = cart2spher(src.directions[mi][:, vis][:, by_order])
+                    amp = amp * dirs[si].get_response(azimuth=azimuth, colatitude=colatitude, degrees=False)
                 edges = np.searchsorted(orders, np.arange(self.max_order + 2))
-                parts = np.zeros((self.max_order + 1, amp.shape[0], n), dtype=np.float32)
-                for o in range(self.max_order + 1):
-                    lo, hi = int(edges[o]), int(edges[o + 1])
-                    for b in range(amp.shape[0] if hi > lo else 0):
-                        libroom.rir_builder(parts[o, b], time[lo:hi], amp[b, lo:hi], fs, fdl, lut, threads)
-                row.append(parts)
-            self._parts.append(row)
+                row.append((time.astype(np.float32), amp, orders, edges, n))
+            self._paths.append(row)
+        # one absorption on a multi-band air absorption still makes a multi-band RIR (as pyroomacoustics)
+        self._n_bands = max(self._n_abs, 1 if air is None else air.size)
+        decompose = reweight or (self._n_bands > 1 and air is None)
+        self._parts = [[self._order_parts(p) for p in row] for row in self._paths] if decompose else None
+
+    def _build(self, out: np.ndarray, time: np.ndarray, amp: np.ndarray) -> None:
+        from pyroomacoustics import libroom
+
+        libroom.rir_builder(out, time, np.ascontiguousarray(amp, dtype=np.float32), self._fs, self._fdl,
+                            self._lut, self._threads)
+
+    def _order_parts(self, path: tuple) -> np.ndarray:
+        """(n_orders, n_amp_bands, N) float32: the RIR of each order's images at unit reflection."""
+        time, amp, _, edges, n = path
+        parts = np.zeros((self.max_order + 1, amp.shape[0], n), dtype=np.float32)
+        for o in range(self.max_order + 1):
+            lo, hi = int(edges[o]), int(edges[o + 1])
+            for b in range(amp.shape[0] if hi > lo else 0):
+                self._build(parts[o, b], time[lo:hi], amp[b, lo:hi])
+        return parts
 
     def _reflection(self, coeffs: Sequence[float]) -> np.ndarray:
         """Pressure reflection coefficient per pyroomacoustics band, shape (n_bands,)."""
         from testbed.acoustics.room import _shoebox
 
         a = np.asarray(_shoebox(self.room, coeffs, self.max_order).walls[0].absorption, dtype=np.float32)
-        if a.size != self._n_bands:
-            raise ValueError(f"ProbeRenderer: {a.size} absorption bands, built for {self._n_bands}")
-        return np.sqrt(1.0 - a).astype(np.float64)
+        if a.size != self._n_abs:
+            raise ValueError(f"ImageSources: {a.size} absorption bands, built for {self._n_abs}")
+        return np.broadcast_to(np.sqrt(1.0 - a).astype(np.float64), (self._n_bands,))
 
     def render(self, coeffs: Sequence[float]) -> list[list[np.ndarray]]:
         """RIRs ``[s][m]`` (float32, index 0 = emission) with wall absorption ``coeffs``, as
-        :func:`testbed.acoustics.room._render` gives them for omni sources."""
+        :func:`testbed.acoustics.room._render` gives them."""
         r = self._reflection(coeffs)
-        weights = r[:, None] ** np.arange(self.max_order + 1)[None, :]      # (n_bands, n_orders)
         out = []
-        for row in self._parts:
+        for si, row in enumerate(self._paths):
             out_row = []
-            for parts in row:
-                if self._n_bands == 1:
-                    h = np.einsum("o,on->n", weights[0], parts[:, 0].astype(np.float64)).astype(np.float32)
-                else:
-                    h = np.zeros(parts.shape[-1], dtype=np.float32)
-                    for b in range(self._n_bands):
-                        pb = parts[:, b if parts.shape[1] > 1 else 0].astype(np.float64)
-                        band = np.einsum("o,on->n", weights[b], pb).astype(np.float32)
-                        h += self._octave_bands.analysis(band, band=b)
-                out_row.append(np.asarray(h[self._lead:], dtype=np.float32))
+            for mi, (time, amp, orders, _, n) in enumerate(row):
+                h = np.zeros(n, dtype=np.float32)
+                for b in range(self._n_bands):
+                    ab = b if amp.shape[0] > 1 else 0
+                    if self._parts is not None:
+                        weights = r[b] ** np.arange(self.max_order + 1)
+                        band = np.einsum("o,on->n", weights, self._parts[si][mi][:, ab].astype(np.float64))
+                        band = band.astype(np.float32)
+                    else:
+                        band = np.zeros(n, dtype=np.float32)
+                        self._build(band, time, r[b] ** orders * amp[ab])
+                    h += self._octave_bands.analysis(band, band=b) if self._n_bands > 1 else band
+                out_row.append(h[self._lead:])
             out.append(out_row)
         return out

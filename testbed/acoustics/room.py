@@ -187,6 +187,16 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
             mics: Sequence[Vec3], dirs: Sequence[SourceDirectivity]) -> list[list[np.ndarray]]:
     if room.ray_tracing and len(sources) > 1:  # trace each source from the seed (see RoomSpec.seed)
         return [_render(room, coeffs, max_order, [s], mics, [d])[0] for s, d in zip(sources, dirs)]
+    if not room.ray_tracing:  # pyroomacoustics' image sources, rendered without its per-band passes
+        from testbed.acoustics.probe import ImageSources
+
+        return ImageSources(room, coeffs, max_order, sources, mics, dirs).render(coeffs)
+    return _render_pra(room, coeffs, max_order, sources, mics, dirs)
+
+
+def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Sequence[Vec3],
+                mics: Sequence[Vec3], dirs: Sequence[SourceDirectivity]) -> list[list[np.ndarray]]:
+    """``ShoeBox.compute_rir`` itself (ray-traced rooms; the reference of :mod:`testbed.acoustics.probe`)."""
     from testbed.acoustics.pra import pyroomacoustics
 
     pra = pyroomacoustics()
@@ -240,7 +250,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     RigError
         The RT60 cannot be reached in a room of this size (too short for its volume).
     """
-    from testbed.acoustics.probe import ProbeRenderer
+    from testbed.acoustics.probe import ImageSources
 
     if room.rt60_s <= 0 and room.rt60_bands_s is None:
         return (1.0,), 0
@@ -256,7 +266,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
         if room.ray_tracing:  # the traced tail depends on the absorption: render in full
             rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
         else:  # image sources once; each round re-weights them (the same RIRs to float32 rounding)
-            probe = probe or ProbeRenderer(room, coeffs, order, srcs, mics)
+            probe = probe or ImageSources(room, coeffs, order, srcs, mics, reweight=True)
             rirs = probe.render(coeffs)
         # a single-band room is calibrated on its mid bands: measure only those
         bands = BANDS_HZ if len(coeffs) > 1 else BANDS_HZ[2:4]

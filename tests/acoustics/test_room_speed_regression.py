@@ -13,9 +13,6 @@ import pytest
 from testbed.acoustics.room import (
     RoomSpec,
     SourceDirectivity,
-    _probe,
-    _render,
-    _sabine_absorption,
     absorption_bands,
     compute_rirs,
 )
@@ -63,27 +60,37 @@ def test_rirs_and_absorption_are_the_reference_ones(name):
         np.testing.assert_allclose(got, [total, l1, energy, at_100], rtol=1e-6)
 
 
-@pytest.mark.parametrize("bands", [None, BANDS])
-def test_reweighted_probe_equals_a_full_render_at_any_absorption(bands):
-    """ProbeRenderer's RIRs are pyroomacoustics' own for every absorption it is asked for."""
-    from testbed.acoustics.probe import ProbeRenderer
-    from testbed.acoustics.room import OMNI
+CONFIGS = {
+    "flat": dict(rt60_s=0.4),
+    "bands": dict(rt60_s=0.4, rt60_bands_s=BANDS),
+    "bands_air": dict(rt60_s=0.4, rt60_bands_s=BANDS, air_absorption=True),
+    "anechoic_air": dict(rt60_s=0.0, air_absorption=True),
+}
 
-    spec = RoomSpec((6.0, 5.0, 3.0), 0.4, FS, rt60_bands_s=bands)
-    coeffs, order = _sabine_absorption(spec)
-    coeffs = coeffs if spec.multi_band else coeffs[:1]
-    srcs, mics = _probe(spec)
-    probe = ProbeRenderer(spec, coeffs, order, srcs, mics[:2])
-    for scale in (1.0, 1.3):
-        c = tuple(scale * v for v in coeffs)
-        want = _render(spec, c, order, srcs, mics[:2], [OMNI])
-        for a, b in zip(want[0], probe.render(c)[0]):
-            assert len(a) == len(b)
-            assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(a))
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_image_sources_render_what_pyroomacoustics_renders(name):
+    """ImageSources' RIRs are ShoeBox.compute_rir's, with directivity, for any absorption (re-weighted)."""
+    from testbed.acoustics.probe import ImageSources
+    from testbed.acoustics.room import _render_pra
+
+    spec = RoomSpec((6.0, 5.0, 3.0), sample_rate=FS, **CONFIGS[name])
+    coeffs, order = absorption_bands(spec)
+    dirs = [SourceDirectivity("cardioid", 200.0), SourceDirectivity("subcardioid", 30.0)]
+    once = ImageSources(spec, coeffs, order, SRC, MIC, dirs)
+    again = ImageSources(spec, coeffs, order, SRC, MIC, dirs, reweight=True)
+    for scale in (1.0, 0.7):
+        c = tuple(min(scale * v, 1.0) for v in coeffs)
+        want = _render_pra(spec, c, order, SRC, MIC, dirs)
+        got = [again.render(c)] + ([once.render(c)] if scale == 1.0 else [])
+        for g in got:
+            for a, b in zip([h for row in want for h in row], [h for row in g for h in row]):
+                assert len(a) == len(b)
+                assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(a))
 
 
 def test_a_ray_traced_room_is_not_reweighted():
-    from testbed.acoustics.probe import ProbeRenderer
+    from testbed.acoustics.probe import ImageSources
 
     with pytest.raises(ValueError, match="ray-traced"):
-        ProbeRenderer(RoomSpec((5.0, 4.0, 3.0), 0.3, FS, ray_tracing=True), (0.3,), 3, SRC[:1], MIC[:1])
+        ImageSources(RoomSpec((5.0, 4.0, 3.0), 0.3, FS, ray_tracing=True), (0.3,), 3, SRC[:1], MIC[:1])
