@@ -68,30 +68,31 @@ class ImageSources:
         self._fdl, self._lead = fdl, fdl // 2
         self._lut, self._threads = pra.constants.get("sinc_lut_granularity"), pra.constants.get("num_threads")
         air = np.asarray(box.air_absorption) if room.air_absorption else None
-        # per [s][m]: time (float32, s), base amplitude (n_amp_bands, n) float64, orders, order edges, N
+        self._air = air
+        # one absorption on a multi-band air absorption still makes a multi-band RIR (as pyroomacoustics)
+        self._n_bands = max(self._n_abs, 1 if air is None else air.size)
+        decompose = reweight or (self._n_bands > 1 and air is None)
+        # per [s][m]: time (float32, s), amplitude at unit reflection without air (float64), distance (m),
+        # reflection orders, order edges (decomposed) and RIR length N
         self._paths: list[list[tuple]] = []
         for si, src in enumerate(box.sources):
             row = []
             for mi, mic in enumerate(box.mic_array.R.T):
                 vis = box.visibility[si][mi, :].astype(bool)
-                orders = src.orders[vis]
-                by_order = np.argsort(orders, kind="stable")   # each order's images, contiguous
-                orders = orders[by_order]
-                dist = np.sqrt(np.sum((src.images[:, vis][:, by_order] - mic[:, None]) ** 2, axis=0))
+                keep = np.flatnonzero(vis)
+                if decompose:   # each order's images contiguous, for one build per order
+                    keep = keep[np.argsort(src.orders[keep], kind="stable")]
+                orders = src.orders[keep]
+                dist = np.sqrt(np.sum((src.images[:, keep] - mic[:, None]) ** 2, axis=0))
                 time = dist / box.c + self._lead / self._fs
                 n = int(math.ceil(time.max() * self._fs + self._lead + 1)) + 1
-                amp = 1.0 / dist[None, :]
-                if air is not None:                                     # as ism.apply_air_aborption
-                    amp = amp * np.exp(-0.5 * air[:, None] * dist)
+                amp = 1.0 / dist
                 if dirs[si] is not None:   # as compute_ism_rir (its float32 angles included)
-                    azimuth, colatitude, _ = cart2spher(src.directions[mi][:, vis][:, by_order])
+                    azimuth, colatitude, _ = cart2spher(src.directions[mi][:, keep])
                     amp = amp * dirs[si].get_response(azimuth=azimuth, colatitude=colatitude, degrees=False)
-                edges = np.searchsorted(orders, np.arange(self.max_order + 2))
-                row.append((time.astype(np.float32), amp, orders, edges, n))
+                edges = np.searchsorted(orders, np.arange(self.max_order + 2)) if decompose else None
+                row.append((time.astype(np.float32), amp, dist, orders, edges, n))
             self._paths.append(row)
-        # one absorption on a multi-band air absorption still makes a multi-band RIR (as pyroomacoustics)
-        self._n_bands = max(self._n_abs, 1 if air is None else air.size)
-        decompose = reweight or (self._n_bands > 1 and air is None)
         self._parts = [[self._order_parts(p) for p in row] for row in self._paths] if decompose else None
 
     def _build(self, out: np.ndarray, time: np.ndarray, amp: np.ndarray) -> None:
@@ -100,14 +101,24 @@ class ImageSources:
         libroom.rir_builder(out, time, np.ascontiguousarray(amp, dtype=np.float32), self._fs, self._fdl,
                             self._lut, self._threads)
 
+    def _amplitude(self, path: tuple, band: int) -> np.ndarray:
+        """Amplitude of every image at unit reflection in ``band`` (air absorption as
+        ``ism.apply_air_aborption``), float64."""
+        _, amp, dist, *_ = path
+        return amp if self._air is None else amp * np.exp(-0.5 * self._air[band] * dist)
+
     def _order_parts(self, path: tuple) -> np.ndarray:
-        """(n_orders, n_amp_bands, N) float32: the RIR of each order's images at unit reflection."""
-        time, amp, _, edges, n = path
-        parts = np.zeros((self.max_order + 1, amp.shape[0], n), dtype=np.float32)
-        for o in range(self.max_order + 1):
-            lo, hi = int(edges[o]), int(edges[o + 1])
-            for b in range(amp.shape[0] if hi > lo else 0):
-                self._build(parts[o, b], time[lo:hi], amp[b, lo:hi])
+        """(n_orders, n_air_bands, N) float32: the RIR of each order's images at unit reflection
+        (one band without air absorption: the same in every band)."""
+        time, _, _, _, edges, n = path
+        n_air = 1 if self._air is None else self._n_bands
+        parts = np.zeros((self.max_order + 1, n_air, n), dtype=np.float32)
+        for b in range(n_air):
+            amp = self._amplitude(path, b)
+            for o in range(self.max_order + 1):
+                lo, hi = int(edges[o]), int(edges[o + 1])
+                if hi > lo:
+                    self._build(parts[o, b], time[lo:hi], amp[lo:hi])
         return parts
 
     def _reflection(self, coeffs: Sequence[float]) -> np.ndarray:
@@ -126,17 +137,18 @@ class ImageSources:
         out = []
         for si, row in enumerate(self._paths):
             out_row = []
-            for mi, (time, amp, orders, _, n) in enumerate(row):
+            for mi, path in enumerate(row):
+                time, _, _, orders, _, n = path
                 h = np.zeros(n, dtype=np.float32)
                 for b in range(self._n_bands):
-                    ab = b if amp.shape[0] > 1 else 0
                     if self._parts is not None:
+                        parts = self._parts[si][mi]
                         weights = r[b] ** np.arange(self.max_order + 1)
-                        band = np.einsum("o,on->n", weights, self._parts[si][mi][:, ab].astype(np.float64))
+                        band = np.einsum("o,on->n", weights, parts[:, min(b, parts.shape[1] - 1)].astype(np.float64))
                         band = band.astype(np.float32)
                     else:
                         band = np.zeros(n, dtype=np.float32)
-                        self._build(band, time, r[b] ** orders * amp[ab])
+                        self._build(band, time, r[b] ** orders * self._amplitude(path, b))
                     h += self._octave_bands.analysis(band, band=b) if self._n_bands > 1 else band
                 out_row.append(h[self._lead:])
             out.append(out_row)
