@@ -11,7 +11,10 @@ octave-band RT60s (per-band absorption), air absorption, cardioid-family source
 directivity along ``facing_deg``, and the hybrid image-source + ray-traced tail (seeded).
 The absorption is calibrated on probe paths so that the RT60 the simulator *delivers*
 (T30 on the simulated IR) is the requested one; :mod:`testbed.acoustics.delivered`
-measures it on the rig's own paths for ``rig check``.
+measures it on the rig's own paths for ``rig check``, both with :mod:`testbed.acoustics.irstats`.
+Rooms without ray tracing are rendered from pyroomacoustics' image sources by
+:class:`testbed.acoustics.image_sources.ImageSources` (one build per reflection order shared by
+the octave bands; the calibration re-weights its probe images instead of recomputing them).
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
     if room.ray_tracing and len(sources) > 1:  # trace each source from the seed (see RoomSpec.seed)
         return [_render(room, coeffs, max_order, [s], mics, [d])[0] for s, d in zip(sources, dirs)]
     if not room.ray_tracing:  # pyroomacoustics' image sources, rendered without its per-band passes
-        from testbed.acoustics.probe import ImageSources
+        from testbed.acoustics.image_sources import ImageSources
 
         return ImageSources(room, coeffs, max_order, sources, mics, dirs).render(coeffs)
     return _render_pra(room, coeffs, max_order, sources, mics, dirs)
@@ -196,7 +199,8 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
 
 def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Sequence[Vec3],
                 mics: Sequence[Vec3], dirs: Sequence[SourceDirectivity]) -> list[list[np.ndarray]]:
-    """``ShoeBox.compute_rir`` itself (ray-traced rooms; the reference of :mod:`testbed.acoustics.probe`)."""
+    """``ShoeBox.compute_rir`` itself: ray-traced rooms, and the reference the image-source renderer
+    (:mod:`testbed.acoustics.image_sources`) is tested against."""
     from testbed.acoustics.pra import pyroomacoustics
 
     pra = pyroomacoustics()
@@ -250,7 +254,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     RigError
         The RT60 cannot be reached in a room of this size (too short for its volume).
     """
-    from testbed.acoustics.probe import ImageSources
+    from testbed.acoustics.image_sources import ImageSources
 
     if room.rt60_s <= 0 and room.rt60_bands_s is None:
         return (1.0,), 0

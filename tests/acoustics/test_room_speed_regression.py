@@ -1,7 +1,7 @@
 """The simulator's speed-ups keep its output: RIRs and calibrated absorption as before, to 1e-6.
 
-The reference numbers were produced by the simulator before the calibration re-weighted its
-probe image sources (testbed.acoustics.probe) and before band filters were designed once, on
+The reference numbers were produced by the simulator before it rendered rooms from re-weighted
+image sources (testbed.acoustics.image_sources) and before band filters were designed once, on
 this fixed geometry (ray tracing seeded): a speed-up that changes the RIRs fails here.
 """
 
@@ -71,7 +71,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_image_sources_render_what_pyroomacoustics_renders(name):
     """ImageSources' RIRs are ShoeBox.compute_rir's, with directivity, for any absorption (re-weighted)."""
-    from testbed.acoustics.probe import ImageSources
+    from testbed.acoustics.image_sources import ImageSources
     from testbed.acoustics.room import _render_pra
 
     spec = RoomSpec((6.0, 5.0, 3.0), sample_rate=FS, **CONFIGS[name])
@@ -90,7 +90,7 @@ def test_image_sources_render_what_pyroomacoustics_renders(name):
 
 
 def test_a_ray_traced_room_is_not_reweighted():
-    from testbed.acoustics.probe import ImageSources
+    from testbed.acoustics.image_sources import ImageSources
 
     with pytest.raises(ValueError, match="ray-traced"):
         ImageSources(RoomSpec((5.0, 4.0, 3.0), 0.3, FS, ray_tracing=True), (0.3,), 3, SRC[:1], MIC[:1])
