@@ -23,41 +23,40 @@ tail's energy depends on the absorption): :func:`testbed.acoustics.room._render`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 
 class ImageSources:
-    """The image sources of fixed sources and mics in ``room``, rendered for any wall absorption.
+    """The image sources of fixed sources and mics in a shoebox, rendered for any wall absorption.
 
     Parameters
     ----------
-    room : a :class:`~testbed.acoustics.room.RoomSpec` without ray tracing.
-    coeffs : an absorption (one value, or one per band of ``BANDS_HZ``); it fixes the band layout.
-    max_order : image-source order.
+    shoebox : ``coeffs -> pyroomacoustics.ShoeBox``: the room, not yet simulated, with one wall
+        material of energy absorption ``coeffs`` (:func:`testbed.acoustics.room._shoebox`), no
+        ray tracing; its image-source order, bands and air absorption are used.
+    coeffs : an absorption (one value, or one per band); it fixes the band layout.
     sources, mics : positions in metres.
-    directivities : one :class:`~testbed.acoustics.room.SourceDirectivity` per source (None: omni).
+    directivities : one pyroomacoustics directivity (None: omni) per source.
     reweight : precompute the per-order partial RIRs, for several :meth:`render` calls with
         different absorptions; without it they are precomputed only where that is cheaper for a
         single render (several bands, no air absorption).
     """
 
-    def __init__(self, room, coeffs: Sequence[float], max_order: int,
+    def __init__(self, shoebox: Callable[[Sequence[float]], object], coeffs: Sequence[float],
                  sources: Sequence[Sequence[float]], mics: Sequence[Sequence[float]],
                  directivities: Sequence | None = None, reweight: bool = False) -> None:
         from testbed.acoustics.pra import pyroomacoustics
-        from testbed.acoustics.room import _pra_directivity, _shoebox
 
-        if room.ray_tracing:
-            raise ValueError("ImageSources: a ray-traced room cannot be re-weighted; render it in full")
         pra = pyroomacoustics()
         from pyroomacoustics.doa.utils import cart2spher
 
-        self.room, self.max_order = room, int(max_order)
-        box = _shoebox(room, coeffs, max_order)
-        dirs = [None] * len(sources) if directivities is None else \
-            [_pra_directivity(d) for d in directivities]
+        box = shoebox(coeffs)
+        if box.simulator_state["rt_needed"]:
+            raise ValueError("ImageSources: a ray-traced room cannot be re-weighted; render it in full")
+        self._shoebox, self.max_order = shoebox, int(box.max_order)
+        dirs = [None] * len(sources) if directivities is None else list(directivities)
         for s in sources:
             box.add_source(list(s))
         box.add_microphone_array(np.asarray(mics, dtype=np.float64).T)
@@ -67,7 +66,7 @@ class ImageSources:
         self._fs, fdl = box.fs, pra.constants.get("frac_delay_length")
         self._fdl, self._lead = fdl, fdl // 2
         self._lut, self._threads = pra.constants.get("sinc_lut_granularity"), pra.constants.get("num_threads")
-        air = np.asarray(box.air_absorption) if room.air_absorption else None
+        air = np.asarray(box.air_absorption) if box.simulator_state["air_abs_needed"] else None
         self._air = air
         # one absorption on a multi-band air absorption still makes a multi-band RIR (as pyroomacoustics)
         self._n_bands = max(self._n_abs, 1 if air is None else air.size)
@@ -123,9 +122,7 @@ class ImageSources:
 
     def _reflection(self, coeffs: Sequence[float]) -> np.ndarray:
         """Pressure reflection coefficient per pyroomacoustics band, shape (n_bands,)."""
-        from testbed.acoustics.room import _shoebox
-
-        a = np.asarray(_shoebox(self.room, coeffs, self.max_order).walls[0].absorption, dtype=np.float32)
+        a = np.asarray(self._shoebox(coeffs).walls[0].absorption, dtype=np.float32)
         if a.size != self._n_abs:
             raise ValueError(f"ImageSources: {a.size} absorption bands, built for {self._n_abs}")
         return np.broadcast_to(np.sqrt(1.0 - a).astype(np.float64), (self._n_bands,))

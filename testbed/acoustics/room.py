@@ -193,7 +193,8 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
     if not room.ray_tracing:  # pyroomacoustics' image sources, rendered without its per-band passes
         from testbed.acoustics.image_sources import ImageSources
 
-        return ImageSources(room, coeffs, max_order, sources, mics, dirs).render(coeffs)
+        return ImageSources(lambda c: _shoebox(room, c, max_order), coeffs, sources, mics,
+                            [_pra_directivity(d) for d in dirs]).render(coeffs)
     return _render_pra(room, coeffs, max_order, sources, mics, dirs)
 
 
@@ -270,7 +271,7 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
         if room.ray_tracing:  # the traced tail depends on the absorption: render in full
             rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
         else:  # image sources once; each round re-weights them (the same RIRs to float32 rounding)
-            probe = probe or ImageSources(room, coeffs, order, srcs, mics, reweight=True)
+            probe = probe or ImageSources(lambda c: _shoebox(room, c, order), coeffs, srcs, mics, reweight=True)
             rirs = probe.render(coeffs)
         # a single-band room is calibrated on its mid bands: measure only those
         bands = BANDS_HZ if len(coeffs) > 1 else BANDS_HZ[2:4]

@@ -72,13 +72,14 @@ CONFIGS = {
 def test_image_sources_render_what_pyroomacoustics_renders(name):
     """ImageSources' RIRs are ShoeBox.compute_rir's, with directivity, for any absorption (re-weighted)."""
     from testbed.acoustics.image_sources import ImageSources
-    from testbed.acoustics.room import _render_pra
+    from testbed.acoustics.room import _pra_directivity, _render_pra, _shoebox
 
     spec = RoomSpec((6.0, 5.0, 3.0), sample_rate=FS, **CONFIGS[name])
     coeffs, order = absorption_bands(spec)
     dirs = [SourceDirectivity("cardioid", 200.0), SourceDirectivity("subcardioid", 30.0)]
-    once = ImageSources(spec, coeffs, order, SRC, MIC, dirs)
-    again = ImageSources(spec, coeffs, order, SRC, MIC, dirs, reweight=True)
+    pra_dirs = [_pra_directivity(d) for d in dirs]
+    once = ImageSources(lambda c: _shoebox(spec, c, order), coeffs, SRC, MIC, pra_dirs)
+    again = ImageSources(lambda c: _shoebox(spec, c, order), coeffs, SRC, MIC, pra_dirs, reweight=True)
     for scale in (1.0, 0.7):
         c = tuple(min(scale * v, 1.0) for v in coeffs)
         want = _render_pra(spec, c, order, SRC, MIC, dirs)
@@ -91,6 +92,8 @@ def test_image_sources_render_what_pyroomacoustics_renders(name):
 
 def test_a_ray_traced_room_is_not_reweighted():
     from testbed.acoustics.image_sources import ImageSources
+    from testbed.acoustics.room import _shoebox
 
+    spec = RoomSpec((5.0, 4.0, 3.0), 0.3, FS, ray_tracing=True)
     with pytest.raises(ValueError, match="ray-traced"):
-        ImageSources(RoomSpec((5.0, 4.0, 3.0), 0.3, FS, ray_tracing=True), (0.3,), 3, SRC[:1], MIC[:1])
+        ImageSources(lambda c: _shoebox(spec, c, 3), (0.3,), SRC[:1], MIC[:1])
