@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from testbed.acoustics.decay import decay_stats
+from testbed.acoustics.irstats import ir_stats
 from testbed.acoustics.room import BANDS_HZ, RoomSpec, SourceDirectivity, compute_rirs
 
 FS = 16000
@@ -54,7 +54,7 @@ def measured_paths(folder: Path) -> list[tuple[str, np.ndarray]]:
 def stats_row(h: np.ndarray) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        s = decay_stats(h, FS)
+        s = ir_stats(h, FS)
     bands = np.array([s.band_rt60_s.get(b, np.nan) for b in BANDS_HZ])
     mid = 0.5 * (bands[2] + bands[3])
     return {"rt60_mid_s": mid, "band_shape": bands / mid, "bands_s": bands,

@@ -8,7 +8,8 @@ Public surface:
   cached per geometry; used by the simulator and by over-the-air attacks (EOT).
 - :class:`RirCache`, :class:`RoomSpec` -- image-source RIRs (pyroomacoustics) cached per geometry,
   with band RT60s, air absorption, :class:`SourceDirectivity` and an optional ray-traced tail.
-- :func:`decay_stats` -- RT60 per octave band (Schroeder T30/T20), DRR, C50, late spectral tilt of an IR.
+- :func:`ir_stats` -> :class:`IrStats` -- onset, RT60 (Schroeder T20/T30, broadband and per octave
+  band), DRR, C50 and late spectral tilt of an IR (:mod:`testbed.acoustics.irstats`).
 """
 
 from testbed.acoustics.adc import adc
@@ -32,15 +33,15 @@ from testbed.acoustics.responses import (
     mic_response_db,
     speaker_response_db,
 )
-from testbed.acoustics.decay import DecayStats, decay_stats
+from testbed.acoustics.irstats import IrStats, ir_stats
 from testbed.acoustics.draw import sample_channel
 from testbed.acoustics.room import RirCache, RoomSpec, SourceDirectivity, compute_rirs, default_rir_cache
 
 __all__ = [
     "MIC_TIER_MODELS", "SPEAKER_MODEL_SHAPES",
-    "Channel", "DecayStats", "MicFacts", "MicTier", "RirCache", "RoomSpec", "Shape", "SourceDirectivity",
-    "SpeakerModel", "adc", "decay_stats", "apply_clock_ppm", "build_channel", "clear_caches", "compute_rirs", "default_rir_cache",
-    "diffuse_noise", "fractional_delay", "mic_facts", "mic_noise_rms", "mic_response_db",
+    "Channel", "IrStats", "MicFacts", "MicTier", "RirCache", "RoomSpec", "Shape", "SourceDirectivity",
+    "SpeakerModel", "adc", "apply_clock_ppm", "build_channel", "clear_caches", "compute_rirs", "default_rir_cache",
+    "diffuse_noise", "fractional_delay", "ir_stats", "mic_facts", "mic_noise_rms", "mic_response_db",
     "resample_at", "sample_channel", "self_noise_rms", "speaker_gain_pa",
     "speaker_response_db", "spl_to_pa",
 ]

@@ -11,7 +11,10 @@ octave-band RT60s (per-band absorption), air absorption, cardioid-family source
 directivity along ``facing_deg``, and the hybrid image-source + ray-traced tail (seeded).
 The absorption is calibrated on probe paths so that the RT60 the simulator *delivers*
 (T30 on the simulated IR) is the requested one; :mod:`testbed.acoustics.delivered`
-measures it on the rig's own paths for ``rig check``.
+measures it on the rig's own paths for ``rig check``, both with :mod:`testbed.acoustics.irstats`.
+Rooms without ray tracing are rendered from pyroomacoustics' image sources by
+:class:`testbed.acoustics.image_sources.ImageSources` (one build per reflection order shared by
+the octave bands; the calibration re-weights its probe images instead of recomputing them).
 """
 
 from __future__ import annotations
@@ -187,6 +190,18 @@ def _render(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Se
             mics: Sequence[Vec3], dirs: Sequence[SourceDirectivity]) -> list[list[np.ndarray]]:
     if room.ray_tracing and len(sources) > 1:  # trace each source from the seed (see RoomSpec.seed)
         return [_render(room, coeffs, max_order, [s], mics, [d])[0] for s, d in zip(sources, dirs)]
+    if not room.ray_tracing:  # pyroomacoustics' image sources, rendered without its per-band passes
+        from testbed.acoustics.image_sources import ImageSources
+
+        return ImageSources(lambda c: _shoebox(room, c, max_order), coeffs, sources, mics,
+                            [_pra_directivity(d) for d in dirs]).render(coeffs)
+    return _render_pra(room, coeffs, max_order, sources, mics, dirs)
+
+
+def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources: Sequence[Vec3],
+                mics: Sequence[Vec3], dirs: Sequence[SourceDirectivity]) -> list[list[np.ndarray]]:
+    """``ShoeBox.compute_rir`` itself: ray-traced rooms, and the reference the image-source renderer
+    (:mod:`testbed.acoustics.image_sources`) is tested against."""
     from testbed.acoustics.pra import pyroomacoustics
 
     pra = pyroomacoustics()
@@ -216,12 +231,13 @@ def _probe(room: RoomSpec) -> tuple[list[Vec3], list[Vec3]]:
     return at(_PROBE_SRCS), at(_PROBE_MICS)
 
 
-def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray) -> tuple[float, ...]:
-    """RT60 (T30, else T20) per band of :data:`BANDS_HZ` measured on RIR ``h`` of ``room``, seconds."""
-    from testbed.acoustics.decay import band_rt60_s
+def delivered_band_rt60_s(room: RoomSpec, h: np.ndarray,
+                          bands_hz: tuple[int, ...] = BANDS_HZ) -> tuple[float, ...]:
+    """RT60 (T30, else T20) per band of ``bands_hz`` measured on RIR ``h`` of ``room``, seconds."""
+    from testbed.acoustics.irstats import band_rt60_s
 
-    got = band_rt60_s(h, room.sample_rate, BANDS_HZ)
-    return tuple(got.get(b, float("nan")) for b in BANDS_HZ)
+    got = band_rt60_s(h, room.sample_rate, bands_hz)
+    return tuple(got.get(b, float("nan")) for b in bands_hz)
 
 
 @lru_cache(maxsize=64)
@@ -239,6 +255,8 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     RigError
         The RT60 cannot be reached in a room of this size (too short for its volume).
     """
+    from testbed.acoustics.image_sources import ImageSources
+
     if room.rt60_s <= 0 and room.rt60_bands_s is None:
         return (1.0,), 0
     coeffs, order = _sabine_absorption(room)
@@ -248,13 +266,20 @@ def absorption_bands(room: RoomSpec) -> tuple[tuple[float, ...], int]:
     srcs, mics = _probe(room)
     if room.multi_band:  # band-wise image sources cost ~10x: calibrate on two paths
         mics = mics[:2]
+    probe = None
     for _ in range(CALIBRATION_ROUNDS):
-        rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
+        if room.ray_tracing:  # the traced tail depends on the absorption: render in full
+            rirs = _render(room, coeffs, order, srcs, mics, [OMNI] * len(srcs))
+        else:  # image sources once; each round re-weights them (the same RIRs to float32 rounding)
+            probe = probe or ImageSources(lambda c: _shoebox(room, c, order), coeffs, srcs, mics, reweight=True)
+            rirs = probe.render(coeffs)
+        # a single-band room is calibrated on its mid bands: measure only those
+        bands = BANDS_HZ if len(coeffs) > 1 else BANDS_HZ[2:4]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a band without decay is nan
-            got = np.nanmean([delivered_band_rt60_s(room, h) for row in rirs for h in row], axis=0)
+            got = np.nanmean([delivered_band_rt60_s(room, h, bands) for row in rirs for h in row], axis=0)
         if len(coeffs) == 1:
-            ratio = [(got[2] + got[3]) / (target[2] + target[3])]
+            ratio = [(got[0] + got[1]) / (target[2] + target[3])]
         else:
             ratio = [g / t for g, t in zip(got, target)]
         if not all(np.isfinite(ratio)) or max(abs(r - 1.0) for r in ratio) < CALIBRATION_TOLERANCE:

@@ -77,7 +77,7 @@ def random_rir(rng: np.random.Generator, sample_rate: int = 16000,
     h = h / np.max(np.abs(h))
     # record the RT60 this room delivers (T30 at 500 Hz-1 kHz on the IR), not only the drawn one:
     # a room too small for the drawn RT60 falls back to absorption 0.05 and the order is capped
-    from testbed.acoustics.decay import band_rt60_s
+    from testbed.acoustics.irstats import band_rt60_s
 
     bands = band_rt60_s(h, sample_rate, (500, 1000))
     delivered = 0.5 * (bands[500] + bands[1000])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from testbed.acoustics.decay import band_filter, band_rt60_s, rt60_s
+from testbed.acoustics.irstats import band_rt60_s, octave_band, rt60_s
 from testbed.acoustics.room import BANDS_HZ, RoomSpec, SourceDirectivity, compute_rirs
 
 FS = 16000
@@ -64,7 +64,7 @@ def test_band_rt60s_give_longer_decay_at_the_bands_asked():
 
 
 def _hf_minus_lf_db(h: np.ndarray) -> float:
-    e = [np.sum(band_filter(h, FS, fc) ** 2) for fc in (500, 4000)]
+    e = [np.sum(octave_band(h, FS, fc) ** 2) for fc in (500, 4000)]
     return float(10 * np.log10(e[1] / e[0]))
 
 
