@@ -3,7 +3,7 @@ and a corpus key that changes only when the option is on."""
 
 import numpy as np
 
-from testbed.acoustics.decay import band_rt60_s
+from testbed.acoustics.irstats import band_rt60_s
 from testbed.data.corpus import corpus_hash, resolve_engines
 from testbed.data.corpus_config import CorpusConfig
 from testbed.data.rooms import rir_pool
