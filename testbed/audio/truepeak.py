@@ -20,6 +20,8 @@ TRUE_PEAK_OVERSAMPLE = 4
 _DELTA_TOL = 1e-12
 #: Changed stretches at least this long are convolved; shorter ones are gathered into one product.
 _SPAN_MIN = 512
+#: Positions gathered per matrix product (memory: this x 21 floats).
+_GATHER_CHUNK = 16384
 #: Above this fraction of the signal changed, the whole envelope is recomputed at once.
 _FULL_FRACTION = 0.6
 
@@ -125,13 +127,16 @@ def _envelope_at(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
     windows that reach them gathered into one matrix product (no per-stretch call overhead)."""
     offset, scale, _, longest = _kernels()
     xp = np.concatenate((np.zeros(longest), x, np.zeros(longest)))
-    windows = xp[(positions + offset + 1)[:, None] + np.arange(longest)]
-    out = np.abs(windows @ _branch_matrix())
+    taps = np.arange(longest)
     env = np.abs(x[positions])
     if scale != 1.0:
         env *= scale
-    for k in range(out.shape[1]):      # a max over 3 columns is slower as a reduction
-        np.maximum(env, out[:, k], out=env)
+    for a in range(0, positions.size, _GATHER_CHUNK):      # bounded memory: chunk x longest floats
+        windows = xp[(positions[a:a + _GATHER_CHUNK] + offset + 1)[:, None] + taps]
+        out = np.abs(windows @ _branch_matrix())
+        part = env[a:a + _GATHER_CHUNK]
+        for k in range(out.shape[1]):      # a max over 3 columns is slower as a reduction
+            np.maximum(part, out[:, k], out=part)
     return env
 
 

@@ -77,3 +77,17 @@ def test_update_with_nothing_changed_keeps_the_envelope_and_never_modifies_it():
     new = update_true_peak_envelope(y, env, changed)
     np.testing.assert_array_equal(env, kept)
     assert new[250] >= 5.0 and np.array_equal(new[:200], kept[:200])
+
+
+def test_gathered_envelope_is_the_same_in_small_chunks(monkeypatch):
+    """Scattered changes are gathered chunk by chunk (bounded memory on long signals)."""
+    import testbed.audio.truepeak as tp
+
+    rng = np.random.default_rng(3)
+    old = rng.standard_normal(5000)
+    changed = np.zeros(5000, dtype=bool)
+    changed[rng.choice(5000, size=60, replace=False)] = True
+    new = np.where(changed, -2.0 * old, old)
+    monkeypatch.setattr(tp, "_GATHER_CHUNK", 7)
+    env = update_true_peak_envelope(new, true_peak_envelope(old), changed)
+    np.testing.assert_allclose(env, _reference_envelope(new), rtol=0, atol=1e-12)
