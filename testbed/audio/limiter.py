@@ -159,13 +159,13 @@ def _soft_clip(x: np.ndarray, c: float, knee_db: float) -> np.ndarray:
     t = c * 10.0 ** (-abs(knee_db) / 20.0)
     a = np.abs(x)
     over = a > t
-    y = x
-    if np.any(over):
-        span = c - t
-        y = x.copy()
-        with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
-            z = np.minimum((a[over] - t) / span, 50.0)
-        y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
+    if not np.any(over):
+        return x                # every |x| <= t <= c: nothing to bend or clip
+    span = c - t
+    y = x.copy()
+    with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
+        z = np.minimum((a[over] - t) / span, 50.0)
+    y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
     return np.clip(y, -c, c)
 
 
