@@ -16,6 +16,10 @@ Four stages, each only ever lowering the level:
    ``AT_CEILING_DB`` of the ceiling (true peak), else the whole signal is attenuated until no
    more than that does.
 
+The true-peak meter is :mod:`testbed.audio.truepeak`; the limiter measures a signal's envelope
+once (the input's, or the output's for a provably quiet input) and re-measures it only around the
+samples each later stage changes, so it costs about one envelope per signal.
+
 Non-finite samples (NaN, inf) are replaced by silence. An attack can ask for anything; the
 tweeter only ever sees what its speaker's caps allow, and :class:`LimitResult` says what was done.
 """

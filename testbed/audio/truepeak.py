@@ -86,7 +86,8 @@ def _envelope_span(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     seg = x[lo:hi]
     first = start + offset - lo
     for b in branches:
-        np.maximum(env, np.abs(np.convolve(seg, b)[first:first + stop - start]), out=env)
+        out = np.convolve(seg, b)[first:first + stop - start]
+        np.maximum(env, np.abs(out, out=out), out=env)
     return env
 
 
