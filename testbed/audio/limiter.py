@@ -16,25 +16,34 @@ Four stages, each only ever lowering the level:
    ``AT_CEILING_DB`` of the ceiling (true peak), else the whole signal is attenuated until no
    more than that does.
 
+The true-peak meter is :mod:`testbed.audio.truepeak`; the limiter measures a signal's envelope
+once (the input's, or the output's for a provably quiet input) and re-measures it only around the
+samples each later stage changes, so it costs about one envelope per signal.
+
 Non-finite samples (NaN, inf) are replaced by silence. An attack can ask for anything; the
 tweeter only ever sees what its speaker's caps allow, and :class:`LimitResult` says what was done.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from testbed.audio.truepeak import (  # noqa: F401  true_peak_envelope and the filter are public here too
+    TRUE_PEAK_OVERSAMPLE,
+    _oversampling_filter,
+    _polyphase_gain,
+    true_peak,
+    true_peak_envelope,
+    update_true_peak_envelope,
+)
 from testbed.fade import fade_edges
 
 #: Default fade-in/out length at each end of a speaker signal, in milliseconds.
 FADE_MS = 5.0
 #: Default width of the soft knee below the ceiling, in dB.
 KNEE_DB = 3.0
-#: Oversampling factor of the true-peak meter (ITU-R BS.1770-4, annex 2).
-TRUE_PEAK_OVERSAMPLE = 4
 #: Length of the true-peak stage's gain smoothing, milliseconds.
 TRUE_PEAK_SMOOTH_MS = 2.0
 #: Passes of the smooth true-peak gain before the exact whole-signal gain.
@@ -45,6 +54,8 @@ AT_CEILING_DB = 1.0
 RMS_WINDOW_S = 1.0
 #: Relative safety margin of the whole-signal gains (float32 rounding of the result).
 _MARGIN = 1e-5
+#: A smoothed true-peak gain this close to 1 is 1 (the rounding of a smoothing of ones).
+_UNITY_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -117,63 +128,6 @@ def _db(v: float) -> float:
     return float(20 * np.log10(max(float(v), 1e-10)))
 
 
-@functools.lru_cache(maxsize=1)
-def _oversampling_filter() -> np.ndarray:
-    """``resample_poly(x, 4, 1)``'s own default filter, designed once (the design costs more than
-    the filtering of a 1 s signal)."""
-    from scipy.signal import firwin
-
-    f = firwin(2 * 10 * TRUE_PEAK_OVERSAMPLE + 1, 1.0 / TRUE_PEAK_OVERSAMPLE, window=("kaiser", 5.0))
-    f.flags.writeable = False
-    return f
-
-
-def true_peak_envelope(signal: np.ndarray) -> np.ndarray:
-    """Per-sample true peak: the largest magnitude among a sample and its oversampled neighbours.
-
-    Parameters
-    ----------
-    signal : float array, shape (n_samples,), finite.
-
-    Returns
-    -------
-    float64, shape (n_samples,): ``max(|x[n]|, |x(n + k / 4)|, k = 0..3)`` with the signal
-    reconstructed as ``scipy.signal.resample_poly(x, 4, 1)`` reconstructs it (silence before and
-    after it). Computed as that filter's four polyphase branches, each one short convolution at
-    the input rate: the same numbers (to rounding) at about half the cost of upsampling first.
-    """
-    x = np.asarray(signal, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        return np.zeros(0)
-    env = np.abs(x)
-    offset, branches = _polyphase()
-    for branch in branches:
-        np.maximum(env, np.abs(np.convolve(x, branch)[offset:offset + x.size]), out=env)
-    return env
-
-
-@functools.lru_cache(maxsize=1)
-def _polyphase_gain() -> float:
-    """The largest gain any reconstructed point can have over the sample peak (the largest L1
-    norm of a polyphase branch, about 2.24 = +7 dB): ``true_peak(x) <= max|x| * this``."""
-    return max(1.0, max(float(np.abs(b).sum()) for b in _polyphase()[1]))
-
-
-@functools.lru_cache(maxsize=1)
-def _polyphase() -> tuple[int, tuple[np.ndarray, ...]]:
-    """``(offset, branches)``: ``resample_poly(x, 4, 1)[k::4]`` equals
-    ``np.convolve(x, branches[k])[offset:offset + len(x)]`` (resample_poly scales its filter by 4)."""
-    h = _oversampling_filter() * TRUE_PEAK_OVERSAMPLE
-    offset = (h.size - 1) // 2 // TRUE_PEAK_OVERSAMPLE
-    return offset, tuple(np.ascontiguousarray(h[k::TRUE_PEAK_OVERSAMPLE]) for k in range(TRUE_PEAK_OVERSAMPLE))
-
-
-def true_peak(signal: np.ndarray) -> float:
-    """True peak of ``signal`` (linear, full scale = 1.0), as ITU-R BS.1770-4's 4x oversampling meter."""
-    env = true_peak_envelope(signal)
-    return float(env.max()) if env.size else 0.0
-
-
 def true_peak_dbtp(signal: np.ndarray) -> float:
     """:func:`true_peak` in dBTP (dB relative to full scale, true peak); -200 for silence."""
     return _db(true_peak(signal))
@@ -191,6 +145,8 @@ def loudest_rms(signal: np.ndarray, sample_rate: int, window_s: float = RMS_WIND
     if x.size == 0:
         return 0.0
     w = int(min(x.size, max(1, round(window_s * sample_rate))))
+    if w == x.size:
+        return float(np.sqrt(float(np.sum(x * x)) / w))
     energy = np.concatenate(([0.0], np.cumsum(x * x)))
     return float(np.sqrt(max(0.0, float(np.max(energy[w:] - energy[:-w]))) / w))
 
@@ -207,23 +163,38 @@ def _soft_clip(x: np.ndarray, c: float, knee_db: float) -> np.ndarray:
     t = c * 10.0 ** (-abs(knee_db) / 20.0)
     a = np.abs(x)
     over = a > t
-    y = x
-    if np.any(over):
-        span = c - t
-        y = x.copy()
-        with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
-            z = np.minimum((a[over] - t) / span, 50.0)
-        y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
+    if not np.any(over):
+        return x                # every |x| <= t <= c: nothing to bend or clip
+    span = c - t
+    y = x.copy()
+    with np.errstate(over="ignore"):  # huge inputs: tanh saturates at 1 anyway
+        z = np.minimum((a[over] - t) / span, 50.0)
+    y[over] = np.sign(x[over]) * (t + span * np.tanh(z))
     return np.clip(y, -c, c)
 
 
-def _bound_true_peak(y: np.ndarray, c: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def _stretches(idx: np.ndarray, margin: int, n: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` stretches covering every index of ``idx`` (sorted) with ``margin`` samples
+    either side, clipped to ``0..n``; indices closer than ``2 * margin`` share a stretch."""
+    if idx.size == 0:
+        return []
+    ends = np.flatnonzero(np.diff(idx) > 2 * margin)
+    firsts = [int(idx[0])] + idx[ends + 1].tolist()
+    lasts = idx[ends].tolist() + [int(idx[-1])]
+    return [(max(0, a - margin), min(n, b + margin + 1)) for a, b in zip(firsts, lasts)]
+
+
+def _bound_true_peak(y: np.ndarray, c: float, sample_rate: int,
+                     env: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``y`` (float64) with its true peak <= ``c``: smooth local gains, then one exact whole gain.
-    Returns the signal and its :func:`true_peak_envelope`.
+    Returns the signal and its :func:`true_peak_envelope` (``env``, when given, is ``y``'s).
 
     Where the envelope is over ``c`` the needed gain is spread (minimum filter, then a Hann
     smoothing of ``TRUE_PEAK_SMOOTH_MS``) so the gain itself stays smooth and adds little
     distortion; a smooth gain does not remove every inter-sample overshoot at once, hence the passes.
+    The gain differs from 1 only within ``2 w`` samples of an overshoot (``w`` the smoothing length:
+    ``w`` for the minimum filter, ``w / 2`` for the Hann), so each pass computes it on stretches
+    ``4 w`` around the overshoots and re-measures the envelope only where it changed the signal.
     """
     from scipy.ndimage import minimum_filter1d
 
@@ -231,15 +202,21 @@ def _bound_true_peak(y: np.ndarray, c: float, sample_rate: int) -> tuple[np.ndar
     w = max(1, int(round(TRUE_PEAK_SMOOTH_MS * 1e-3 * sample_rate)))
     hann = np.hanning(w + 2)[1:-1]
     hann /= hann.sum()
-    for _ in range(TRUE_PEAK_PASSES):
+    if env is None:
         env = true_peak_envelope(y)
+    for _ in range(TRUE_PEAK_PASSES):
         if env.size == 0 or env.max() <= c:
             return y, env
-        need = np.minimum(1.0, c / np.maximum(env, 1e-30))
-        g = minimum_filter1d(need, size=2 * w + 1, mode="nearest")
-        g = np.convolve(np.pad(g, w, mode="edge"), hann, mode="same")[w:-w]
-        y = y * np.minimum(g, 1.0)
-    env = true_peak_envelope(y)
+        g = np.ones_like(y)
+        for s, e in _stretches(np.flatnonzero(env > c), 4 * w, env.size):
+            need = np.minimum(1.0, c / np.maximum(env[s:e], 1e-30))
+            gs = minimum_filter1d(need, size=2 * w + 1, mode="nearest")
+            padded = np.concatenate((np.full(w, gs[0]), gs, np.full(w, gs[-1])))   # np.pad "edge", cheaper
+            g[s:e] = np.convolve(padded, hann, mode="same")[w:-w]
+        # far from every overshoot g is a smoothing of ones: 1, up to the rounding of its sum
+        changed = g < 1.0 - _UNITY_TOL
+        y = np.where(changed, y * g, y)
+        env = update_true_peak_envelope(y, env, changed)
     g = min(1.0, c / float(env.max()))
     return y * g, env * g
 
@@ -296,17 +273,23 @@ def limit(
     peak_in = float(np.max(np.abs(x))) if x.size else 0.0
     # a huge input's true peak is meaningless and may overflow, and a quiet one's provably under
     # the cap (sample peak x the filter's largest branch gain): measure it only when it matters
+    env = None
     if peak_in > 4.0:
         tp_in = peak_in
     elif peak_in * _polyphase_gain() > c:
-        tp_in = true_peak(x)
+        env = true_peak_envelope(x)
+        tp_in = float(env.max())
     else:
         tp_in = peak_in * _polyphase_gain()     # an upper bound, and under the cap
     y = _soft_clip(x, c, knee_db).astype(np.float32)
     if fade_ms > 0:
         y = fade(y, sample_rate, fade_ms)
+    y = y.astype(np.float64)
+    if env is not None:
+        # the knee, the fades and float32 rounding changed some samples: re-measure only there
+        env = update_true_peak_envelope(y, env, y != x)
     # env follows y through the (linear) gains below: one oversampling for a quiet signal
-    y, env = _bound_true_peak(y.astype(np.float64), c, sample_rate)
+    y, env = _bound_true_peak(y, c, sample_rate, env)
     rms_gain = dur_gain = 1.0
     if max_rms_dbfs is not None and y.size:
         cap = ceiling(max_rms_dbfs)
