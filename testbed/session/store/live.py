@@ -147,18 +147,18 @@ def error_counts(r: SessionReader, upto: Upto = None, after_eval_id: int = 0) ->
     them up; returns ``(rows, the last eval_id counted)``.
     """
     return _eval_counts(r, upto, after_eval_id, "p.attack_id, a.kind, a.eps, p.delay_ms, p.placement",
-                        "p.label", "p.attack_id, p.delay_ms, p.placement", "", (*ERROR_KEYS, "n", "wrong"))
+                        "e.prediction IS NOT p.label", "p.attack_id, p.delay_ms, p.placement", "",
+                        (*ERROR_KEYS, "n", "wrong"))
 
 
-def _eval_counts(r: SessionReader, upto: Upto, after_eval_id: int, columns: str, truth: str, group: str,
+def _eval_counts(r: SessionReader, upto: Upto, after_eval_id: int, columns: str, counted: str, group: str,
                  also: str, keys: tuple[str, ...]) -> tuple[list[dict], int]:
     """Evaluations after ``after_eval_id`` grouped by ``group``, mic and model: ``COUNT(*)`` and how
-    many predictions are not (``truth = p.label``) or are (``a.target``) ``truth``."""
+    many satisfy the SQL condition ``counted``."""
     w, a = _where(upto, "e.eval_id > ?" + also)
     last = r.db.execute("SELECT COALESCE(MAX(eval_id), 0) FROM evaluations").fetchone()[0]
-    count = "SUM(e.prediction IS NOT p.label)" if truth == "p.label" else f"SUM(e.prediction IS {truth})"
     rows = r.db.execute(
-        f"SELECT {columns}, e.mic, e.model, COUNT(*), {count} FROM evaluations e "
+        f"SELECT {columns}, e.mic, e.model, COUNT(*), SUM({counted}) FROM evaluations e "
         "JOIN trials t ON t.trial_id = e.trial_id JOIN planned p ON p.trial_id = e.trial_id "
         f"JOIN attacks a ON a.attack_id = p.attack_id{w} AND e.eval_id <= ? GROUP BY {group}, e.mic, e.model",
         (*a, after_eval_id, last))
@@ -174,7 +174,8 @@ def target_counts(r: SessionReader, upto: Upto = None, after_eval_id: int = 0) -
     ``([], after_eval_id)`` at once when the session has no targeted attack."""
     if r.db.execute("SELECT 1 FROM attacks WHERE target != 'untargeted' LIMIT 1").fetchone() is None:
         return [], after_eval_id
-    return _eval_counts(r, upto, after_eval_id, "p.attack_id, a.kind, a.eps, p.label, a.target", "a.target",
+    return _eval_counts(r, upto, after_eval_id, "p.attack_id, a.kind, a.eps, p.label, a.target",
+                        "e.prediction IS a.target",
                         "p.attack_id, p.label", " AND a.target != 'untargeted'", (*TARGET_KEYS, "n", "hits"))
 
 
