@@ -6,8 +6,9 @@ import numpy as np
 
 
 #: Octave bands (Hz) of a realistic room's reverberation time, and the range of each band's RT60
-#: relative to the 500 Hz-1 kHz one (drawn per room): real rooms ring longer at low frequencies and
-#: shorter at high ones (the rir-dev rooms: 250 Hz at 0.1-3.4x, 4 kHz at 0.7-1.0x the mid RT60).
+#: relative to the 500 Hz-1 kHz one (drawn per room): furnished rooms usually ring longer at low
+#: frequencies and shorter at high ones (the rir-dev rooms measure 250 Hz at 0.1-2.5x and 4 kHz at
+#: 0.5-1.1x their mid RT60; the basement is the exception at low frequencies).
 REALISTIC_BANDS_HZ = (125, 250, 500, 1000, 2000, 4000)
 REALISTIC_BAND_RATIO = ((1.0, 2.5), (1.0, 2.0), (1.0, 1.0), (1.0, 1.0), (0.8, 1.0), (0.6, 0.95))
 
