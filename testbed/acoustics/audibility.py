@@ -165,6 +165,15 @@ class AudibilityMeter:
     def __call__(self, perturbations: np.ndarray, rows: np.ndarray | None = None) -> dict:
         """Audibility of ``perturbations`` (k, S) against commands ``rows`` (k,) (default: all, in order):
         the means of :data:`AUDIBILITY_KEYS` as :func:`summarise` gives them."""
+        return self.reduce(self.per_clip(perturbations, rows))
+
+    def reduce(self, clips: dict[str, list]) -> dict:
+        """The summary :meth:`__call__` gives, from :meth:`per_clip`'s values."""
+        return _reduce(clips, self.dbfs_at_94_db_spl is not None)
+
+    def per_clip(self, perturbations: np.ndarray, rows: np.ndarray | None = None) -> dict[str, list]:
+        """:data:`AUDIBILITY_KEYS` -> one value per perturbation (k,), unreduced; NaN where the
+        command is silent (no threshold), None for ``level_db_spl`` without a sensitivity."""
         p = np.asarray(perturbations, dtype=np.float64)
         idx = np.arange(len(self.commands)) if rows is None else np.asarray(rows)
         thr = self.thresholds()
@@ -185,7 +194,7 @@ class AudibilityMeter:
                 margin, above = masking_margin(thr[i], pi)
                 out["masking_margin_db"].append(margin)
                 out["frames_above"].append(float(np.mean(above)) if above.size else math.nan)
-        return _reduce(out, self.dbfs_at_94_db_spl is not None)
+        return out
 
 
 def _reduce(values: dict, has_spl: bool) -> dict:

@@ -3,7 +3,10 @@
 ``yes:go,no:up`` attacks the clips whose label is ``yes`` toward ``go`` and those of ``no``
 toward ``up``. A pair's *success* counts only clips the model now puts in the target class;
 its *error* (the untargeted figure, reported beside it) counts every clip no longer of its
-source label. Both come with Wilson 95 % intervals (:func:`testbed.stats.rate_interval`).
+source label. Both come with Wilson 95 % intervals (:func:`testbed.stats.rate_interval`), and
+so does *masked success*: the clips that say the target with the perturbation above the
+command's masking threshold in at most :data:`MASKED_FRAMES` of the frames (issue 24's goal:
+under the threshold in >= 95 % of frames).
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from testbed.attacks.timing import ms_to_samples, shift_perturbation
 from testbed.errors import AttackError
 from testbed.stats import rate_interval
 
+#: Largest fraction of frames above the masking threshold for a hit to count as masked.
+MASKED_FRAMES = 0.05
+
 #: Columns of :func:`evaluate_target_matrix`'s table (``targeted.csv``).
 PAIR_COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "source_label", "target_label", "n",
                 "hits", "success_rate", "success_lo", "success_hi",
+                "masked_hits", "masked_success_rate", "masked_success_lo", "masked_success_hi",
                 "errors", "error_rate", "error_lo", "error_hi", "queries",
                 *AUDIBILITY_KEYS)
 
@@ -84,6 +91,8 @@ def evaluate_target_matrix(
     -------
     DataFrame with :data:`PAIR_COLUMNS`, one row per (source, target model, eps, delay, pair):
     ``hits`` / ``n`` clips the target model puts in the target class (``success_*``, Wilson 95 %),
+    ``masked_hits`` / ``n`` of those with at most :data:`MASKED_FRAMES` of frames above the masking
+    threshold (``masked_success_*``),
     ``errors`` / ``n`` clips it no longer puts in the source class (``error_*``), queries per clip
     and the audibility of the perturbations against their commands. A pair with no clip in ``x``
     has ``n = 0`` and NaN rates.
@@ -103,7 +112,7 @@ def evaluate_target_matrix(
                 base = {"source": src_name, "attack": kind, "eps": float(e), "source_label": src_lab,
                         "target_label": tgt_lab, "n": int(rows_idx.size)}
                 if rows_idx.size == 0:
-                    rows += [{**base, "target": t, "delay_ms": float(d), "hits": 0, "errors": 0}
+                    rows += [{**base, "target": t, "delay_ms": float(d), "hits": 0, "masked_hits": 0, "errors": 0}
                              for t in targets for d in delays_ms]
                     continue
                 xs, ys = xt[rows_idx], yt[rows_idx]
@@ -119,18 +128,22 @@ def evaluate_target_matrix(
                 for d_ms in delays_ms:
                     shifted = shift_perturbation(delta, ms_to_samples(d_ms, sample_rate), n_out=s)
                     x_adv = (xs + shifted).clamp(-1.0, 1.0)
-                    audible = meter((x_adv - xs).numpy(), rows=rows_idx)
+                    clips = meter.per_clip((x_adv - xs).numpy(), rows=rows_idx)
+                    audible = meter.reduce(clips)
+                    # NaN (a silent command) is not masked: the comparison is False
+                    masked = np.asarray(clips["frames_above"], dtype=np.float64) <= MASKED_FRAMES
                     for t_name, t_model in targets.items():
                         pred = predictions(t_model, x_adv)
-                        hits, errors = int((pred == ti).sum()), int((pred != si).sum())
-                        rows.append({**base, "target": t_name, "delay_ms": float(d_ms), "hits": hits,
-                                     "errors": errors, "queries": float(queries), **audible})
+                        hit = np.asarray(pred == ti)
+                        rows.append({**base, "target": t_name, "delay_ms": float(d_ms), "hits": int(hit.sum()),
+                                     "masked_hits": int((hit & masked).sum()), "errors": int((pred != si).sum()),
+                                     "queries": float(queries), **audible})
     return _with_intervals(pd.DataFrame(rows))
 
 
 def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     """Add the Wilson intervals of success (hits / n) and error (errors / n)."""
-    for what, count in (("success", "hits"), ("error", "errors")):
+    for what, count in (("success", "hits"), ("masked_success", "masked_hits"), ("error", "errors")):
         ivs = [rate_interval(int(k), int(n)) for k, n in zip(table.get(count, []), table.get("n", []))]
         table[f"{what}_rate"] = [iv["rate"] for iv in ivs]
         table[f"{what}_lo"] = [iv["ci_low"] for iv in ivs]

@@ -21,10 +21,10 @@ def _num(v):
     return v if math.isfinite(v) else None
 
 
-def _pct(rate: float, lo: float, hi: float) -> str:
+def _pct(rate: float, lo: float, hi: float, digits: int = 1) -> str:
     if rate != rate:
         return "-"
-    return f"{100 * rate:.1f} [{100 * lo:.1f}-{100 * hi:.1f}]"
+    return f"{100 * rate:.{digits}f} [{100 * lo:.{digits}f}-{100 * hi:.{digits}f}]"
 
 
 def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Sequence[str], x, y, spec: str, *,
@@ -35,7 +35,8 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
     Writes ``targeted.csv`` (:data:`~testbed.attacks.targeted.PAIR_COLUMNS`) to ``out``; with
     ``json_out`` prints ``{"attack", "sources", "data", "n", "pairs": [[src, tgt], ...], "csv",
     "rows": [{source, target, eps, delay_ms, source_label, target_label, n, success: {rate, ci95,
-    k}, error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
+    k}, masked_success: {rate, ci95, k} (hits with at most 5 % of frames above the masking
+    threshold), error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
     frames_above, ...}]}``.
     """
     from rich import box
@@ -59,7 +60,7 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
         for r in table.to_dict("records"):
             row = {k: r[k] for k in ("source", "target", "eps", "delay_ms", "source_label", "target_label")}
             row["n"] = int(r["n"])
-            for what, k in (("success", "hits"), ("error", "errors")):
+            for what, k in (("success", "hits"), ("masked_success", "masked_hits"), ("error", "errors")):
                 row[what] = {"rate": _num(r[f"{what}_rate"]), "ci95": [_num(r[f"{what}_lo"]), _num(r[f"{what}_hi"])],
                              "k": int(r[k])}
             for k in ("queries", "snr_db", "level_dbfs", "level_db_spl", "level_dba", "loudness_lufs",
@@ -69,16 +70,23 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
         print_json({"attack": kind, "sources": list(sources), "data": spec, "n": int(len(x)),
                     "pairs": [list(p) for p in pairs], "csv": str(csv_path), "rows": rows})
         return
+    # eps and delay get a column only when they vary; otherwise the title says them (80 columns)
+    varying = [c for c, vals in (("eps", eps), ("ms", delays)) if len(set(vals)) > 1]
+    fixed = "".join(f", {label} {vals[0]:g}" for c, label, vals in (("eps", "eps", eps), ("ms", "delay ms", delays))
+                    if c not in varying)
     for name in target_names:
         for src in sources:
             g = table[(table["target"] == name) & (table["source"] == src)]
-            t = Table(title=f"{name}: targeted {kind} crafted on {src}, {len(x)} clips; hit = says the target",
-                      box=box.SIMPLE)
-            for col in ("pair", "eps", "ms", "n", "hit % [95% CI]", "error % [95% CI]", "SNR dB", ">mask %"):
+            t = Table(title=f"{name}: targeted {kind} crafted on {src}, {len(x)} clips{fixed} (CI: Wilson 95 %); hit = says the "
+                            f"target; masked: a hit with <= 5 % of frames above the masking threshold; >mask: % of frames above it",
+                      box=box.SIMPLE, pad_edge=False)
+            for col in ("pair", *varying, "n", "hit % [CI]", "masked %", "error % [CI]", "SNR dB", ">mask"):
                 t.add_column(col, justify="left" if col == "pair" else "right", no_wrap=True)
             for r in g.itertuples():
-                t.add_row(f"{r.source_label}->{r.target_label}", f"{r.eps:g}", f"{r.delay_ms:g}", str(r.n),
+                cells = {"eps": f"{r.eps:g}", "ms": f"{r.delay_ms:g}"}
+                t.add_row(f"{r.source_label}->{r.target_label}", *(cells[c] for c in varying), str(r.n),
                           _pct(r.success_rate, r.success_lo, r.success_hi),
+                          _pct(r.masked_success_rate, r.masked_success_lo, r.masked_success_hi, 0),
                           _pct(r.error_rate, r.error_lo, r.error_hi),
                           "-" if _num(r.snr_db) is None else f"{r.snr_db:.1f}",
                           "-" if _num(r.frames_above) is None else f"{100 * r.frames_above:.0f}")

@@ -73,7 +73,8 @@ def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_pat
             "--target-matrix", "yes:go,no:up", "--root", untrained_zoo, "--out", out]
     r = cli(args)
     assert r.exit_code == 0, r.output
-    assert "yes->go" in r.output and "no->up" in r.output and "hit % [95% CI]" in r.output, r.output
+    assert "yes->go" in r.output and "no->up" in r.output and "hit % [CI]" in r.output, r.output
+    assert "masked %" in r.output, r.output
     table = pd.read_csv(out / "targeted.csv")
     assert set(zip(table["source_label"], table["target_label"])) == {("yes", "go"), ("no", "up")}
     for row in table.itertuples():   # the printed interval is the stored Wilson interval
@@ -88,6 +89,7 @@ def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_pat
         k, n = row["success"]["k"], row["n"]
         assert row["success"]["ci95"] == pytest.approx(list(wilson_interval(k, n)))
         assert row["error"]["k"] >= k and "frames_above" in row and "loudness_lufs" in row
+        assert row["masked_success"]["k"] <= k
 
 
 def test_cli_target_matrix_rejects_a_bad_pair(cli, untrained_zoo):
@@ -97,3 +99,25 @@ def test_cli_target_matrix_rejects_a_bad_pair(cli, untrained_zoo):
     r = cli(["attack", "eval", "--model", "lm-raw", "--target-matrix", "yes:go", "--target-label", "up",
              "--root", untrained_zoo])
     assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_masked_success_counts_only_hits_under_the_threshold(tiny_model, tiny_data):
+    """A hit counts as masked only when at most 5 % of its frames are above the masking threshold."""
+    x, y = tiny_data
+    loud = evaluate_target_matrix({"tiny": tiny_model}, {"tiny": tiny_model, "always-high": Always(1)},
+                                  x.numpy(), y.numpy(), [("low", "high")], kind="pgd", eps=(0.3,),
+                                  params={"steps": 10}, sample_rate=4000)
+    for r in loud.itertuples():
+        assert r.masked_hits <= r.hits
+    always = loud[loud["target"] == "always-high"].iloc[0]
+    # every clip says the target, but a 0.3 L-inf perturbation is far above the threshold
+    assert always["hits"] == always["n"] > 0 and always["frames_above"] > 0.5
+    assert always["masked_hits"] == 0 and always["masked_success_hi"] < 0.5
+    # with no perturbation at all (eps so small PGD leaves nothing audible) every hit is masked
+    quiet = evaluate_target_matrix({"tiny": tiny_model}, {"always-high": Always(1)}, x.numpy(), y.numpy(),
+                                   [("low", "high")], kind="pgd", eps=(1e-7,), params={"steps": 1},
+                                   sample_rate=4000).iloc[0]
+    assert quiet["frames_above"] <= 0.05
+    assert quiet["masked_hits"] == quiet["hits"] == quiet["n"] > 0
+    assert (quiet["masked_success_lo"], quiet["masked_success_hi"]) == pytest.approx(
+        wilson_interval(int(quiet["masked_hits"]), int(quiet["n"])))
