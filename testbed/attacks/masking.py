@@ -70,9 +70,13 @@ def psd_db_torch(delta: torch.Tensor, psd_max_db: torch.Tensor, model: MaskingMo
 def shrink_to_threshold(delta: torch.Tensor, thr_db: torch.Tensor, psd_max_db: torch.Tensor,
                         model: MaskingModel, margin_db: float = 0.0) -> torch.Tensor:
     """Scale every STFT bin of ``delta`` (B, S) that is above ``thr_db - margin_db`` down to it and
-    resynthesise (weighted overlap-add): an approximate projection on the masked set.
+    resynthesise (weighted overlap-add with the Hann window again): an approximate projection on
+    the masked set.
 
     Overlapping frames leak into each other, so one pass leaves small excesses; stage 2 repeats it.
+    The sum of squared windows is divided out where all frames overlap; the clip's first and
+    last samples, under fewer frames, are tapered rather than divided by a weight near 0 (which
+    amplified them up to ~1000-fold before: clicks the eps projection then clipped to +-eps).
     """
     n = delta.shape[-1]
     frames = frames_torch(delta, model)
@@ -80,17 +84,17 @@ def shrink_to_threshold(delta: torch.Tensor, thr_db: torch.Tensor, psd_max_db: t
     power = (PSD_GAIN / model.window) ** 2 * (spec.real ** 2 + spec.imag ** 2)
     psd = REFERENCE_DB - psd_max_db[:, None, None] + 10.0 * torch.log10(power + PSD_FLOOR)
     excess = torch.relu(psd - (thr_db - margin_db))
-    frames = torch.fft.irfft(spec * 10.0 ** (-excess / 20.0), n=model.window, dim=-1)
+    win = torch.hann_window(model.window, periodic=True, dtype=delta.dtype, device=delta.device)
+    frames = torch.fft.irfft(spec * 10.0 ** (-excess / 20.0), n=model.window, dim=-1) * win
     t = frames.shape[-2]
     length = model.window + (t - 1) * model.hop
-    win = torch.hann_window(model.window, periodic=True, dtype=delta.dtype, device=delta.device)
     idx = (torch.arange(t, device=delta.device)[:, None] * model.hop
            + torch.arange(model.window, device=delta.device)[None, :]).reshape(-1)
     out = torch.zeros(delta.shape[:-1] + (length,), dtype=delta.dtype, device=delta.device)
     out.index_add_(-1, idx, frames.reshape(delta.shape[:-1] + (-1,)))
     norm = torch.zeros(length, dtype=delta.dtype, device=delta.device)
-    norm.index_add_(0, idx, win.expand(t, -1).reshape(-1))
-    return (out / norm.clamp_min(1e-3))[..., :n]
+    norm.index_add_(0, idx, (win * win).expand(t, -1).reshape(-1))
+    return (out / norm.max().clamp_min(1e-12))[..., :n]
 
 
 class MaskedAttack(Attack):

@@ -138,3 +138,22 @@ def test_queries_count_both_stages_once_per_batch(tiny_model, tiny_data):
     atk.perturb(x, y)
     # per batch: 3 stage-1 gradients + 6 stage-2 passes (5 steps and the last judgement), 4 clips each
     assert atk.queries == 2 * (3 + 6) * 4
+
+
+def test_shrinking_never_amplifies_the_clip_edges():
+    """The first and last samples sit under one frame's window tail; resynthesis must not blow them up."""
+    from testbed.acoustics.audibility import default_masking_model
+    from testbed.attacks.masking import shrink_to_threshold
+
+    model = default_masking_model(16000)
+    g = torch.Generator().manual_seed(0)
+    delta = 0.005 * torch.sign(torch.randn(2, 16000, generator=g))
+    psd = psd_db_torch(delta, torch.zeros(2), model)
+    thr = psd.clone()
+    thr[..., ::2] -= 20.0          # every other bin 20 dB above its threshold: frames lose their window shape
+    out = shrink_to_threshold(delta, thr, torch.zeros(2), model, margin_db=0.0)
+    edges = torch.cat([out[:, :64], out[:, -64:]], dim=1)
+    assert edges.abs().max() <= delta.abs().max()
+    loose = shrink_to_threshold(delta, psd + 400.0, torch.zeros(2), model)   # nothing above: unchanged inside
+    inner = slice(model.window, 16000 - model.window)
+    torch.testing.assert_close(loose[:, inner], delta[:, inner], atol=1e-5, rtol=0)
