@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from testbed.analysis.attack_pairs import all_attack_pairs
 from testbed.analysis.compare import all_mic_pairs
 from testbed.analysis.dimensions import resolve_dimensions
 from testbed.analysis.findings import findings as compute_findings
@@ -160,6 +161,7 @@ def build_report(
     main = rate_table(df, dims)
     tables = _standard(df)
     mic_pairs = all_mic_pairs(df) if df["mic"].nunique() > 1 else []
+    attack_pairs = all_attack_pairs(df, by="delay_ms" if "delay_ms" in df.columns else None)
     found = compute_findings(df)
 
     first = next(iter(sessions.paths))
@@ -190,6 +192,7 @@ def build_report(
         "main_table": table_records(main),
         "tables": {tid: {"title": title, "rows": table_records(t)} for tid, (title, t) in tables.items()},
         "mic_pairs": mic_pairs,
+        "attack_pairs": attack_pairs,
         "findings": found,
         "figures": fig_ids,
         "spl": spl,
@@ -207,6 +210,7 @@ def build_report(
         main={"title": "By " + ", ".join(dims), "table": _html_rows(main)},
         tables=[{"title": title, "table": _html_rows(t)} for title, t in tables.values()],
         mic_pairs=mic_pairs,
+        attack_pairs=attack_pairs,
         figures=figs,
         spl={"table": spl_html_rows(spl), "note": spl["note"], "source": spl["source"]},
         audibility={"table": audibility_html_rows(audible), "note": audible["note"]},

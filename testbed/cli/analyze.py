@@ -25,6 +25,9 @@ def analyze(
 ) -> None:
     """Error rates with Wilson 95% intervals by any dimension, findings, and analysis/<ID>/report.html.
 
+    Attacks played on the same utterances are compared pairwise (McNemar, Holm-adjusted; pooled
+    and per delay): the report's "Attack vs attack" table and "attack_pairs" in --json.
+
     Several sessions are pooled (or compared with --compare).
 
     Example: testbed analyze 20250101-120000-delay-sweep --by mic,delay_ms
@@ -46,6 +49,7 @@ def analyze(
     from testbed.analysis.metrics import RATE_COLUMNS
 
     if json_out:
+        from testbed.analysis.attack_pairs import all_attack_pairs
         from testbed.analysis.findings import findings
         from testbed.analysis.report import table_records
 
@@ -55,6 +59,8 @@ def analyze(
             "n_evaluations": int(len(data.evaluations)),
             "rows": table_records(table),
             "findings": rep.findings if rep else findings(data.evaluations),
+            "attack_pairs": rep.summary["attack_pairs"] if rep else all_attack_pairs(
+                data.evaluations, by="delay_ms" if "delay_ms" in data.evaluations.columns else None),
             "report": str(rep.html_path) if rep else None,
             "summary": str(rep.summary_path) if rep else None,
         })
@@ -84,5 +90,14 @@ def analyze(
             console.print("[bold]Findings[/bold]")
             for f in rep.findings:
                 console.print(f"  - {f['text']}")
+        pooled = [p for p in rep.summary.get("attack_pairs", []) if p.get("group") is None]
+        if pooled:
+            console.print("[bold]Attack vs attack on the same utterances[/bold] (McNemar, Holm-adjusted)")
+            for p in pooled:
+                verdict = "within noise" if p["p_holm"] >= 0.05 else "differ"
+                console.print(f"  - {p['attack_a']} vs {p['attack_b']}: {100 * p['error_a']:.1f} % vs "
+                              f"{100 * p['error_b']:.1f} % on {p['n_pairs']} pairs, A - B "
+                              f"{100 * p['diff']:+.1f} [{100 * p['diff_lo']:+.1f}, {100 * p['diff_hi']:+.1f}] pts, "
+                              f"Holm p {p['p_holm']:.2g} ({verdict})")
         console.print(f"report: {rep.html_path}")
         console.print(f"summary: {rep.summary_path}")
