@@ -203,6 +203,7 @@ def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources
     """``ShoeBox.compute_rir`` itself: ray-traced rooms, and the reference the image-source renderer
     (:mod:`testbed.acoustics.image_sources`) is tested against."""
     from testbed.acoustics.pra import pyroomacoustics
+    from testbed.acoustics.rt_tail import fast_tail
 
     pra = pyroomacoustics()
     box = _shoebox(room, coeffs, max_order)
@@ -217,7 +218,8 @@ def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources
     hpf = pra.constants.get("rir_hpf_enable")
     pra.constants.set("rir_hpf_enable", False)
     try:
-        box.compute_rir()
+        with fast_tail():   # pyroomacoustics' tail synthesis, vectorised: the same RIRs bit for bit
+            box.compute_rir()
     finally:
         pra.constants.set("rir_hpf_enable", hpf)
     lead = pra.constants.get("frac_delay_length") // 2
