@@ -20,7 +20,12 @@ def adc(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     clipped : how many samples fell outside the converter's range.
     """
     q = float(2 ** (bits - 1))
-    codes = np.rint(np.asarray(x, dtype=np.float64) * q)
-    clipped = int(np.count_nonzero((codes > q - 1) | (codes < -q)))
-    np.clip(codes, -q, q - 1, out=codes)
-    return (codes / q).astype(np.float32), clipped
+    codes = np.asarray(x, dtype=np.float64) * q
+    np.rint(codes, out=codes)
+    lo, hi = (float(codes.min()), float(codes.max())) if codes.size else (0.0, 0.0)
+    clipped = 0
+    if hi > q - 1 or lo < -q:   # a signal inside the range (nearly always) needs no clip or count
+        clipped = int(np.count_nonzero((codes > q - 1) | (codes < -q)))
+        np.clip(codes, -q, q - 1, out=codes)
+    codes /= q
+    return codes.astype(np.float32), clipped
