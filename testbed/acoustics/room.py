@@ -14,7 +14,8 @@ The absorption is calibrated on probe paths so that the RT60 the simulator *deli
 measures it on the rig's own paths for ``rig check``, both with :mod:`testbed.acoustics.irstats`.
 Rooms without ray tracing are rendered from pyroomacoustics' image sources by
 :class:`testbed.acoustics.image_sources.ImageSources` (one build per reflection order shared by
-the octave bands; the calibration re-weights its probe images instead of recomputing them).
+the octave bands; the calibration re-weights its probe images instead of recomputing them);
+ray-traced tails are pyroomacoustics' own, synthesised by :mod:`testbed.acoustics.rt_tail`.
 """
 
 from __future__ import annotations
