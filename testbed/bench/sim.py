@@ -11,6 +11,7 @@ cold caches, and by building a ``pyroomacoustics.ShoeBox`` and calling
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -125,40 +126,59 @@ def measured_vs_sim(trials, record_s: float) -> dict:
     }
 
 
-def _naive(rig, trials, record_s: float) -> float:
-    """Wall time of building a ShoeBox with the rig's room features and ``simulate()`` per trial.
+def naive_shoebox(rig):
+    """What a naive simulator builds for every trial of ``rig``: ``build(plays) -> ShoeBox``.
 
-    The room is the simulator's: the same calibrated absorption, image-source order, ray-tracing
-    parameters, air absorption and source directivities (:func:`testbed.acoustics.room._shoebox`),
-    and, like the simulator, without pyroomacoustics' optional 10 Hz high-pass on each RIR.
+    ``plays`` maps a speaker name to ``(signal, delay_s)``. The room is the simulator's: the same
+    calibrated absorption, image-source order, ray-tracing parameters (rays, receiver radius,
+    energy and time thresholds), air absorption and source directivities
+    (:func:`testbed.acoustics.room._shoebox`); the absorption is calibrated here, untimed.
+    Render it inside :func:`naive_constants`, as the simulator does.
     """
-    from testbed.acoustics.pra import pyroomacoustics
-
-    pra = pyroomacoustics()
-
     from testbed.acoustics.room import RoomSpec, _pra_directivity, _shoebox, absorption_bands, source_directivities
 
-    fs = rig.sample_rate
     room = RoomSpec.from_rig(rig)
     coeffs, order = absorption_bands(room)
     dirs = dict(zip(rig.speakers, source_directivities(rig)))
     mics = np.array([m.position_m for m in rig.mics.values()]).T
+
+    def build(plays):
+        box = _shoebox(room, coeffs, order)
+        for name, (signal, delay_s) in plays.items():
+            box.add_source(list(rig.speakers[name].position_m), signal=signal, delay=delay_s,
+                           directivity=_pra_directivity(dirs[name]))
+        box.add_microphone_array(mics)
+        return box
+
+    return build
+
+
+@contextmanager
+def naive_constants():
+    """pyroomacoustics without its optional 10 Hz high-pass on each RIR (the simulator has none)."""
+    from testbed.acoustics.pra import pyroomacoustics
+
+    pra = pyroomacoustics()
     hpf = pra.constants.get("rir_hpf_enable")
     pra.constants.set("rir_hpf_enable", False)
     try:
+        yield
+    finally:
+        pra.constants.set("rir_hpf_enable", hpf)
+
+
+def _naive(rig, trials, record_s: float) -> float:
+    """Wall time of building a ShoeBox with the rig's room features and ``simulate()`` per trial
+    (:func:`naive_shoebox`: the simulator's room, parameters and RIRs)."""
+    fs = rig.sample_rate
+    build = naive_shoebox(rig)
+    with naive_constants():
         t0 = time.perf_counter()
         for speech, pert, delay in trials:
-            box = _shoebox(room, coeffs, order)
-            box.add_source(list(rig.speakers["user"].position_m), signal=speech,
-                           directivity=_pra_directivity(dirs["user"]))
-            box.add_source(list(rig.speakers["adversary"].position_m), signal=pert, delay=delay / fs,
-                           directivity=_pra_directivity(dirs["adversary"]))
-            box.add_microphone_array(mics)
+            box = build({"user": (speech, 0.0), "adversary": (pert, delay / fs)})
             box.simulate()
             _ = box.mic_array.signals[:, : int(record_s * fs)]
         return time.perf_counter() - t0
-    finally:
-        pra.constants.set("rir_hpf_enable", hpf)
 
 
 def _sim(rig, trials, record_s: float) -> tuple[float, float]:
