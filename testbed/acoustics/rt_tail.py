@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import threading
 
 import numpy as np
 
@@ -132,17 +133,33 @@ def directional_sequence(t0, times, response, hist, hist_bin_size, fs):
     return seq
 
 
+_SWAP_LOCK = threading.Lock()
+_swap_depth = 0
+_stock: tuple | None = None
+
+
 @contextmanager
 def fast_tail() -> Iterator[None]:
-    """Within the block, pyroomacoustics synthesises ray-traced tails with this module's functions."""
+    """Within the block, pyroomacoustics synthesises ray-traced tails with this module's functions.
+
+    Re-entrant and thread-safe: the stock functions come back when the last block open leaves.
+    """
+    global _swap_depth, _stock
     from testbed.acoustics.pra import pyroomacoustics
 
     pyroomacoustics()
     from pyroomacoustics.simulation import rt
 
-    saved = rt.poisson_sequence, rt.directional_sequence
-    rt.poisson_sequence, rt.directional_sequence = poisson_sequence, directional_sequence
+    with _SWAP_LOCK:
+        if _swap_depth == 0:
+            _stock = rt.poisson_sequence, rt.directional_sequence
+            rt.poisson_sequence, rt.directional_sequence = poisson_sequence, directional_sequence
+        _swap_depth += 1
     try:
         yield
     finally:
-        rt.poisson_sequence, rt.directional_sequence = saved
+        with _SWAP_LOCK:
+            _swap_depth -= 1
+            if _swap_depth == 0 and _stock is not None:
+                rt.poisson_sequence, rt.directional_sequence = _stock
+                _stock = None

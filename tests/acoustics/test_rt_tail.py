@@ -82,3 +82,12 @@ def test_fast_tail_restores_pyroomacoustics_functions():
             assert pra_rt.poisson_sequence is rt_tail.poisson_sequence
             raise RuntimeError("boom")
     assert (pra_rt.poisson_sequence, pra_rt.directional_sequence) == before
+
+
+def test_nested_fast_tails_restore_only_when_the_last_leaves():
+    before = pra_rt.poisson_sequence
+    with rt_tail.fast_tail():
+        with rt_tail.fast_tail():
+            pass
+        assert pra_rt.poisson_sequence is rt_tail.poisson_sequence     # the outer block still open
+    assert pra_rt.poisson_sequence is before
