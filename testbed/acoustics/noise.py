@@ -119,11 +119,21 @@ def standard_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.f
     return torch.randn(shape, generator=gen, dtype=tdtype).numpy()
 
 
-def noise_spectrum(coloring: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def noise_terms(coloring: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    """Per mic ``i``, the sources ``j >= 1`` whose mixing row ``coloring[i, j]`` is not all zero
+    (a Cholesky factor is lower-triangular): what :func:`noise_spectrum` needs to add. Compute it
+    once per coloring."""
+    m = coloring.shape[0]
+    return tuple(tuple(j for j in range(1, m) if np.any(coloring[i, j])) for i in range(m))
+
+
+def noise_spectrum(coloring: np.ndarray, rng: np.random.Generator,
+                   terms: tuple[tuple[int, ...], ...] | None = None) -> np.ndarray:
     """Draw one noise realisation from :func:`noise_coloring`'s matrices, as rfft bins.
 
     A caller that already works in the frequency domain adds this to its spectrum and saves
-    an inverse FFT; :func:`render_noise` is the time-domain form.
+    an inverse FFT; :func:`render_noise` is the time-domain form. ``terms`` (from
+    :func:`noise_terms`) skips the all-zero mixing rows; the result is the same.
 
     Returns
     -------
@@ -134,12 +144,13 @@ def noise_spectrum(coloring: np.ndarray, rng: np.random.Generator) -> np.ndarray
     z = standard_normal(rng, (m, 2, bins), real)               # real and imaginary parts
     out = np.empty((m, bins), dtype=np.complex64 if real is np.float32 else np.complex128)
     part, tmp = np.empty((2, bins), dtype=real), np.empty((2, bins), dtype=real)
+    scale = np.sqrt(0.5)
     for i in range(m):              # a handful of mics: real multiply-adds beat a batched matmul
         np.multiply(coloring[i, 0], z[0], out=part)
-        for j in range(1, m):
+        for j in (range(1, m) if terms is None else terms[i]):
             part += np.multiply(coloring[i, j], z[j], out=tmp)
+        np.multiply(part, scale, out=part)      # in double precision, as a complex multiply would be
         out[i].real, out[i].imag = part
-    out *= np.sqrt(0.5)
     return out
 
 

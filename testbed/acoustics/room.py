@@ -14,7 +14,8 @@ The absorption is calibrated on probe paths so that the RT60 the simulator *deli
 measures it on the rig's own paths for ``rig check``, both with :mod:`testbed.acoustics.irstats`.
 Rooms without ray tracing are rendered from pyroomacoustics' image sources by
 :class:`testbed.acoustics.image_sources.ImageSources` (one build per reflection order shared by
-the octave bands; the calibration re-weights its probe images instead of recomputing them).
+the octave bands; the calibration re-weights its probe images instead of recomputing them);
+ray-traced tails are pyroomacoustics' own, synthesised by :mod:`testbed.acoustics.rt_tail`.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources
     """``ShoeBox.compute_rir`` itself: ray-traced rooms, and the reference the image-source renderer
     (:mod:`testbed.acoustics.image_sources`) is tested against."""
     from testbed.acoustics.pra import pyroomacoustics
+    from testbed.acoustics.rt_tail import fast_tail
 
     pra = pyroomacoustics()
     box = _shoebox(room, coeffs, max_order)
@@ -217,7 +219,8 @@ def _render_pra(room: RoomSpec, coeffs: Sequence[float], max_order: int, sources
     hpf = pra.constants.get("rir_hpf_enable")
     pra.constants.set("rir_hpf_enable", False)
     try:
-        box.compute_rir()
+        with fast_tail():   # pyroomacoustics' tail synthesis, vectorised: the same RIRs bit for bit
+            box.compute_rir()
     finally:
         pra.constants.set("rir_hpf_enable", hpf)
     lead = pra.constants.get("frac_delay_length") // 2

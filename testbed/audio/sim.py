@@ -30,7 +30,7 @@ from scipy import fft as sfft
 from testbed.acoustics import adc, apply_clock_ppm, fractional_delay, mic_facts, sample_channel
 from testbed.acoustics.channel import Channel, placement_positions
 from testbed.acoustics.measured import check_measured
-from testbed.acoustics.noise import noise_coloring, noise_spectrum, self_noise_rms
+from testbed.acoustics.noise import noise_coloring, noise_spectrum, noise_terms, self_noise_rms
 from testbed.acoustics.responses import mic_response_db
 from testbed.acoustics.room import RoomSpec, default_rir_cache, source_directivities
 from testbed.audio.limiter import limit_for, record_limit
@@ -48,6 +48,16 @@ def _trim(h: np.ndarray) -> np.ndarray:
         return h[:1]
     keep = int(np.searchsorted(-e, -_TAIL_ENERGY * e[0]))
     return h[:max(keep, 1)]
+
+
+def _levels_dbfs(x: np.ndarray) -> tuple[float, float]:
+    """``(dbfs(x, "peak"), dbfs(x, "rms"))`` of a float32 signal, the same numbers from one
+    double-precision copy (the peak of a float32 signal is exact in float32)."""
+    if x.size == 0:
+        return dbfs(x, "peak"), dbfs(x, "rms")
+    x64 = x.astype(np.float64)
+    peak = float(np.max(np.abs(x))) if x.dtype == np.float32 else np.max(np.abs(x64))
+    return float(20 * np.log10(max(peak, 1e-10))), dbfs(x64, "rms")
 
 
 class SimBackend:
@@ -77,7 +87,7 @@ class SimBackend:
         self._channels: dict[str | None, dict[str, Channel]] = {}
         self._spectra: dict[tuple, tuple[int, dict[str, np.ndarray]]] = {}
         self._trimmed: dict[str | None, dict[str, list[np.ndarray]]] = {}
-        self._colorings: dict[tuple, np.ndarray] = {}
+        self._colorings: dict[tuple, tuple[np.ndarray, tuple]] = {}
         if rig.room.model == "measured":
             check_measured(rig)   # every IR file the rig needs, read once: RigError naming the file
         self.injections: list[Injection] = []                 # issue 23: SPL (testbed.audio.sim_spl)
@@ -193,8 +203,7 @@ class SimBackend:
             lim = limit_for(rig.speakers[spk], pb.signal, fs)
             x = lim.signal
             record_limit(facts, spk, lim, rig.speakers[spk].max_dbfs)
-            facts.speaker_peak_dbfs[spk] = dbfs(x, "peak")
-            facts.speaker_rms_dbfs[spk] = dbfs(x, "rms")
+            facts.speaker_peak_dbfs[spk], facts.speaker_rms_dbfs[spk] = _levels_dbfs(x)
             facts.realised_offsets_samples[spk] = float(pb.offset_samples)
             if pb.offset_samples + len(x) > n_rec:
                 facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
@@ -219,8 +228,7 @@ class SimBackend:
             y32, n_clip = adc(y, mf.bits)
             out[m] = y32
             facts.clipped_samples[m] = n_clip
-            facts.mic_peak_dbfs[m] = dbfs(y32, "peak")
-            facts.mic_rms_dbfs[m] = dbfs(y32, "rms")
+            facts.mic_peak_dbfs[m], facts.mic_rms_dbfs[m] = _levels_dbfs(y32)
         self.injections = spend(self.injections)
         return Capture(mics=out, facts=facts)
 
@@ -239,12 +247,14 @@ class SimBackend:
             resp = np.stack([mic_response_db(rig.mics[m].tier, freqs, rig) for m in mics])
             # r1-follow: a measured room's recorded background replaces the diffuse field (added below)
             level = rig.room.noise_dbspl if rig.room.noise is None else -200.0
-            self._colorings[key] = noise_coloring(
+            coloring = noise_coloring(
                 np.array([pos[m] for m in mics]), n, self.sample_rate, level,
                 np.array([f.gain_per_pa for f in facts]), resp,
                 np.array([self_noise_rms(f.self_noise_dba, f.gain_per_pa) for f in facts]),
             ).astype(np.float32)    # noise needs no double precision; halves the per-trial draw
-        spec = noise_spectrum(self._colorings[key], rng)
+            self._colorings[key] = (coloring, noise_terms(coloring))
+        coloring, terms = self._colorings[key]
+        spec = noise_spectrum(coloring, rng, terms)
         if self.rig.room.noise is not None:  # r1-follow: noise recorded in the room
             from testbed.acoustics.room_noise import recorded_noise
 
