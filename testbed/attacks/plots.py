@@ -1,4 +1,5 @@
-"""Pictures of an attack evaluation: error vs eps, error vs delay, transfer heatmap (PNG)."""
+"""Pictures of an attack evaluation: error vs eps, error vs delay, transfer heatmap, targeted
+success against audibility (PNG)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,33 @@ def plot_transfer_heatmap(matrix: pd.DataFrame, path: Path, title: str = "transf
                         color="white" if values[i, j] < 60 else "black", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_tradeoff(curve: pd.DataFrame, path: Path, title: str = "targeted success against audibility") -> Path:
+    """One line per pair (and eps / model when several): success with at most a fraction of frames
+    above the masking threshold, with its Wilson 95 % band (:func:`testbed.attacks.targeted.tradeoff`)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, g in curve.groupby(["source", "target", "eps", "delay_ms", "source_label", "target_label"], sort=False):
+        src, tgt, eps, delay, a, b = key
+        label = f"{a}->{b}" + (f" eps {eps:g}" if curve["eps"].nunique() > 1 else "") + \
+            (f" {delay:g} ms" if curve["delay_ms"].nunique() > 1 else "") + \
+            (f" on {tgt}" if curve["target"].nunique() > 1 else "")
+        x = 100 * g["fraction"].to_numpy()
+        ax.plot(x, 100 * g["rate"].to_numpy(), marker="o", label=f"{label} (n={int(g['n'].iloc[0])})")
+        ax.fill_between(x, 100 * g["lo"].to_numpy(), 100 * g["hi"].to_numpy(), alpha=0.15)
+    ax.axvline(5, color="grey", lw=0.8, ls=":")
+    ax.axhline(80, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("frames above the masking threshold, at most (%)")
+    ax.set_ylabel("target reached (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

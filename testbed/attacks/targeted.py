@@ -76,6 +76,7 @@ def evaluate_target_matrix(
     sample_rate: int = 16000,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    clips_out: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Craft targeted ``kind`` per (source model, pair, eps) and judge it on every target model.
 
@@ -86,6 +87,9 @@ def evaluate_target_matrix(
     pairs : (source label, target label): clips of the source label are attacked toward the target
     kind, eps, delays_ms, params, sample_rate, batch_size : as :func:`evaluate_attack`
     progress : called with (done, total) clips crafted
+    clips_out : when a list, one dict per (row, clip) is appended to it: the row's keys, ``clip``
+        (index into ``x``), ``hit`` (the target model said the target), ``frames_above`` and
+        ``snr_db`` of that clip's perturbation (:func:`tradeoff` reads them)
 
     Returns
     -------
@@ -138,6 +142,10 @@ def evaluate_target_matrix(
                         rows.append({**base, "target": t_name, "delay_ms": float(d_ms), "hits": int(hit.sum()),
                                      "masked_hits": int((hit & masked).sum()), "errors": int((pred != si).sum()),
                                      "queries": float(queries), **audible})
+                        if clips_out is not None:
+                            clips_out += [{**base, "target": t_name, "delay_ms": float(d_ms), "clip": int(c),
+                                           "hit": bool(h), "frames_above": float(f), "snr_db": float(q)}
+                                          for c, h, f, q in zip(rows_idx, hit, clips["frames_above"], clips["snr_db"])]
     return _with_intervals(pd.DataFrame(rows))
 
 
@@ -149,3 +157,30 @@ def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
         table[f"{what}_lo"] = [iv["ci_low"] for iv in ivs]
         table[f"{what}_hi"] = [iv["ci_high"] for iv in ivs]
     return table.reindex(columns=list(PAIR_COLUMNS))
+
+
+#: Fractions of frames above the masking threshold at which :func:`tradeoff` counts success.
+TRADEOFF_FRACTIONS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def tradeoff(clips: Sequence[dict], fractions: Sequence[float] = TRADEOFF_FRACTIONS) -> pd.DataFrame:
+    """Targeted success against audibility: per (source, target model, eps, delay, pair) and per
+    allowed fraction ``f`` of frames above the masking threshold, the clips that said the target
+    with their perturbation above the threshold in at most ``f`` of the frames (``k`` / ``n``,
+    Wilson 95 %). ``f = 1`` is plain success; ``f = 0.05`` is :data:`MASKED_FRAMES`'s masked
+    success. A clip whose command is silent (NaN) counts only at ``f = 1``.
+    """
+    keys = ["source", "target", "eps", "delay_ms", "source_label", "target_label"]
+    df = pd.DataFrame(list(clips))
+    out = []
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, "fraction", "k", "n", "rate", "lo", "hi"])
+    for key, g in df.groupby(keys, sort=False):
+        frac = g["frames_above"].to_numpy(dtype=np.float64)
+        hit = g["hit"].to_numpy(dtype=bool)
+        for f in fractions:
+            under = np.ones_like(hit) if f >= 1.0 else (frac <= f)     # NaN <= f is False
+            iv = rate_interval(int((hit & under).sum()), int(hit.size))
+            out.append({**dict(zip(keys, key)), "fraction": float(f), "k": iv["k"], "n": iv["n"],
+                        "rate": iv["rate"], "lo": iv["ci_low"], "hi": iv["ci_high"]})
+    return pd.DataFrame(out)

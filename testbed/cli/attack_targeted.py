@@ -32,17 +32,23 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
                       sample_rate: int, batch_size: int, out: Path, json_out: bool) -> None:
     """Attack each pair's clips toward its target on every source; print and save per-pair intervals.
 
-    Writes ``targeted.csv`` (:data:`~testbed.attacks.targeted.PAIR_COLUMNS`) to ``out``; with
+    Writes ``targeted.csv`` (:data:`~testbed.attacks.targeted.PAIR_COLUMNS`), ``targeted_clips.csv``
+    (one row per attacked clip: hit, frames above, SNR) and the trade-off of success against
+    audibility (``targeted_tradeoff.csv`` / ``.png``, :func:`~testbed.attacks.targeted.tradeoff`) to ``out``; with
     ``json_out`` prints ``{"attack", "sources", "data", "n", "pairs": [[src, tgt], ...], "csv",
     "rows": [{source, target, eps, delay_ms, source_label, target_label, n, success: {rate, ci95,
     k}, masked_success: {rate, ci95, k} (hits with at most 5 % of frames above the masking
     threshold), error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
-    frames_above, ...}]}``.
+    frames_above, ...}], "tradeoff": [{source, target, eps, delay_ms, source_label, target_label,
+    fraction, k, n, rate, lo, hi}], "tradeoff_png"}``.
     """
     from rich import box
     from rich.table import Table
 
-    from testbed.attacks.targeted import evaluate_target_matrix, parse_target_matrix
+    import pandas as pd
+
+    from testbed.attacks.plots import plot_tradeoff
+    from testbed.attacks.targeted import evaluate_target_matrix, parse_target_matrix, tradeoff
 
     first = models[sources[0]]
     pairs = parse_target_matrix(matrix, list(first.labels))
@@ -51,10 +57,16 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
         table = evaluate_target_matrix(
             {s: models[s] for s in sources}, {t: models[t] for t in target_names}, x, y, pairs,
             kind=kind, eps=eps, delays_ms=delays, params=params, sample_rate=sample_rate,
-            batch_size=batch_size, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            batch_size=batch_size, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            clips_out=(clips := []))
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "targeted.csv"
     table.to_csv(csv_path, index=False)
+    pd.DataFrame(clips).to_csv(out / "targeted_clips.csv", index=False)
+    curve = tradeoff(clips)
+    curve.to_csv(out / "targeted_tradeoff.csv", index=False)
+    png = plot_tradeoff(curve, out / "targeted_tradeoff.png",
+                        title=f"targeted {kind}: success against frames above the masking threshold")
     if json_out:
         rows = []
         for r in table.to_dict("records"):
@@ -67,8 +79,11 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
                       "masking_margin_db", "frames_above"):
                 row[k] = _num(r.get(k))
             rows.append(row)
+        curve_rows = [{k: (r[k] if k in ("source", "target", "source_label", "target_label") else
+                           int(r[k]) if k in ("k", "n") else _num(r[k])) for k in r} for r in curve.to_dict("records")]
         print_json({"attack": kind, "sources": list(sources), "data": spec, "n": int(len(x)),
-                    "pairs": [list(p) for p in pairs], "csv": str(csv_path), "rows": rows})
+                    "pairs": [list(p) for p in pairs], "csv": str(csv_path), "rows": rows,
+                    "tradeoff": curve_rows, "tradeoff_png": str(png)})
         return
     # eps and delay get a column only when they vary; otherwise the title says them (80 columns)
     varying = [c for c, vals in (("eps", eps), ("ms", delays)) if len(set(vals)) > 1]
@@ -91,4 +106,5 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
                           "-" if _num(r.snr_db) is None else f"{r.snr_db:.1f}",
                           "-" if _num(r.frames_above) is None else f"{100 * r.frames_above:.0f}")
             console.print(t)
-    console.print(f"wrote {csv_path}")
+    console.print(f"wrote {csv_path}, targeted_clips.csv, targeted_tradeoff.csv and {png.name} "
+                  "(success with at most a given fraction of frames above the masking threshold)")

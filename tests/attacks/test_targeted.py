@@ -77,6 +77,11 @@ def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_pat
     assert "masked %" in r.output, r.output
     table = pd.read_csv(out / "targeted.csv")
     assert set(zip(table["source_label"], table["target_label"])) == {("yes", "go"), ("no", "up")}
+    clips = pd.read_csv(out / "targeted_clips.csv")     # one row per attacked clip, hits add up
+    for row in table.itertuples():
+        mine = clips[(clips["source_label"] == row.source_label) & (clips["target"] == row.target)]
+        assert len(mine) == row.n and int(mine["hit"].sum()) == row.hits
+    assert (out / "targeted_tradeoff.png").stat().st_size > 0
     for row in table.itertuples():   # the printed interval is the stored Wilson interval
         if row.n:
             lo, hi = wilson_interval(int(row.hits), int(row.n))
@@ -90,6 +95,8 @@ def test_cli_target_matrix_prints_per_pair_intervals(cli, untrained_zoo, tmp_pat
         assert row["success"]["ci95"] == pytest.approx(list(wilson_interval(k, n)))
         assert row["error"]["k"] >= k and "frames_above" in row and "loudness_lufs" in row
         assert row["masked_success"]["k"] <= k
+    at_one = {(t["source_label"], t["target"]): t["k"] for t in res["tradeoff"] if t["fraction"] == 1.0}
+    assert at_one == {(r["source_label"], r["target"]): r["success"]["k"] for r in res["rows"]}
 
 
 def test_cli_target_matrix_rejects_a_bad_pair(cli, untrained_zoo):
@@ -121,3 +128,14 @@ def test_masked_success_counts_only_hits_under_the_threshold(tiny_model, tiny_da
     assert quiet["masked_hits"] == quiet["hits"] == quiet["n"] > 0
     assert (quiet["masked_success_lo"], quiet["masked_success_hi"]) == pytest.approx(
         wilson_interval(int(quiet["masked_hits"]), int(quiet["n"])))
+
+
+def test_tradeoff_counts_hits_under_each_allowed_fraction():
+    from testbed.attacks.targeted import tradeoff
+
+    base = {"source": "m", "target": "m", "eps": 0.005, "delay_ms": 0.0, "source_label": "yes", "target_label": "go"}
+    clips = [{**base, "clip": i, "hit": h, "frames_above": f, "snr_db": 30.0}
+             for i, (h, f) in enumerate([(True, 0.0), (True, 0.04), (True, 0.3), (False, 0.0), (True, float("nan"))])]
+    curve = tradeoff(clips, fractions=(0.0, 0.05, 0.5, 1.0)).set_index("fraction")
+    assert curve["k"].tolist() == [1, 2, 3, 4] and (curve["n"] == 5).all()   # non-decreasing in f
+    assert (curve.loc[1.0, "lo"], curve.loc[1.0, "hi"]) == pytest.approx(wilson_interval(4, 5))
