@@ -66,7 +66,7 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
     curve = tradeoff(clips)
     curve.to_csv(out / "targeted_tradeoff.csv", index=False)
     png = plot_tradeoff(curve, out / "targeted_tradeoff.png",
-                        title=f"targeted {kind}: success against frames above the masking threshold")
+                        title=f"targeted {kind}: success vs frames above the mask")
     if json_out:
         rows = []
         for r in table.to_dict("records"):
