@@ -98,7 +98,7 @@ def plot_tradeoff(curve: pd.DataFrame, path: Path, title: str = "targeted succes
     ax.set_xlabel("frames above the masking threshold, at most (%)")
     ax.set_ylabel("target reached (%)")
     ax.set_ylim(-2, 102)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
