@@ -72,6 +72,17 @@ def _mic_desc(mic: str, tiers: dict) -> str:
     return f"the {tier} mic '{mic}'" if tier else f"mic '{mic}'"
 
 
+def _versus(a: pd.Series, b: pd.Series) -> str:
+    """How rate ``a`` stands against rate ``b`` by their 95 % intervals: "clearly above",
+    "clearly below", or "within the noise of" when the intervals overlap (a point estimate
+    above the other is not reported as a difference)."""
+    if a["error_lo"] > b["error_hi"]:
+        return "clearly above"
+    if a["error_hi"] < b["error_lo"]:
+        return "clearly below"
+    return "within the noise of"
+
+
 def clean_vs_attack(df: pd.DataFrame) -> dict | None:
     """Clean error vs attacked error at the DUT mic, all models pooled."""
     data = usable(dut_view(df))
@@ -84,8 +95,7 @@ def clean_vs_attack(df: pd.DataFrame) -> dict | None:
     per = rate_table(att, ["attack"]).sort_values("error_rate", ascending=False)
     parts = ", ".join(f"{_attack_name(r['attack'])} {fmt_rate(r['error_rate'], r['error_lo'], r['error_hi'])}"
                       for _, r in per.iterrows())
-    verdict = ("clearly above" if a["error_lo"] > c["error_hi"] else
-               "above" if a["error_rate"] > c["error_rate"] else "not above")
+    verdict = _versus(a, c)
     text = (f"At the DUT mic the models err on {fmt_rate(c['error_rate'], c['error_lo'], c['error_hi'])} "
             f"of clean captures and on {fmt_rate(a['error_rate'], a['error_lo'], a['error_hi'])} of attacked "
             f"ones ({parts}): attacks are {verdict} the clean error. Intervals are 95 %: trial-level "
@@ -132,8 +142,7 @@ def pgd_vs_fgsm_delay(df: pd.DataFrame) -> dict | None:
     p, f = t.loc["pgd"], t.loc["fgsm"]
     dmin, dmax = delayed["delay_ms"].astype(float).min(), delayed["delay_ms"].astype(float).max()
     rng = f"{dmin:g} ms" if dmin == dmax else f"{dmin:g}-{dmax:g} ms"
-    cmp = ("above" if p["error_lo"] > f["error_hi"] else
-           "slightly above" if p["error_rate"] > f["error_rate"] else "not above")
+    cmp = _versus(p, f)
     text = (f"Under sync delays of {rng}, PGD errs on {fmt_rate(p['error_rate'], p['error_lo'], p['error_hi'])} "
             f"of captures at the DUT mic and FGSM on {fmt_rate(f['error_rate'], f['error_lo'], f['error_hi'])}: "
             f"PGD is {cmp} FGSM under delay.")

@@ -24,7 +24,7 @@ def test_findings_state_the_synthetic_effects(evals):
 
     p = fs["pgd_vs_fgsm_delay"]
     assert p["values"]["pgd"]["rate"] > p["values"]["fgsm"]["rate"]
-    assert "100-250 ms" in p["text"] and "PGD is above FGSM" in p["text"]
+    assert "100-250 ms" in p["text"] and "PGD is clearly above FGSM" in p["text"]
 
     m = fs["mic_difference"]
     assert m["text"].startswith("On the same attacked trials, the electret-cheap mic 'cheap' is fooled")
@@ -45,7 +45,23 @@ def test_findings_follow_the_data(evals):
     assert mic_difference(df)["text"].startswith("On the same attacked trials, the reference mic 'ref'")
     # without FGSM there is nothing to compare PGD with
     assert pgd_vs_fgsm_delay(evals[evals["attack"] != "fgsm"]) is None
-    # with FGSM as strong as PGD the verdict is not "above"
+    # with FGSM always wrong the verdict turns
     df = evals.copy()
     df.loc[df["attack"] == "fgsm", "correct"] = False
-    assert "PGD is not above FGSM" in pgd_vs_fgsm_delay(df)["text"]
+    assert "PGD is clearly below FGSM" in pgd_vs_fgsm_delay(df)["text"]
+
+
+def test_a_difference_inside_the_noise_is_reported_as_such(evals):
+    """Attacked error a little above clean error, with overlapping intervals: not called "above"."""
+    from testbed.analysis.findings import clean_vs_attack
+
+    dut = evals[evals["is_dut_mic"]]
+    utts = sorted(set(dut["utterance_id"]))[:10]
+    df = dut[dut["utterance_id"].isin(utts) & dut["attack"].isin(["none", "pgd"])].copy()
+    df["correct"] = True
+    clean, att = df[df["attack"] == "none"].index, df[df["attack"] == "pgd"].index
+    df.loc[clean[: max(1, len(clean) // 10)], "correct"] = False          # ~10 % clean error
+    df.loc[att[: max(2, len(att) // 8)], "correct"] = False              # ~12 % attacked
+    c = clean_vs_attack(df)
+    assert c["values"]["attacked"]["rate"] > c["values"]["clean"]["rate"]
+    assert "within the noise of the clean error" in c["text"] and "clearly" not in c["text"]
