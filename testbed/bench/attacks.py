@@ -77,9 +77,11 @@ def run(quick: bool = False) -> dict:
         raise TestbedError("bench attacks: needs torchattacks (pip install -e '.[test]')") from None
 
     batch, steps, repeats = (8, 5, 2) if quick else (32, 20, 3)
-    eps = 0.005
-    alpha = 2.5 * eps / steps
     model, x, y, described = _model_and_clips(batch, quick)
+    # on the trained model, a bound where neither attack breaks every clip (PGD-20 at 0.0005
+    # already errs on ~90 % of the zoo's test clips), so the error rates can differ
+    eps = 0.0002 if described.startswith("lm-fp32 of the zoo") else 0.005
+    alpha = 2.5 * eps / steps
     ours_attack = PGD(model, eps=eps, steps=steps, alpha=alpha, seed=0)
     theirs_attack = torchattacks.PGD(_unit_range(model), eps=eps / 2, alpha=alpha / 2, steps=steps,
                                      random_start=True)
