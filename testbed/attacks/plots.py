@@ -48,7 +48,12 @@ def _save_error_axes(plt, fig, ax, path: Path, xlabel: str, title: str) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("error rate under attack (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title)
+    return _finish(plt, fig, ax, path, title)
+
+
+def _finish(plt, fig, ax, path: Path, title: str, title_size: float | None = None) -> Path:
+    """Title, grid and legend; save as PNG (110 dpi) and close."""
+    ax.set_title(title, fontsize=title_size)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -98,10 +103,4 @@ def plot_tradeoff(curve: pd.DataFrame, path: Path, title: str = "targeted succes
     ax.set_xlabel("frames above the masking threshold, at most (%)")
     ax.set_ylabel("target reached (%)")
     ax.set_ylim(-2, 102)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, title, title_size=9)
