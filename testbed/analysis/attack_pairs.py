@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from itertools import combinations
 
-import numpy as np
 import pandas as pd
 
-from testbed.analysis.compare import attacked
-from testbed.analysis.metrics import usable
-from testbed.analysis.stats import BOOT_SEED, N_BOOT, cluster_bootstrap_rate, holm, mcnemar
+from testbed.analysis.compare import attacked, difference_interval, paired_wrong
+from testbed.analysis.stats import BOOT_SEED, N_BOOT, holm, mcnemar
 
 #: Columns that identify "the same command heard the same way" across attacks.
 CELL_KEYS = ("session_id", "utterance_id", "delay_ms", "placement", "repetition", "mic", "model", "eval_source")
@@ -27,42 +25,27 @@ def paired_attack_errors(df: pd.DataFrame, attack_a: str, attack_b: str) -> pd.D
     """Error indicators (True = wrong) of attack configurations ``attack_a`` and ``attack_b``
     (``attack_id`` values) on the cells both were played in, indexed by :data:`CELL_KEYS`;
     failed captures are dropped."""
-    keys = [k for k in CELL_KEYS if k in df.columns]
-    ok = usable(df)
-    ok = ok[ok["attack_id"].astype(str).isin([attack_a, attack_b])]
-    wrong = (~ok["correct"].astype(bool)).rename("wrong")
-    table = (pd.concat([ok[keys + ["attack_id"]], wrong], axis=1)
-             .drop_duplicates(keys + ["attack_id"])
-             .pivot(index=keys, columns="attack_id", values="wrong")
-             .dropna())
-    if attack_a not in table.columns or attack_b not in table.columns:
-        return pd.DataFrame(columns=[attack_a, attack_b], dtype=bool)
-    return table[[attack_a, attack_b]].astype(bool)
+    return paired_wrong(df, CELL_KEYS, "attack_id", attack_a, attack_b)
 
 
 def _compare(pairs: pd.DataFrame, a: str, b: str, n_boot: int, seed: int) -> dict:
     """McNemar of the two columns and the utterance-bootstrap interval of error(a) - error(b)."""
     res = mcnemar(pairs[a].to_numpy(), pairs[b].to_numpy())
-    d = pairs[a].to_numpy(dtype=float) - pairs[b].to_numpy(dtype=float)
-    idx = pairs.index.to_frame(index=False)
-    cluster = [k for k in ("session_id", "utterance_id") if k in idx.columns]
-    codes = (pd.MultiIndex.from_frame(idx[cluster].astype(str)).factorize()[0] if cluster
-             else np.arange(d.size))
-    n_c = np.bincount(codes)
-    lo, hi = cluster_bootstrap_rate(np.bincount(codes, weights=d), n_c, n_boot=n_boot, seed=seed)
-    return {**res.as_dict(), "diff": float(d.mean()), "diff_lo": lo, "diff_hi": hi,
-            "n_utterances": int(n_c.size)}
+    diff = difference_interval(pairs, a, b, n_boot=n_boot, seed=seed, clusters=("session_id", "utterance_id"))
+    return {**res.as_dict(), "diff": diff["diff"], "diff_lo": diff["diff_lo"], "diff_hi": diff["diff_hi"],
+            "n_utterances": diff["n_trials"]}
 
 
-def all_attack_pairs(df: pd.DataFrame, by: str | None = None, n_boot: int = N_BOOT,
+def all_attack_pairs(df: pd.DataFrame, by: str | None = "delay_ms", n_boot: int = N_BOOT,
                      seed: int = BOOT_SEED) -> list[dict]:
     """McNemar results for every pair of attack configurations played on shared cells.
 
     Parameters
     ----------
     df : evaluations (clean trials are ignored).
-    by : a column (e.g. ``"delay_ms"``) to compare within as well: each pair then also gets one
-        row per value of it; None for the pooled rows only.
+    by : a cell column (default ``"delay_ms"``) to compare within as well: each pair then also gets
+        one row per value of it when it takes several; None (or a column the data lack) for the
+        pooled rows only.
 
     Returns
     -------

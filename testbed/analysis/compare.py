@@ -46,17 +46,26 @@ def paired_errors(df: pd.DataFrame, mic_a: str, mic_b: str) -> pd.DataFrame:
         if m not in set(df["mic"].astype(str)):
             have = ", ".join(sorted(set(df["mic"].astype(str))))
             raise AnalysisError(f"mic comparison: no evaluations at mic {m!r} (have: {have})")
-    keys = [k for k in PAIR_KEYS if k in df.columns]
+    return paired_wrong(df, PAIR_KEYS, "mic", mic_a, mic_b)
+
+
+def paired_wrong(df: pd.DataFrame, keys, column: str, a: str, b: str) -> pd.DataFrame:
+    """Error indicators (True = wrong prediction) of ``column`` values ``a`` and ``b`` on the rows
+    both share, indexed by ``keys`` (those present); failed captures are dropped, and the result
+    is empty (columns ``a``, ``b``) when either value has no usable row."""
+    keys = [k for k in keys if k in df.columns]
     ok = usable(df)
-    ok = ok[ok["mic"].astype(str).isin([mic_a, mic_b])]
+    ok = ok[ok[column].astype(str).isin([a, b])]
     wrong = (~ok["correct"].astype(bool)).rename("wrong")
     table = (
-        pd.concat([ok[keys + ["mic"]], wrong], axis=1)
-        .drop_duplicates(keys + ["mic"])
-        .pivot(index=keys, columns="mic", values="wrong")
+        pd.concat([ok[keys + [column]], wrong], axis=1)
+        .drop_duplicates(keys + [column])
+        .pivot(index=keys, columns=column, values="wrong")
         .dropna()
     )
-    return table[[mic_a, mic_b]].astype(bool)
+    if a not in table.columns or b not in table.columns:
+        return pd.DataFrame(columns=[a, b], dtype=bool)
+    return table[[a, b]].astype(bool)
 
 
 def compare_mics(df: pd.DataFrame, mic_a: str, mic_b: str, attacked_only: bool = True) -> McNemarResult:
@@ -76,12 +85,15 @@ def compare_mics(df: pd.DataFrame, mic_a: str, mic_b: str, attacked_only: bool =
 
 
 def difference_interval(pairs: pd.DataFrame, mic_a: str, mic_b: str, n_boot: int = N_BOOT,
-                        seed: int = BOOT_SEED) -> dict:
+                        seed: int = BOOT_SEED, clusters: tuple[str, ...] | None = None) -> dict:
     """95 % interval of ``error(mic_a) - error(mic_b)`` on paired evaluations, by trial.
 
     Parameters
     ----------
-    pairs : :func:`paired_errors`' table (its index holds ``trial_id``).
+    pairs : :func:`paired_errors`' table (its index holds ``trial_id``), or any two-column table
+        of :func:`paired_wrong`.
+    clusters : index columns whose values make a cluster (e.g. ``("session_id", "utterance_id")``);
+        None: the trial (:func:`~testbed.analysis.stats.trial_codes`).
 
     Returns
     -------
@@ -90,7 +102,12 @@ def difference_interval(pairs: pd.DataFrame, mic_a: str, mic_b: str, n_boot: int
     (``ci`` says "trial bootstrap" or "pair bootstrap").
     """
     d = pairs[mic_a].to_numpy(dtype=float) - pairs[mic_b].to_numpy(dtype=float)
-    codes = trial_codes(pairs.index.to_frame(index=False))
+    idx = pairs.index.to_frame(index=False)
+    if clusters is None:
+        codes = trial_codes(idx)
+    else:
+        cols = [k for k in clusters if k in idx.columns]
+        codes = pd.MultiIndex.from_frame(idx[cols].astype(str)).factorize()[0] if cols else None
     if codes is None:
         codes = np.arange(d.size)
     n_c = np.bincount(codes)

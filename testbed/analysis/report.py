@@ -161,7 +161,7 @@ def build_report(
     main = rate_table(df, dims)
     tables = _standard(df)
     mic_pairs = all_mic_pairs(df) if df["mic"].nunique() > 1 else []
-    attack_pairs = all_attack_pairs(df, by="delay_ms" if "delay_ms" in df.columns else None)
+    attack_pairs = all_attack_pairs(df)
     found = compute_findings(df)
 
     first = next(iter(sessions.paths))

@@ -59,8 +59,7 @@ def analyze(
             "n_evaluations": int(len(data.evaluations)),
             "rows": table_records(table),
             "findings": rep.findings if rep else findings(data.evaluations),
-            "attack_pairs": rep.summary["attack_pairs"] if rep else all_attack_pairs(
-                data.evaluations, by="delay_ms" if "delay_ms" in data.evaluations.columns else None),
+            "attack_pairs": rep.summary["attack_pairs"] if rep else all_attack_pairs(data.evaluations),
             "report": str(rep.html_path) if rep else None,
             "summary": str(rep.summary_path) if rep else None,
         })
