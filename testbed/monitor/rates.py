@@ -55,20 +55,21 @@ class ErrorCounter:
     def update(self, reader: SessionReader) -> list[dict]:
         """The counts of every evaluation so far (rows as :func:`testbed.session.store.live.error_counts`)."""
         rows, self._last = live.error_counts(reader, after_eval_id=self._last)
-        for r in rows:
-            wn = self._acc.setdefault(tuple(r[k] for k in live.ERROR_KEYS), [0, 0])
-            wn[0] += int(r["wrong"] or 0)
-            wn[1] += int(r["n"] or 0)
-        return [dict(zip(live.ERROR_KEYS, k), wrong=w, n=n) for k, (w, n) in self._acc.items()]
+        return _accumulate(self._acc, rows, live.ERROR_KEYS, "wrong")
 
     def update_targets(self, reader: SessionReader) -> list[dict]:
         """Issue 24: the targeted-success counts so far (rows as :func:`testbed.session.store.live.target_counts`)."""
         rows, self._t_last = live.target_counts(reader, after_eval_id=self._t_last)
-        for r in rows:
-            hn = self._t_acc.setdefault(tuple(r[k] for k in live.TARGET_KEYS), [0, 0])
-            hn[0] += int(r["hits"] or 0)
-            hn[1] += int(r["n"] or 0)
-        return [dict(zip(live.TARGET_KEYS, k), hits=h, n=n) for k, (h, n) in self._t_acc.items()]
+        return _accumulate(self._t_acc, rows, live.TARGET_KEYS, "hits")
+
+
+def _accumulate(acc: dict[tuple, list[int]], rows, keys, count: str) -> list[dict]:
+    """Add each row's ``count`` and ``n`` to ``acc`` under its ``keys``; every group's totals so far."""
+    for r in rows:
+        kn = acc.setdefault(tuple(r[k] for k in keys), [0, 0])
+        kn[0] += int(r[count] or 0)
+        kn[1] += int(r["n"] or 0)
+    return [{**dict(zip(keys, key)), count: k, "n": n} for key, (k, n) in acc.items()]
 
 
 def cell(wrong: int, n: int) -> dict:
