@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from testbed.monitor.server import DEFAULT_HOST, DEFAULT_PORT, MonitorError, bind
+from testbed.monitor.server import DEFAULT_HOST, DEFAULT_PORT, MonitorError, bind, http_url
 from testbed.monitor.watcher import POLL_S
 
 #: Seconds the child is given to stop after SIGTERM before it is killed.
@@ -56,8 +56,7 @@ class MonitorProcess:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return http_url(self.host, self.port)
 
     @property
     def pid(self) -> int | None:

@@ -57,8 +57,7 @@ class MonitorServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return http_url(self.host, self.port)
 
     @property
     def clients(self) -> int:
@@ -107,6 +106,11 @@ class MonitorServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def http_url(host: str, port: int) -> str:
+    """The page's address for a bound ``host`` and ``port`` (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def bind(host: str, port: int) -> socket.socket:
