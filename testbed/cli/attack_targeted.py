@@ -37,8 +37,8 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
     audibility (``targeted_tradeoff.csv`` / ``.png``, :func:`~testbed.attacks.targeted.tradeoff`) to ``out``; with
     ``json_out`` prints ``{"attack", "sources", "data", "n", "pairs": [[src, tgt], ...], "csv",
     "rows": [{source, target, eps, delay_ms, source_label, target_label, n, success: {rate, ci95,
-    k}, masked_success: {rate, ci95, k} (hits with at most 5 % of frames above the masking
-    threshold), error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
+    k}, masked_success: {rate, ci95, k} (hits with at most MASKED_FRAMES of frames above the
+    masking threshold), error: {rate, ci95, k}, snr_db, level_dbfs, loudness_lufs, masking_margin_db,
     frames_above, ...}], "tradeoff": [{source, target, eps, delay_ms, source_label, target_label,
     fraction, k, n, rate, lo, hi}], "tradeoff_png"}``.
     """
@@ -48,7 +48,7 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
     import pandas as pd
 
     from testbed.attacks.plots import plot_tradeoff
-    from testbed.attacks.targeted import evaluate_target_matrix, parse_target_matrix, tradeoff
+    from testbed.attacks.targeted import MASKED_FRAMES, evaluate_target_matrix, parse_target_matrix, tradeoff
 
     first = models[sources[0]]
     pairs = parse_target_matrix(matrix, list(first.labels))
@@ -93,7 +93,8 @@ def run_target_matrix(models: Mapping, sources: Sequence[str], target_names: Seq
         for src in sources:
             g = table[(table["target"] == name) & (table["source"] == src)]
             t = Table(title=f"{name}: targeted {kind} crafted on {src}, {len(x)} clips{fixed} (CI: Wilson 95 %); hit = says the "
-                            f"target; masked: a hit with <= 5 % of frames above the masking threshold; >mask: % of frames above it",
+                            f"target; masked: a hit with <= {100 * MASKED_FRAMES:g} % of frames above the masking threshold; "
+                            f">mask: % of frames above it",
                       box=box.SIMPLE, pad_edge=False)
             for col in ("pair", *varying, "n", "hit % [CI]", "masked %", "error % [CI]", "SNR dB", ">mask"):
                 t.add_column(col, justify="left" if col == "pair" else "right", no_wrap=True)
