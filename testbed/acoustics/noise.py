@@ -144,12 +144,12 @@ def noise_spectrum(coloring: np.ndarray, rng: np.random.Generator,
     z = standard_normal(rng, (m, 2, bins), real)               # real and imaginary parts
     out = np.empty((m, bins), dtype=np.complex64 if real is np.float32 else np.complex128)
     part, tmp = np.empty((2, bins), dtype=real), np.empty((2, bins), dtype=real)
-    scale = np.sqrt(0.5)
+    scale = real(np.sqrt(0.5))     # in the coloring's precision: a float64 scalar would cast each row
     for i in range(m):              # a handful of mics: real multiply-adds beat a batched matmul
         np.multiply(coloring[i, 0], z[0], out=part)
         for j in (range(1, m) if terms is None else terms[i]):
             part += np.multiply(coloring[i, j], z[j], out=tmp)
-        np.multiply(part, scale, out=part)      # in double precision, as a complex multiply would be
+        np.multiply(part, scale, out=part)
         out[i].real, out[i].imag = part
     return out
 

@@ -158,9 +158,12 @@ def fade(signal: np.ndarray, sample_rate: int, fade_ms: float = FADE_MS) -> np.n
     return fade_edges(y, n)
 
 
-def _soft_clip(x: np.ndarray, c: float, knee_db: float) -> np.ndarray:
-    """Samples above ``c - knee_db`` approach ``c`` along a tanh knee, then clip at ``c``."""
+def _soft_clip(x: np.ndarray, c: float, knee_db: float, peak: float | None = None) -> np.ndarray:
+    """Samples above ``c - knee_db`` approach ``c`` along a tanh knee, then clip at ``c``
+    (``peak``: ``max|x|`` when the caller knows it)."""
     t = c * 10.0 ** (-abs(knee_db) / 20.0)
+    if peak is not None and peak <= t:
+        return x
     a = np.abs(x)
     over = a > t
     if not np.any(over):
@@ -265,12 +268,16 @@ def limit(
         session records it as "limited"); :meth:`LimitResult.notes` says which.
     """
     x = np.asarray(signal, dtype=np.float64).reshape(-1)
-    finite = np.isfinite(x)
-    n_bad = int(x.size - np.count_nonzero(finite))
-    if n_bad:
+    # max and min are nan or inf exactly when some sample is: count them only then
+    hi, lo = (float(x.max()), float(x.min())) if x.size else (0.0, 0.0)
+    n_bad = 0
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        finite = np.isfinite(x)
+        n_bad = int(x.size - np.count_nonzero(finite))
         x = np.where(finite, x, 0.0)
+        hi, lo = (float(x.max()), float(x.min()))
     c = ceiling(max_dbfs)
-    peak_in = float(np.max(np.abs(x))) if x.size else 0.0
+    peak_in = max(hi, -lo, 0.0)
     # a huge input's true peak is meaningless and may overflow, and a quiet one's provably under
     # the cap (sample peak x the filter's largest branch gain): measure it only when it matters
     env = None
@@ -281,9 +288,9 @@ def limit(
         tp_in = float(env.max())
     else:
         tp_in = peak_in * _polyphase_gain()     # an upper bound, and under the cap
-    y = _soft_clip(x, c, knee_db).astype(np.float32)
+    y = _soft_clip(x, c, knee_db, peak_in).astype(np.float32)       # a new array: fade it in place
     if fade_ms > 0:
-        y = fade(y, sample_rate, fade_ms)
+        y = fade_edges(y, min(int(round(fade_ms * 1e-3 * sample_rate)), len(y) // 2))
     y = y.astype(np.float64)
     if env is not None:
         # the knee, the fades and float32 rounding changed some samples: re-measure only there
@@ -291,9 +298,11 @@ def limit(
     # env follows y through the (linear) gains below: one oversampling for a quiet signal
     y, env = _bound_true_peak(y, c, sample_rate, env)
     rms_gain = dur_gain = 1.0
+    # the gains below are linear: the output's loudest RMS is this one scaled by them (up to the
+    # final float32 rounding, ~1e-7 relative)
+    rms = loudest_rms(y, sample_rate)
     if max_rms_dbfs is not None and y.size:
         cap = ceiling(max_rms_dbfs)
-        rms = loudest_rms(y, sample_rate)
         if rms > cap:
             rms_gain = cap / rms * (1.0 - _MARGIN)
             y, env = y * rms_gain, env * rms_gain
@@ -313,7 +322,7 @@ def limit(
         n_nonfinite=n_bad,
         input_true_peak_dbtp=_db(tp_in),
         output_true_peak_dbtp=_db(float(env.max()) if env.size else 0.0),
-        output_rms_dbfs=_db(loudest_rms(y, sample_rate)),
+        output_rms_dbfs=_db(rms * rms_gain * dur_gain),
         seconds_at_ceiling=float(np.count_nonzero(env >= at)) / float(sample_rate),
         rms_gain_db=_db(rms_gain) if rms_gain < 1.0 else 0.0,
         duration_gain_db=_db(dur_gain) if dur_gain < 1.0 else 0.0,

@@ -51,13 +51,14 @@ def _trim(h: np.ndarray) -> np.ndarray:
 
 
 def _levels_dbfs(x: np.ndarray) -> tuple[float, float]:
-    """``(dbfs(x, "peak"), dbfs(x, "rms"))`` of a float32 signal, the same numbers from one
-    double-precision copy (the peak of a float32 signal is exact in float32)."""
+    """``(dbfs(x, "peak"), dbfs(x, "rms"))`` of a float32 signal from one double-precision copy
+    (the same peak; the RMS to double-precision rounding, a dot product instead of a mean)."""
     if x.size == 0:
         return dbfs(x, "peak"), dbfs(x, "rms")
     x64 = x.astype(np.float64)
-    peak = float(np.max(np.abs(x))) if x.dtype == np.float32 else np.max(np.abs(x64))
-    return float(20 * np.log10(max(peak, 1e-10))), dbfs(x64, "rms")
+    peak = max(float(x64.max()), -float(x64.min()))
+    ms = float(np.dot(x64, x64)) / x64.size       # one pass, no squared temporary
+    return float(20 * np.log10(max(peak, 1e-10))), float(20 * np.log10(max(np.sqrt(ms), 1e-10)))
 
 
 class SimBackend:
@@ -208,9 +209,9 @@ class SimBackend:
             if pb.offset_samples + len(x) > n_rec:
                 facts.notes.append(f"speaker {spk!r}: playback runs past the {record_s:g} s recording")
             delayed = fractional_delay(x, float(pb.offset_samples) + self.extra_latency_samples, n_sig)
-            comp = sfft.rfft(delayed, nfft)[None, :] * spec[spk]     # float32 FFTs: -140 dB error
-            acc += comp
-            db, dba = self._source_levels(comp, nfft, len(x))       # this speaker's own level per mic
+            played = sfft.rfft(delayed, nfft)                       # float32 FFTs: -140 dB error
+            acc += played[None, :] * spec[spk]
+            db, dba = self._source_levels(played, spec[spk], nfft, len(x))   # its own level per mic
             facts.source_rms_dbfs[spk] = dict(zip(mics, map(float, db)))
             facts.source_rms_dbfs_a[spk] = dict(zip(mics, map(float, dba)))
             facts.arrival_offsets_samples[spk] = {

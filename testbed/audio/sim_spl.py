@@ -81,18 +81,18 @@ def spend(injections: list[Injection]) -> list[Injection]:
 
 
 class SourceLevels:
-    """RMS dBFS (unweighted, A-weighted) per mic of one speaker's contribution, from its rfft bins
-    (Parseval), so the simulator reports each source's level without another inverse FFT."""
+    """RMS dBFS (unweighted, A-weighted) per mic of one speaker's contribution, from the rfft bins
+    of what it plays and of its channels (Parseval), so the simulator reports each source's level
+    without another inverse FFT: the contribution's power at mic ``m`` is ``|X|^2 |H_m|^2``, and
+    ``|H_m|^2`` times the two frequency weightings is computed once per channel."""
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = int(sample_rate)
         self._w: dict[int, np.ndarray] = {}
+        self._q: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, comp: np.ndarray, nfft: int, n_play: int) -> tuple[np.ndarray, np.ndarray]:
-        """``comp``: rfft bins, shape (n_mics, nfft // 2 + 1); levels over ``n_play`` samples of playback.
-
-        Returns two float arrays of shape (n_mics,): unweighted and A-weighted RMS dBFS.
-        """
+    def _weights(self, nfft: int) -> np.ndarray:
+        """(nfft // 2 + 1, 2): Parseval's one-sided bin weights, unweighted and A-weighted."""
         if nfft not in self._w:
             if len(self._w) > 8:
                 self._w.clear()
@@ -102,6 +102,24 @@ class SourceLevels:
                 w[-1] = 1.0
             freqs = np.fft.rfftfreq(nfft, 1.0 / self.sample_rate)
             self._w[nfft] = np.stack([w, w * 10 ** (a_weighting_db(freqs, self.sample_rate) / 10)]).T
-        e = (np.abs(comp) ** 2) @ self._w[nfft] / (nfft * max(n_play, 1))   # (n_mics, 2): mean square
+        return self._w[nfft]
+
+    def __call__(self, played: np.ndarray, channel: np.ndarray, nfft: int,
+                 n_play: int) -> tuple[np.ndarray, np.ndarray]:
+        """``played``: rfft bins of the speaker's signal, shape (nfft // 2 + 1,); ``channel``: its
+        spectra at each mic, shape (n_mics, nfft // 2 + 1) (the same array object on every trial
+        of a channel: it keys the cache); levels over ``n_play`` samples of playback.
+
+        Returns two float arrays of shape (n_mics,): unweighted and A-weighted RMS dBFS.
+        """
+        hit = self._q.get(id(channel))
+        if hit is None or hit[0] is not channel:
+            if len(self._q) > 32:
+                self._q.clear()
+            h2 = channel.real.astype(np.float64) ** 2 + channel.imag.astype(np.float64) ** 2
+            q = (h2[:, :, None] * self._weights(nfft)[None]).transpose(1, 0, 2).reshape(h2.shape[1], -1)
+            hit = self._q[id(channel)] = (channel, np.ascontiguousarray(q))
+        p = played.real.astype(np.float64) ** 2 + played.imag.astype(np.float64) ** 2
+        e = (p @ hit[1]).reshape(-1, 2) / (nfft * max(n_play, 1))   # (n_mics, 2): mean square
         db = 10 * np.log10(np.maximum(e, 1e-20))
         return db[:, 0], db[:, 1]
