@@ -50,6 +50,16 @@ def _trim(h: np.ndarray) -> np.ndarray:
     return h[:max(keep, 1)]
 
 
+#: FFT sizes are multiples of this: pocketfft's radix-2/4 passes make 34560 = 2^8 3^3 5 about 20 %
+#: faster than next_fast_len's 33750 = 2 3^3 5^4 for the bench trial's 33484 samples.
+_FFT_MULTIPLE = 64
+
+
+def _fft_size(n: int) -> int:
+    """A fast real-FFT size >= ``n`` samples: the next 5-smooth multiple of :data:`_FFT_MULTIPLE`."""
+    return _FFT_MULTIPLE * sfft.next_fast_len(-(-n // _FFT_MULTIPLE), real=True)
+
+
 def _levels_dbfs(x: np.ndarray) -> tuple[float, float]:
     """``(dbfs(x, "peak"), dbfs(x, "rms"))`` of a float32 signal from one double-precision copy
     (the same peak; the RMS to double-precision rounding, a dot product instead of a mean)."""
@@ -125,7 +135,7 @@ class SimBackend:
         mics = list(self.rig.mics)
         hs = self._trimmed[placement]
         n_h = max(len(h) for row in hs.values() for h in row)
-        nfft = sfft.next_fast_len(n_sig + n_h - 1, real=True)
+        nfft = _fft_size(n_sig + n_h - 1)
         key = (placement, nfft)
         if key not in self._spectra:
             if len(self._spectra) > 16:
