@@ -17,9 +17,11 @@ import numpy as np
 
 #: Two-sided 95% normal quantile, ``scipy.stats.norm.ppf(0.975)``.
 Z95 = 1.959963984540054
+#: A paired difference whose (corrected) p-value is at or above this is "within noise".
+NOISE_P = 0.05
 
 __all__ = [
-    "Z95", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar_exact", "rate_interval",
+    "NOISE_P", "Z95", "cluster_bootstrap_ci", "cluster_bootstrap_rate", "holm", "mcnemar_exact", "rate_interval",
     "wilson_interval",
 ]
 

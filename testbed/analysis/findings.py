@@ -22,6 +22,7 @@ from testbed.analysis.metrics import rate_table as _wilson_table
 from testbed.analysis.plots import dut_view
 from testbed.analysis.stats import trial_interval
 from testbed.analysis.targeted import targeted_finding
+from testbed.stats import NOISE_P
 
 
 def _pct(x: float) -> str:
@@ -159,7 +160,7 @@ def mic_difference(df: pd.DataFrame) -> dict | None:
     p = max(pairs, key=lambda q: (abs(q["error_a"] - q["error_b"]), -q["p_value"]))
     tiers = mic_tiers(df)
     hi, lo = ("a", "b") if p["error_a"] >= p["error_b"] else ("b", "a")
-    sig = "a significant" if p["p_holm"] < 0.05 else "no significant"
+    sig = "a significant" if p["p_holm"] < NOISE_P else "no significant"
     sign = 1.0 if hi == "a" else -1.0
     d_lo, d_hi = sorted((sign * p["diff_lo"], sign * p["diff_hi"]))
     p_txt = f"McNemar exact p = {p['p_value']:.2g}"

@@ -30,8 +30,6 @@ COLUMNS = ("source", "target", "attack", "eps", "delay_ms", "target_label", "n",
            "clean_low", "clean_high", "eot_draws", "p_vs_first", "broken_by", "queries_max",
            # audibility at the DUT mic (issue 24; testbed.acoustics.audibility)
            "level_dbfs", "level_db_spl", "level_dba", "loudness_lufs", "masking_margin_db", "frames_above")
-#: a paired difference with an exact McNemar p-value at or above this is "within noise"
-NOISE_P = 0.05
 
 Progress = Callable[[int, int], None]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from testbed.cli.common import console, make_progress, print_json, split_csv
+from testbed.stats import NOISE_P
 
 
 def analyze(
@@ -93,7 +94,7 @@ def analyze(
         if pooled:
             console.print("[bold]Attack vs attack on the same utterances[/bold] (McNemar, Holm-adjusted)")
             for p in pooled:
-                verdict = "within noise" if p["p_holm"] >= 0.05 else "differ"
+                verdict = "within noise" if p["p_holm"] >= NOISE_P else "differ"
                 console.print(f"  - {p['attack_a']} vs {p['attack_b']}: {100 * p['error_a']:.1f} % vs "
                               f"{100 * p['error_b']:.1f} % on {p['n_pairs']} pairs, A - B "
                               f"{100 * p['diff']:+.1f} [{100 * p['diff_lo']:+.1f}, {100 * p['diff_hi']:+.1f}] pts, "

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from testbed.cli.common import console, make_progress, parse_key_values, print_json, split_csv, split_floats
+from testbed.stats import NOISE_P
 
 app = typer.Typer(help="Adversarial attacks: evaluate digitally (no channel); craft a plan's perturbations.",
                   no_args_is_help=True)
@@ -225,7 +226,7 @@ def eval_(
              plot_transfer_heatmap(transfer_matrix(table, delay_ms=float(min(delays))), out / "transfer.png",
                                    title=f"{kind} transfer, eps {max(eps_list):g}: error rate (%)")]
 
-    from testbed.attacks.evaluate import NOISE_P, non_adaptive_mode
+    from testbed.attacks.evaluate import non_adaptive_mode
 
     first_rows = table[table["target"] == target_names[0]]
     settings = first_rows[["source", "eps", "delay_ms"]]
@@ -328,7 +329,7 @@ def _print_tables(table, target_names: list[str], kind: str, n: int, target_labe
                    f"(n={r.success_n})",
                    f"{r.snr_db:.1f}", f"{r.queries:.0f}", f"{r.eot_draws}"]
             if paired:
-                row.append(f"{r.p_vs_first:.3g}" + (" within noise" if r.p_vs_first >= 0.05 else ""))
+                row.append(f"{r.p_vs_first:.3g}" + (" within noise" if r.p_vs_first >= NOISE_P else ""))
             t.add_row(*row)
         console.print(t)
         console.print(f"{name}: clean accuracy 95% CI [{100 * g['clean_low'].iloc[0]:.1f}, "
@@ -338,4 +339,4 @@ def _print_tables(table, target_names: list[str], kind: str, n: int, target_labe
             for r, e0 in zip(g.itertuples(), ref["error_rate"]):
                 console.print(f"{name} vs {target_names[0]}, {r.source} eps {r.eps:g} delay {r.delay_ms:g} ms: "
                               f"error {100 * r.error_rate:.1f} % vs {100 * e0:.1f} %, exact McNemar p = "
-                              f"{r.p_vs_first:.3g}" + (" (within noise)" if r.p_vs_first >= 0.05 else ""))
+                              f"{r.p_vs_first:.3g}" + (" (within noise)" if r.p_vs_first >= NOISE_P else ""))

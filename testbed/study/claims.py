@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from testbed.stats import holm, wilson_interval
+from testbed.stats import NOISE_P, holm, wilson_interval
 from testbed.study.table import paired, pick
 
-ALPHA = 0.05
 
 
 def _rate(row: pd.Series) -> str:
@@ -63,7 +62,7 @@ def _paired_claim(a: pd.Series | None, b: pd.Series | None, what: str, name_a: s
     return {"measure": f"{what}: {name_b} {100 * p['b']:.1f} % vs {name_a} {100 * p['a']:.1f} % "
                        f"(same {p['n']} clips)",
             "interval": f"McNemar p = {p['p']:.2g}", "p": p["p"],
-            "verdict": same if p["p"] >= ALPHA else (more if p["diff"] > 0 else less)}
+            "verdict": same if p["p"] >= NOISE_P else (more if p["diff"] > 0 else less)}
 
 
 def _compressed(t: pd.DataFrame) -> dict:
@@ -158,6 +157,6 @@ def verdicts(table: pd.DataFrame) -> list[dict]:
     ps = [r["p"] for r in out if r["p"] is not None]
     for r, q in zip([r for r in out if r["p"] is not None], holm(ps) if ps else []):
         r["p_holm"] = float(q)
-        if r["p"] < ALPHA <= q:        # decided by a difference that the correction does not keep
+        if r["p"] < NOISE_P <= q:        # decided by a difference that the correction does not keep
             r["verdict"] = "inconclusive (significant alone, not after Holm correction)"
     return out
