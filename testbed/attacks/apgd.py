@@ -120,8 +120,9 @@ class APGD(Attack):
             result.update(delta, loss, fooled)
             up = loss > best_loss
             best_loss = torch.where(up, loss, best_loss)
-            best_delta = torch.where(up.unsqueeze(1), delta, best_delta)
-            best_grad = torch.where(up.unsqueeze(1), grad, best_grad)
+            if bool(up.any()):          # copy only the clips that rose (our own clones: in place)
+                rows = up.nonzero().squeeze(1)
+                best_delta[rows], best_grad[rows] = delta[rows], grad[rows]
             losses.append(loss)
             best_losses.append(best_loss.clone())
             steps_used.append(step.squeeze(1).clone())

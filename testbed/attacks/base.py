@@ -119,6 +119,7 @@ class Attack:
         self.labels: list[str] = list(getattr(model, "labels", []) or [])
         self.queries = 0
         self.checks = 0
+        self._box: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # project()'s bounds
         self.device = _model_device(model)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
 
@@ -241,9 +242,12 @@ class Attack:
         return -F.cross_entropy(logits, target, reduction="none")
 
     def project(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """Clip ``delta`` to the eps ball and so that ``x + delta`` stays in [-1, 1]."""
-        delta = delta.clamp(-self.eps, self.eps)
-        return ((x + delta).clamp(-1.0, 1.0) - x).clamp(-self.eps, self.eps)
+        """Clip ``delta`` to the eps ball and so that ``x + delta`` stays in [-1, 1]: one clamp
+        between per-sample bounds, computed once per batch ``x`` (an attack projects every step)."""
+        box = self._box
+        if box is None or box[0] is not x:
+            box = self._box = (x, (-1.0 - x).clamp(min=-self.eps), (1.0 - x).clamp(max=self.eps))
+        return torch.clamp(delta, box[1], box[2])
 
     def uniform_noise(self, like: torch.Tensor) -> torch.Tensor:
         """Uniform noise in [-eps, eps] shaped like ``like``, from the attack's generator."""

@@ -7,7 +7,7 @@ random restarts merge through the same rule, so neither can lower an attack's er
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,6 +28,8 @@ class Best:
     delta: torch.Tensor
     loss: torch.Tensor | None = None
     fooled: torch.Tensor | None = None
+    #: whether :attr:`delta` is this object's own copy (then updates write into it in place)
+    owned: bool = field(default=False, repr=False, compare=False)
 
     @property
     def scored(self) -> bool:
@@ -42,10 +44,15 @@ class Best:
         loss, fooled = loss.detach(), fooled.detach().bool()
         if not self.scored:
             self.delta, self.loss, self.fooled = delta.detach().clone(), loss.clone(), fooled.clone()
+            self.owned = True
             return self
         take = self.better(loss, fooled)
         if bool(take.any()):
-            self.delta = torch.where(take.unsqueeze(-1), delta.detach(), self.delta)
+            if self.owned and delta.shape == self.delta.shape:    # copy only the rows that changed
+                rows = take.nonzero().squeeze(1)
+                self.delta[rows] = delta.detach()[rows]
+            else:
+                self.delta, self.owned = torch.where(take.unsqueeze(-1), delta.detach(), self.delta), True
             self.loss = torch.where(take, loss, self.loss)
             self.fooled = self.fooled | fooled
         return self
