@@ -24,6 +24,9 @@ def paper(
     only: str = typer.Option(None, "--only", help="only these figures' cells, e.g. fig6,fig7 (fig9 reads fig4's)"),
     cluster: str = typer.Option("none", "--cluster", help="none | local[:N] | tcp://host:8786: compute cells as "
                                                           "Dask tasks (this process stores every result)"),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="write the report from the cells already stored and compute none "
+                                          "(while other processes or machines compute the rest)"),
     json_out: bool = typer.Option(False, "--json", help="print the run's counts and the report path as JSON"),
 ) -> None:
     """Run the grid behind the paper's Figures 4-9 and its defence claim (ETE / LM / LMS x fp32 /
@@ -36,6 +39,8 @@ def paper(
     cells.
 
     Example: testbed study paper --quick
+
+    Example (a report of what is stored so far): testbed study paper --report-only
     """
     from testbed.models.zoo import default_root
     from testbed.scale import open_client, parse_cluster
@@ -45,7 +50,7 @@ def paper(
     ambient = bool(data and data.startswith("ambient:"))
     out = out or Path("analysis") / ("study-paper-ambient" if ambient else "study-paper")
     spec = parse_cluster(cluster)
-    stop = {"now": False}
+    stop = {"now": report_only}
     with open_client(spec) as client, make_progress(disable=json_out) as progress:
         task = progress.add_task("study cells", total=None)
         build = progress.add_task("scene zoo", total=None, visible=False)

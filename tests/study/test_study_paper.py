@@ -56,6 +56,30 @@ def test_quick_study_writes_a_report_with_every_figure_and_claim(quick_study):
         assert int(r["n"]) == 16
 
 
+def test_report_only_writes_the_report_from_stored_cells_and_computes_none(quick_study, quick_zoo, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from testbed.cli.app import app
+
+    out, first = quick_study
+    copy, empty = tmp_path / "copy", tmp_path / "empty"
+    shutil.copytree(out / "cells", copy / "cells")
+    stored = sorted(p.name for p in (copy / "cells").iterdir())
+    for folder, cached in ((copy, first["total"]), (empty, 0)):
+        res = CliRunner().invoke(app, ["study", "paper", "--quick", "--root", str(quick_zoo), "--out", str(folder),
+                                       "--report-only", "--json"])
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.stdout)
+        assert summary["computed"] == 0 and summary["cached"] == cached
+        assert summary["undone"] == first["total"] - cached
+        assert (folder / "report.html").stat().st_size > 1000
+    assert sorted(p.name for p in (copy / "cells").iterdir()) == stored
+    assert not (empty / "cells").exists() or not any((empty / "cells").iterdir())
+    assert "not measured" in json.dumps(json.loads((empty / "summary.json").read_text())["claims"])
+
+
 def test_models_missing_from_the_zoo_are_named_not_attacked(quick_study, quick_zoo):
     out, _ = quick_study
     html = (out / "report.html").read_text()
