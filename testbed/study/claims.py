@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from testbed.stats import NOISE_P, holm, wilson_interval
+from testbed.study.grid import BASELINES
 from testbed.study.table import paired, pick
-
 
 
 def _rate(row: pd.Series) -> str:
@@ -123,14 +123,38 @@ def _bits(t: pd.DataFrame) -> dict:
                          f"PGD eps {eps:g}", "fp32", "int16", ("does not hold", "does not hold", "holds (within noise)"))
 
 
+def _first_common_eps(rows: pd.DataFrame, *targets: str) -> float | None:
+    """The smallest bound at which every one of ``targets`` has a finished cell."""
+    common = set.intersection(*(set(pick(rows, target=t).eps.round(12)) for t in targets))
+    return float(min(common)) if common else None
+
+
 def _defence(t: pd.DataFrame) -> dict:
+    rows = pick(t, figure="defence", arch="lm")
+    eps = None if rows.empty else _first_common_eps(rows, "lm-fp32", "lm-slr8")
+    if eps is None:
+        return {}
+    a = _one(rows, target="lm-fp32", eps=eps)
+    return _paired_claim(a, _one(rows, target="lm-slr8", eps=eps), f"{a.attack.upper()} eps {eps:g}",
+                         "fp32", "slr8", ("does not hold (more error)", "holds", "does not hold (within noise)"))
+
+
+def _baselines(t: pd.DataFrame) -> dict:
+    """SLR against the strongest of the paper's three baselines (the one with the lowest error) at
+    the smallest bound where SLR and a baseline are both finished."""
     rows = pick(t, figure="defence", arch="lm")
     if rows.empty:
         return {}
-    eps = float(rows.eps.min())
-    a = _one(rows, target="lm-fp32", eps=eps)
-    return _paired_claim(a, _one(rows, target="lm-slr8", eps=eps), f"{getattr(a, 'attack', '').upper()} eps {eps:g}",
-                         "fp32", "slr8", ("does not hold (more error)", "holds", "does not hold (within noise)"))
+    first = {b: _first_common_eps(rows, "lm-slr8", f"lm-{b}") for b in BASELINES}
+    first = {b: e for b, e in first.items() if e is not None}
+    if not first:
+        return {}
+    eps = min(first.values())
+    best = min((_one(rows, target=f"lm-{b}", eps=eps) for b, e in first.items() if e == eps),
+               key=lambda r: r.error_rate)
+    return _paired_claim(best, _one(rows, target="lm-slr8", eps=eps),
+                         f"{best.attack.upper()} eps {eps:g}, strongest baseline", best.variant, "slr8",
+                         ("does not hold (the baseline is stronger)", "holds", "does not hold (within noise)"))
 
 
 CLAIMS: tuple[tuple[str, str, Callable[[pd.DataFrame], dict]], ...] = (
@@ -142,6 +166,7 @@ CLAIMS: tuple[tuple[str, str, Callable[[pd.DataFrame], dict]], ...] = (
     ("fig8", "More ensemble members lower the error under attack", _ensemble),
     ("fig9", "INT16 follows the fp32 model closely under attack", _bits),
     ("defence", "The stochastic low-rank ensemble (SLR) lowers the white-box error against fp32", _defence),
+    ("defence", "SLR is more robust than adversarial augmentation, distillation and RSE", _baselines),
 )
 
 

@@ -16,7 +16,9 @@ from testbed.study.cells import Cell
 ARCH_ORDER = ("lm", "ete", "lms")
 COMPRESSED = ("fp32", "lowrank", "int16", "int8", "int4")
 BIT_DEPTHS = ("fp32", "int16", "int8", "int4")
-DEFENCES = ("slr8", "advtrain", "distill", "rse", "smooth")
+#: the paper's three baselines (its section 4.3: adversarial augmentation, distillation, RSE)
+BASELINES = ("advtrain", "distill", "rse")
+DEFENCES = ("slr8", *BASELINES, "smooth")
 STOCHASTIC = ("slr", "rse", "smooth")
 FIGURES = frozenset({"fig4", "fig5", "fig6", "fig7", "fig8", "defence", "certified"})  # Fig 9 reads Fig 4's cells
 

@@ -42,7 +42,7 @@ def test_quick_study_writes_a_report_with_every_figure_and_claim(quick_study):
     for name in figures:
         assert f'alt="{name}"' in html and (out / "figures" / f"{name}.png").stat().st_size > 1000
     claims = {c["paper"]: c for c in summary["claims"]}
-    assert len(claims) == 8
+    assert len(claims) == 9
     vulnerable = claims["Undefended models are extremely vulnerable to white-box PGD (error near 100 %)"]
     assert vulnerable["verdict"] != "not measured" and vulnerable["interval"].startswith("[")
     defence = claims["The stochastic low-rank ensemble (SLR) lowers the white-box error against fp32"]
