@@ -3,7 +3,10 @@
 Like AutoAttack (Croce & Hein 2020): APGD-CE, then APGD-DLR, then Square, each run only on
 the clips every earlier attack left correctly classified. Against a stochastic model the
 white-box attacks are their EOT versions (every gradient averaged over ``eot_samples``
-passes) and Square averages its scores the same way.
+passes) and Square averages its scores the same way, and the cascade's own decisions (is this
+clip already wrong? did this attack fool it?) read the mean of as many draws: one draw would
+leave a clip that a lucky draw called wrong unattacked, or drop a perturbation that fools the
+model on most draws because the one draw checked did not.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from testbed.attacks.apgd import APGDCE, APGDDLR
 from testbed.attacks.base import Attack, _positive_int
 from testbed.attacks.best import Best
 from testbed.attacks.square import Square
+from testbed.errors import AttackError
 
 #: the ensemble, in the order it runs
 SEQUENCE: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "square")
 #: ``broken_by`` entries for clips no attack was needed for, or none could break
 CLEAN, ROBUST = "clean", "robust"
+#: how the cascade decides: "eot" (the mean of ``eot_samples`` draws; unbroken clips keep their best
+#: candidate) or "single" (one draw, unbroken clips keep no perturbation: the cells of session 9)
+CHECKS = ("eot", "single")
 
 
 class AutoAttack(Attack):
@@ -43,6 +50,12 @@ class AutoAttack(Attack):
     eot_samples : int or None
         Passes per gradient / score against a stochastic model (default
         :data:`~testbed.attacks.base.DEFAULT_EOT_SAMPLES`; 1 for deterministic models).
+    check : str
+        ``"eot"`` (default): whether a clip is wrong is read from the mean logits of
+        ``eot_samples`` draws, and against a stochastic model a clip no attack breaks keeps the
+        candidate with the highest mean objective instead of no perturbation. ``"single"``: one
+        draw per decision, unbroken clips unperturbed (identical for a deterministic model
+        except that it keeps no candidate).
 
     Attributes
     ----------
@@ -61,13 +74,16 @@ class AutoAttack(Attack):
     name = "auto"
 
     def __init__(self, model, eps: float, *, steps: Annotated[int, Range(2, 100_000, integer=True)] = 100,
-                 n_queries: Count = 1000, **common) -> None:
+                 n_queries: Count = 1000, check: str = "eot", **common) -> None:
         restarts = common.pop("restarts", 1)
         common.pop("loss", None)            # each attack of the ensemble has its own objective
         super().__init__(model, eps, **common)
         self.steps = _positive_int(self.name, "steps", steps)
         self.n_queries = _positive_int(self.name, "n_queries", n_queries)
         self.apgd_restarts = _positive_int(self.name, "restarts", restarts)
+        if check not in CHECKS:
+            raise AttackError(f"{self.name}: check must be one of {', '.join(CHECKS)}, got {check!r}")
+        self.check = check
         shared = dict(seed=self.seed, eot_samples=self.eot_samples, bpda=self.bpda,
                       gradient=self.gradient_mode if self.gradient_mode != "exact" else "ste")
         self.attacks: tuple[Attack, ...] = (
@@ -77,13 +93,10 @@ class AutoAttack(Attack):
         self.broken_by: list[str] = []
         self.clip_queries: list[int] = []
 
-    @torch.no_grad()
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(dim=-1)
-
     def _search(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> Best:
         delta = torch.zeros_like(x)
-        wrong = self._fooled_now(x, delta, y, target)
+        value, wrong = self._decide(x, delta, y, target)
+        keep = self.check == "eot" and self.eot_samples > 1     # a stochastic model: keep the best try
         label = [CLEAN if bool(w) else ROBUST for w in wrong]
         with torch.no_grad():
             n_classes = len(self.labels) or int(self.model(x[:1]).shape[-1])
@@ -99,23 +112,26 @@ class AutoAttack(Attack):
             self.queries += attack.queries - before
             if isinstance(attack, Square):
                 self.clip_queries.extend(attack.clip_queries[-left.numel():])
-            fooled = self._fooled_now(x[left], d, y[left], t)
+            v, fooled = self._decide(x[left], d, y[left], t)
+            take = fooled | (v > value[left]) if keep else fooled
+            delta[left[take]], value[left[take]] = d[take], v[take]
             hit = left[fooled]
-            delta[hit] = d[fooled]
             wrong[hit] = True
             for i in hit.tolist():
                 label[i] = attack.name
         self.broken_by.extend(label)
         return Best(delta)
 
-    def _fooled_now(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor,
-                    target: torch.Tensor | None) -> torch.Tensor:
+    @torch.no_grad()
+    def _decide(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor,
+                target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cascade's check of ``x + delta``: the objective (B,) and whether the model is fooled (B,),
+        from the mean of ``eot_samples`` draws (``check="eot"``) or from one draw."""
+        if self.check == "eot":
+            return self.score(x, delta, y, target)
         self.checks += x.shape[0]
-        return self.fooled_by_prediction(self._predict((x + delta).clamp(-1.0, 1.0)), y, target)
-
-    @staticmethod
-    def fooled_by_prediction(pred: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        return pred != y if target is None else pred == target
+        logits = self.model(self.model_input(x, delta))
+        return self.objective(logits, y, target), self.fooled(logits, y, target)
 
     def counts(self) -> dict[str, int]:
         """How many clips each attack broke, plus ``clean`` and ``robust``, in ensemble order."""

@@ -71,6 +71,7 @@ def _params(settings: StudySettings, attack: str, model: str, accepts: Callable[
     p = dict(settings.params.get(attack, {}))
     if _stochastic(model):
         p["eot_samples"] = settings.eot_samples
+        p["check"] = "eot"          # auto's decisions from the draws' mean (see AutoAttack)
     known = set(accepts(attack))
     return tuple(sorted((k, v) for k, v in p.items() if k in known))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from testbed.attacks import AutoAttack, make_attack
+from testbed.errors import AttackError
 
 
 def test_cascade_labels_each_clip_by_the_first_attack_that_broke_it(tiny_model, tiny_data):
@@ -44,3 +46,44 @@ def test_auto_uses_eot_against_a_stochastic_model(tiny_data):
     x, y = tiny_data
     auto.perturb(x[:4], y[:4])
     assert len(auto.broken_by) == 4
+
+
+def _robust(auto: AutoAttack) -> list[int]:
+    return [i for i, lab in enumerate(auto.broken_by) if lab == "robust"]
+
+
+def test_against_a_stochastic_model_unbroken_clips_keep_their_best_candidate(tiny_data):
+    """One draw per decision dropped a perturbation the draw checked happened not to be fooled by;
+    the EOT check keeps, on every clip no attack broke, the candidate with the highest mean loss."""
+    from tests.attacks.tiny import train_tiny
+
+    model = train_tiny(stochastic=True)
+    x, y = tiny_data
+    x, y = x[:12], y[:12]
+    eps = 0.002                                     # too small to break most clips
+    torch.manual_seed(0)
+    kept = AutoAttack(model, eps, steps=4, n_queries=4, seed=0, eot_samples=4)
+    d = kept.perturb(x, y)
+    robust = _robust(kept)
+    assert robust and (d[robust].abs().amax(dim=1) > 0).all()
+    assert (d.abs() <= eps + 1e-7).all()
+    # the kept candidates raise the loss, read over many fresh draws
+    judge = AutoAttack(model, eps, eot_samples=256, seed=1)
+    with torch.no_grad():
+        before, _ = judge.score(x[robust], torch.zeros_like(d[robust]), y[robust])
+        after, _ = judge.score(x[robust], d[robust], y[robust])
+    assert after.mean() > before.mean()
+    torch.manual_seed(0)
+    single = AutoAttack(model, eps, steps=4, n_queries=4, seed=0, eot_samples=4, check="single")
+    d1 = single.perturb(x, y)
+    assert (d1[_robust(single)] == 0).all()
+
+
+def test_the_check_is_the_same_on_a_deterministic_model_and_a_bad_one_is_refused(tiny_model, tiny_data):
+    x, y = tiny_data
+    runs = [AutoAttack(tiny_model, 0.06, steps=4, n_queries=6, seed=0, check=c) for c in ("eot", "single")]
+    deltas = [a.perturb(x, y) for a in runs]
+    assert runs[0].broken_by == runs[1].broken_by
+    assert torch.equal(deltas[0], deltas[1])
+    with pytest.raises(AttackError, match="check must be one of eot, single"):
+        AutoAttack(tiny_model, 0.06, check="majority")
