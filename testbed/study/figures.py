@@ -92,6 +92,8 @@ def draw_figures(table: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
             ax.imshow(100 * m.to_numpy(), vmin=0, vmax=100, cmap="magma")
             ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, fontsize=7)
             ax.set_yticks(range(len(m.index)), m.index, fontsize=7)
+            ax.set_xlabel("evaluated on", fontsize=8)
+            ax.set_ylabel("crafted on", fontsize=8)
             for (i, j), v in np.ndenumerate(100 * m.to_numpy()):
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="w" if v < 60 else "k", fontsize=8)
             ax.set_title(f"{attack.upper()}, eps {rows.eps.iloc[0]:g}")
