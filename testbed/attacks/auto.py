@@ -28,7 +28,7 @@ SEQUENCE: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "square")
 #: ``broken_by`` entries for clips no attack was needed for, or none could break
 CLEAN, ROBUST = "clean", "robust"
 #: how the cascade decides: "eot" (the mean of ``eot_samples`` draws; unbroken clips keep their best
-#: candidate) or "single" (one draw, unbroken clips keep no perturbation: the cells of session 9)
+#: candidate) or "single" (one draw, unbroken clips keep no perturbation: the behaviour before the EOT check)
 CHECKS = ("eot", "single")
 
 
@@ -54,8 +54,8 @@ class AutoAttack(Attack):
         ``"eot"`` (default): whether a clip is wrong is read from the mean logits of
         ``eot_samples`` draws, and against a stochastic model a clip no attack breaks keeps the
         candidate with the highest mean objective instead of no perturbation. ``"single"``: one
-        draw per decision, unbroken clips unperturbed (identical for a deterministic model
-        except that it keeps no candidate).
+        draw per decision, unbroken clips unperturbed. On a deterministic model
+        (``eot_samples`` 1) the two are the same.
 
     Attributes
     ----------
@@ -127,11 +127,7 @@ class AutoAttack(Attack):
                 target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The cascade's check of ``x + delta``: the objective (B,) and whether the model is fooled (B,),
         from the mean of ``eot_samples`` draws (``check="eot"``) or from one draw."""
-        if self.check == "eot":
-            return self.score(x, delta, y, target)
-        self.checks += x.shape[0]
-        logits = self.model(self.model_input(x, delta))
-        return self.objective(logits, y, target), self.fooled(logits, y, target)
+        return self.score(x, delta, y, target, draws=None if self.check == "eot" else 1)
 
     def counts(self) -> dict[str, int]:
         """How many clips each attack broke, plus ``clean`` and ``robust``, in ensemble order."""

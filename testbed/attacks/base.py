@@ -203,17 +203,19 @@ class Attack:
 
     @torch.no_grad()
     def score(
-        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None,
+        draws: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective (B,) and success (B,) at ``delta`` without gradients, over ``eot_samples`` draws."""
+        """Objective (B,) and success (B,) at ``delta`` without gradients, averaged over ``draws``
+        passes of the model (default ``eot_samples``)."""
+        k = draws or self.eot_samples
         loss_sum = logit_sum = None
-        for _ in range(self.eot_samples):
+        for _ in range(k):
             logits = self.model(self.model_input(x, delta))
             loss = self.objective(logits, y, target)
             loss_sum = loss if loss_sum is None else loss_sum + loss
             logit_sum = logits if logit_sum is None else logit_sum + logits
             self.checks += x.shape[0]
-        k = self.eot_samples
         return loss_sum / k, self.fooled(logit_sum / k, y, target)
 
     @staticmethod
