@@ -43,6 +43,18 @@ def hand_store(tmp_path) -> SessionStore:
     store.close()
 
 
+def one_line_exit_2(r, *needles: str) -> str:
+    """Assert a CLI result is exit status 2 with one line of output, no traceback, holding every
+    one of ``needles``; return the output."""
+    out = r.output
+    assert r.exit_code == 2, out
+    assert "Traceback" not in out
+    assert len([ln for ln in out.strip().splitlines() if ln.strip()]) == 1, out
+    for n in needles:
+        assert n in out, (n, out)
+    return out
+
+
 def tree_hashes(folder: Path, pattern: str = "audio/**/*.flac") -> dict[str, str]:
     """sha256 of every file matching ``pattern`` under ``folder``."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -15,17 +15,7 @@ import soundfile as sf
 
 from testbed.errors import SessionError
 from testbed.session.store import CaptureRecord, SessionStore, flac_bytes, load_evaluations
-from tests.session.conftest import SR, make_record, tree_hashes
-
-
-def _one_line_exit_2(r, *needles: str) -> str:
-    out = r.output
-    assert r.exit_code == 2, out
-    assert "Traceback" not in out
-    assert len([ln for ln in out.strip().splitlines() if ln.strip()]) == 1, out
-    for n in needles:
-        assert n in out, (n, out)
-    return out
+from tests.session.conftest import SR, make_record, one_line_exit_2, tree_hashes
 
 
 def _leftovers(folder) -> list[str]:
@@ -131,10 +121,10 @@ def test_import_id_that_leaves_the_sessions_folder_is_refused(cli, tmp_path):
     rec = _field(tmp_path, ["a.wav,yes,m"])
     sessions = tmp_path / "deep" / "sessions"
     r = cli(["session", "import-folder", rec, "--id", "../../x", "--sessions-dir", sessions])
-    _one_line_exit_2(r, "--id", "../../x")
+    one_line_exit_2(r, "--id", "../../x")
     assert not (tmp_path / "x").exists() and not (tmp_path / "deep" / "x").exists()
     for bad in ("..", ".hidden", "a/b", "x.played"):
-        _one_line_exit_2(cli(["session", "import-folder", rec, "--id", bad, "--sessions-dir", sessions]), "--id")
+        one_line_exit_2(cli(["session", "import-folder", rec, "--id", bad, "--sessions-dir", sessions]), "--id")
     assert not sessions.exists() or list(sessions.iterdir()) == []
 
 
@@ -160,7 +150,7 @@ def test_import_csv_file_may_not_leave_the_folder(cli, tmp_path, file):
     (rec / "metadata.csv").write_text(f"file,label,mic\n{name},yes,m\n")
     sessions = tmp_path / "sessions"
     r = cli(["session", "import-folder", rec, "--id", "f", "--sessions-dir", sessions])
-    _one_line_exit_2(r, "metadata.csv: line 2: file:")
+    one_line_exit_2(r, "metadata.csv: line 2: file:")
     assert not (sessions / "f").exists()
 
 
@@ -171,7 +161,7 @@ def test_import_csv_file_may_not_leave_the_folder(cli, tmp_path, file):
 def test_import_mic_names_are_checked(cli, tmp_path, row, field):
     rec = _field(tmp_path, [row])
     r = cli(["session", "import-folder", rec, "--id", "f", "--sessions-dir", tmp_path / "sessions"])
-    _one_line_exit_2(r, field)
+    one_line_exit_2(r, field)
 
 
 @pytest.mark.parametrize("column,value", [("eps", "nan"), ("delay_ms", "inf"), ("command_start_s", "-inf")])
@@ -179,7 +169,7 @@ def test_import_non_finite_numbers_are_refused(cli, tmp_path, column, value):
     rec = _field(tmp_path, [])
     (rec / "metadata.csv").write_text(f"file,label,mic,attack,{column}\na.wav,yes,m,pgd,{value}\n")
     r = cli(["session", "import-folder", rec, "--id", "f", "--sessions-dir", tmp_path / "sessions"])
-    _one_line_exit_2(r, f"line 2: {column}", "not a finite number")
+    one_line_exit_2(r, f"line 2: {column}", "not a finite number")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -193,7 +183,7 @@ def test_import_nan_wav_is_refused_and_the_id_stays_free(cli, tmp_path, bad):
     rec = _field(tmp_path, ["a.wav,yes,m", "b.wav,no,m"], {"a.wav": good, "b.wav": nan})
     sessions = tmp_path / "sessions"
     r = cli(["session", "import-folder", rec, "--id", "field", "--sessions-dir", sessions])
-    _one_line_exit_2(r, "metadata.csv: line 3: file:", "b.wav", "1 non-finite sample(s)")
+    one_line_exit_2(r, "metadata.csv: line 3: file:", "b.wav", "1 non-finite sample(s)")
     assert not (sessions / "field").exists() and _leftovers(sessions) == [] if sessions.exists() else True
     sf.write(rec / "b.wav", good, SR, subtype="FLOAT")
     r = cli(["session", "import-folder", rec, "--id", "field", "--sessions-dir", sessions, "--json"])
@@ -230,7 +220,7 @@ def test_cli_float_lists_and_params_refuse_nan(cli, tmp_path):
          "delay_ms must be a finite number"),
         (["models", "ensemble-curve", "--eps", "nan"], "--eps: nan is not a finite number"),
     ):
-        _one_line_exit_2(cli(args), needle)
+        one_line_exit_2(cli(args), needle)
 
 
 def test_capture_record_with_finite_signal_is_unchanged(hand_store):

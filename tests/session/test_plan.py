@@ -12,6 +12,7 @@ from testbed.errors import PlanError
 from testbed.rig import load_rig
 from testbed.session import check_plan, estimate_plan, expand_trials, load_plan, placement_changes
 from testbed.session.trials import attack_configs
+from tests.session.conftest import one_line_exit_2
 
 REPO = Path(__file__).resolve().parents[2]
 PLANS = REPO / "sessions" / "plans"
@@ -133,16 +134,6 @@ def test_dry_run_prints_counts_and_json(cli, tmp_path, office_rig_path):
 PGD = BASE.replace('kind = "fgsm"', 'kind = "pgd"')
 
 
-def _one_line_exit_2(r, *needles: str) -> str:
-    out = r.output
-    assert r.exit_code == 2, out
-    assert "Traceback" not in out
-    assert len([ln for ln in out.strip().splitlines() if ln.strip()]) == 1, out
-    for n in needles:
-        assert n in out, (n, out)
-    return out
-
-
 @pytest.mark.parametrize("text,field,what", [
     (BASE.replace("delay_ms = [0, 100, 250]", "delay_ms = [0, nan]"), "sweep.delay_ms", "finite"),
     (BASE.replace("delay_ms = [0, 100, 250]", "delay_ms = inf"), "sweep.delay_ms", "finite"),
@@ -173,7 +164,7 @@ def test_hostile_plans_exit_2_naming_file_and_field(cli, tmp_path, office_rig_pa
     zoo = fake_zoo(tmp_path / "zoo", {"lm-fp32": KWS, "lm-lowrank": KWS, "lm-int8": KWS})
     p = write_plan(tmp_path, text)
     r = cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo])
-    _one_line_exit_2(r, str(p), field, what)
+    one_line_exit_2(r, str(p), field, what)
 
 
 def test_dry_run_refuses_a_missing_utterance_folder(cli, tmp_path, office_rig_path):
@@ -182,7 +173,7 @@ def test_dry_run_refuses_a_missing_utterance_folder(cli, tmp_path, office_rig_pa
     missing = tmp_path / "recordings"
     p = write_plan(tmp_path, BASE.replace('labels = ["yes", "no"]',
                                           f'labels = ["yes", "no"]\nsource = "folder:{missing}"'))
-    _one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo]),
+    one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo]),
                      str(p), "utterances.source", str(missing))
     missing.mkdir()      # once it exists, the dry run accepts it (its contents are read by 'run')
     assert cli(["session", "plan", p, "--rig", office_rig_path, "--models-dir", zoo]).exit_code == 0
@@ -202,7 +193,7 @@ def test_oversized_plan_is_refused_with_its_count_before_expansion(cli, tmp_path
     real = trials.TrialSpec
     monkeypatch.setattr(trials, "TrialSpec", lambda *a: built.append(a) or real(*a))
     p = write_plan(tmp_path, _big(10000, 1000))
-    out = _one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path]), str(p), "max_trials",
+    out = one_line_exit_2(cli(["session", "plan", p, "--rig", office_rig_path]), str(p), "max_trials",
                            "180,000,000 trials", "100,000")
     assert "20000 utterances x 3 attack configs x 1000 delays x 3 placements x 1 repetitions" in out
     assert built == []
