@@ -17,6 +17,10 @@ from testbed.errors import DataError
 
 SPECS = ("synthetic", "speech-commands:PATH", "folder:PATH", "ambient:PATH")
 AMBIENT_CHUNK_S = 3.0
+#: train / val / test shares of each long scene recording split by time: a larger test share
+#: than the KWS 0.8 / 0.1 / 0.1, because four one-minute recordings give 9 test chunks at 0.1
+#: (Wilson intervals of +-30 points) and 25 at 0.3, while 48 training chunks still separate the scenes
+AMBIENT_TIME_FRACTIONS = (0.6, 0.1, 0.3)
 
 
 def _split_of(xs: list[np.ndarray], ys: list[int], meta: list[dict], idx: np.ndarray, clip_samples: int) -> Split:
@@ -98,7 +102,7 @@ def load_dataset(spec: str = "synthetic", *, quick: bool = False, seed: int = 0,
         if min(recordings.values()) >= 3:   # enough recordings per scene: split by recording
             return _assemble(spec, labels, xs, ys, meta, seed, sr, n, groups)
         # few long recordings per scene: split each by time, a guard chunk between splits
-        parts = time_split(np.asarray(ys), groups, [m["offset_s"] for m in meta])
+        parts = time_split(np.asarray(ys), groups, [m["offset_s"] for m in meta], fractions=AMBIENT_TIME_FRACTIONS)
         return _assemble(spec, labels, xs, ys, meta, seed, sr, n, parts=parts)
     parts, has_lists = load_speech_commands(root, spec, seed, quick, sr, sr, progress)
     if not has_lists:
