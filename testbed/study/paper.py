@@ -19,6 +19,11 @@ from testbed.study.run import StudyRun, run_cells
 #: what a scene zoo is built with (``--data ambient:PATH``), full and quick
 SCENE_ZOO = {False: (("lm", "ete", "lms"), ("fp32", "lowrank", "int16", "int8", "int4")),
              True: (("lm",), ("fp32", "int8"))}
+#: its training budget: the KWS zoo's step counts (thousands of batches of 64) are sized for
+#: ~10^4 clips; a scene set of a few recordings has ~50 training chunks, where that is thousands
+#: of epochs and hours per model on a core, so a scene zoo trains for a few hundred epochs
+SCENE_TRAINING = {False: {"steps": 600, "finetune_steps": 200, "batch_size": 32},
+                  True: {"steps": 60, "finetune_steps": 10, "batch_size": 16}}
 
 
 @dataclass
@@ -41,8 +46,8 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
     archs, variants = SCENE_ZOO[quick]
     zoo = Zoo(root)
     if not all(zoo.exists(f"{a}-{v}") for a in archs for v in variants):
-        kw = {"steps": 60, "finetune_steps": 10, "batch_size": 16} if quick else {}
-        build_zoo(archs, variants, data=spec, quick=quick, root=root, seed=seed, progress=progress, **kw)
+        build_zoo(archs, variants, data=spec, quick=quick, root=root, seed=seed, progress=progress,
+                  **SCENE_TRAINING[quick])
     return root
 
 
