@@ -75,11 +75,16 @@ class _Models:
         self._loaded: dict[str, object] = {}
 
     def get(self, names: tuple[str, ...]) -> dict:
+        """The models ``names``, loading those not kept; evicts the least recently used others
+        (never one of ``names``: a transfer cell needs its source and every target at once)."""
         for n in names:
-            if n not in self._loaded:
-                if len(self._loaded) >= self.keep:
-                    self._loaded.pop(next(iter(self._loaded)))
-                self._loaded[n] = self.zoo.load(n)
+            if n in self._loaded:
+                self._loaded[n] = self._loaded.pop(n)          # most recently used last
+                continue
+            spare = [k for k in self._loaded if k not in names]
+            while spare and len(self._loaded) >= self.keep:
+                self._loaded.pop(spare.pop(0))
+            self._loaded[n] = self.zoo.load(n)
         return {n: self._loaded[n] for n in names}
 
 
