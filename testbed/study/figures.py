@@ -25,16 +25,22 @@ TITLES = {
 }
 
 
+#: Fig 5's colour of each black-box attack (its targeted curve is the same colour, dashed)
+BLACK_BOX_COLOURS = {"nes": "C0", "square": "C1"}
+
+
 def _errbar(ax, x, rows: pd.DataFrame, label: str, **kw) -> None:
     y = 100 * rows.error_rate.to_numpy()
     lo, hi = 100 * rows.ci_low.to_numpy(), 100 * rows.ci_high.to_numpy()
     ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=label, **kw)
 
 
-def _lines(ax, rows: pd.DataFrame, by: list[str], x: str, logx: bool = False) -> None:
+def _lines(ax, rows: pd.DataFrame, by: list[str], x: str, logx: bool = False,
+           colours: dict[str, str] | None = None) -> None:
     for keys, g in rows.groupby(by, sort=True):
         g = g.sort_values(x)
-        _errbar(ax, g[x].to_numpy(), g, " ".join(str(k) for k in np.atleast_1d(keys)))
+        label = " ".join(str(k) for k in np.atleast_1d(keys))
+        _errbar(ax, g[x].to_numpy(), g, label, **({"color": colours[label]} if colours and label in colours else {}))
     if logx:
         ax.set_xscale("log")
     ax.set_ylim(-2, 102)
@@ -69,10 +75,12 @@ def draw_figures(table: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
     figs["fig4"] = _per_arch(untargeted, "fig4", eps_lines)
 
     def black(ax, rows):
-        _lines(ax, rows[rows.target_label == "untargeted"], ["attack"], "eps", logx=True)
+        # one colour per attack in every panel, whichever attacks a panel has
+        _lines(ax, rows[rows.target_label == "untargeted"], ["attack"], "eps", logx=True, colours=BLACK_BOX_COLOURS)
         for keys, g in rows[rows.target_label != "untargeted"].groupby(["attack", "target_label"]):
             g = g.sort_values("eps")
-            ax.plot(g.eps, 100 * g.success_rate.astype(float), "--", marker="x", label=f"{keys[0]} -> {keys[1]}")
+            ax.plot(g.eps, 100 * g.success_rate.astype(float), "--", marker="x", label=f"{keys[0]} -> {keys[1]}",
+                    color=BLACK_BOX_COLOURS.get(keys[0]))
         ax.legend(fontsize=7)
         ax.set_xlabel("eps (L-inf, PCM)")
 
