@@ -19,7 +19,7 @@ SPECS = ("synthetic", "speech-commands:PATH", "folder:PATH", "ambient:PATH")
 AMBIENT_CHUNK_S = 3.0
 #: train / val / test shares of each long scene recording split by time: a larger test share
 #: than the KWS 0.8 / 0.1 / 0.1, because four one-minute recordings give 9 test chunks at 0.1
-#: (Wilson intervals of +-30 points) and 25 at 0.3, while 48 training chunks still separate the scenes
+#: (Wilson intervals of +-30 points) and 24 at 0.3, while the 50 training chunks still separate the scenes
 AMBIENT_TIME_FRACTIONS = (0.6, 0.1, 0.3)
 
 
