@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from testbed.stats import mcnemar_exact, wilson_interval
+from testbed.stats import cluster_bootstrap_rate, mcnemar_exact, wilson_interval
 
 COLUMNS = ("figure", "source", "target", "arch", "variant", "attack", "eps", "delay_ms", "target_label", "n",
            "errors", "error_rate", "ci_low", "ci_high", "clean_errors", "clean_error_rate", "hits", "success_rate",
@@ -60,6 +60,19 @@ def paired(a: pd.Series, b: pd.Series) -> dict:
     a_only, b_only = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
     return {"a": float(x.mean()), "b": float(y.mean()), "diff": float(y.mean() - x.mean()),
             "a_only": a_only, "b_only": b_only, "p": mcnemar_exact(a_only, b_only), "n": int(x.size)}
+
+
+def clip_bootstrap(rows: pd.DataFrame, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the pooled error of ``rows`` that judge the same clips in the same order
+    (e.g. several models attacked on one cell's clips): a bootstrap that resamples clips, each
+    clip carrying its outcomes in every row. Rows of different lengths cannot share clips.
+    """
+    outcomes = [np.asarray(o, dtype=int) for o in rows["outcome"]]
+    if len({o.size for o in outcomes}) > 1:
+        raise ValueError("pooled rows must cover the same clips")
+    per_clip = np.vstack(outcomes)                      # (rows, clips)
+    return cluster_bootstrap_rate(per_clip.sum(axis=0), np.full(per_clip.shape[1], per_clip.shape[0]),
+                                  seed=seed)
 
 
 def pick(table: pd.DataFrame, **where) -> pd.DataFrame:

@@ -47,3 +47,39 @@ def test_a_tie_with_the_baseline_is_within_the_noise_and_missing_baselines_are_n
     assert tie["verdict"] == "does not hold (within noise)"
     alone = _claims([_cell("lm-slr8", 0.001, 80), _cell("lm-fp32", 0.001, 98)])[BASE]
     assert alone["verdict"] == "not measured"
+
+
+TRANSFER = "White-box PGD transfers almost perfectly across architectures"
+
+
+def _transfer_cell(source: str, targets: list[str], wrong: dict[str, list[int]]) -> dict:
+    n = len(next(iter(wrong.values())))
+    cell = {"attack": "pgd", "clip_seed": 0, "delays_ms": [0.0], "eps": 0.05, "figure": "fig7", "n_clips": n,
+            "params": {}, "source": source, "target_label": None, "targets": targets}
+    return {"cell": cell, "clean_wrong": {t: [0] * n for t in targets},
+            "wrong": {f"{t}@0": w for t, w in wrong.items()}, "hit": {}, "n": n, "queries": 0.0,
+            "seconds": 1.0, "snr_db": 20.0, "key": source}
+
+
+def test_pooled_transfer_resamples_clips_because_the_pairs_share_them():
+    # 6 pairs on the same 100 clips; clips 0..92 fool every target, the rest none. Pooled as 600
+    # independent rows (Wilson) the rate 93 % is above 90 % with room; the evidence is 100 clips.
+    archs = ("lm-fp32", "ete-fp32", "lms-fp32")
+    wrong = [1] * 93 + [0] * 7
+    cells = [_transfer_cell(s, [t for t in archs if t != s], {t: wrong for t in archs if t != s}) for s in archs]
+    claim = {r["paper"]: r for r in verdicts(results_table(cells))}[TRANSFER]
+    assert "558/600" in claim["measure"] and "6 pairs on the same 100 clips" in claim["measure"]
+    low = float(claim["interval"].strip("[").split(",")[0])
+    assert low < 90.0          # per-row Wilson would give 90.7
+    assert claim["verdict"].startswith("inconclusive")
+
+
+def test_clip_bootstrap_refuses_rows_of_different_clips():
+    import pytest
+
+    from testbed.study.table import clip_bootstrap
+
+    cells = [_transfer_cell("lm-fp32", ["ete-fp32"], {"ete-fp32": [1, 0, 1]}),
+             _transfer_cell("ete-fp32", ["lm-fp32"], {"lm-fp32": [1, 0]})]
+    with pytest.raises(ValueError, match="same clips"):
+        clip_bootstrap(results_table(cells))
