@@ -33,6 +33,12 @@ def _certified(results: list[dict]) -> list[dict]:
     return out
 
 
+def code_revisions(results: list[dict]) -> dict[str, int]:
+    """Cells per git commit that computed them ("not recorded" for cells stored before results
+    carried their versions)."""
+    return dict(Counter(str((r.get("versions") or {}).get("git") or "not recorded") for r in results))
+
+
 def write_report(run: StudyRun, out_dir: Path | str, *, title: str, zoo: str, data: str, n_clips: int,
                  missing: list[str], planned: list[dict]) -> Path:
     """Write ``report.html``, ``summary.json``, ``rows.csv`` and the figures' PNGs; return the report.
@@ -52,9 +58,10 @@ def write_report(run: StudyRun, out_dir: Path | str, *, title: str, zoo: str, da
     html = env.get_template("study.html.j2").render(
         title=title, run=run, claims=claims, figures=figures, figure_names=[f for f, _ in figures],
         unfinished=dict(unfinished), certified=_certified(run.results), rows=rows.to_dict("records"),
-        zoo=zoo, data=data, n_clips=n_clips, missing=missing)
+        zoo=zoo, data=data, n_clips=n_clips, missing=missing, computed_by=code_revisions(run.results))
     atomic_write(out / "rows.csv", rows.to_csv(index=False))
     summary = {"run": run.as_dict(), "claims": claims, "unfinished": dict(unfinished),
+               "computed_by": code_revisions(run.results),
                "figures": {k: str(v) for k, v in pngs.items()}, "certified": _certified(run.results)}
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=_jsonable))
     return atomic_write(out / "report.html", html)

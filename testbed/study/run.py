@@ -3,7 +3,9 @@
 A cell's result is one JSON file named by the cell's content key (the cell, the weights hash of
 each model it touches, the study format) under ``OUT/cells/``, written atomically: a crash
 loses at most the cell being computed, and a later run (another session too) skips every
-stored cell. A retrained model changes its hash and so its cells' keys.
+stored cell. A retrained model changes its hash and so its cells' keys;
+a code change does not (a key names what is measured, not how), so each result records the
+package versions and git commit that computed it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from testbed.errors import AttackError, TestbedError
 from testbed.fileio import atomic_write
 from testbed.models import Zoo, held_out_clips
+from testbed.session.manifest import git_revision, package_versions
 from testbed.study.cells import Cell, compute_cell
 
 Progress = Callable[[int, int, str], None]
@@ -155,8 +158,10 @@ def run_cells(cells: list[Cell], zoo: Zoo, out_dir: Path | str, *, data: str | N
                 except (AttackError, TestbedError) as exc:
                     yield cell, key, {"cell": cell.as_dict(), "error": str(exc)}
         results = local()
+    versions = {**package_versions(), "git": git_revision()}
     for cell, key, result in results:
         result["key"] = key
+        result.setdefault("versions", versions)
         store.put(key, result)
         run.results.append(result)
         if "error" in result:

@@ -43,6 +43,11 @@ def test_quick_study_writes_a_report_with_every_figure_and_claim(quick_study):
         assert f'alt="{name}"' in html and (out / "figures" / f"{name}.png").stat().st_size > 1000
     claims = {c["paper"]: c for c in summary["claims"]}
     assert len(claims) == 9
+    # every cell records the code that computed it (a cell key names what is measured, not how)
+    (rev, k), = summary["computed_by"].items()
+    assert k == summary_line["computed"] and rev != "not recorded"
+    cell = json.loads(next((out / "cells").glob("*.json")).read_text())
+    assert cell["versions"]["torch"] and cell["versions"]["git"] == rev
     vulnerable = claims["Undefended models are extremely vulnerable to white-box PGD (error near 100 %)"]
     assert vulnerable["verdict"] != "not measured" and vulnerable["interval"].startswith("[")
     defence = claims["The stochastic low-rank ensemble (SLR) lowers the white-box error against fp32"]
