@@ -13,8 +13,41 @@ from typer.core import TyperGroup
 from testbed.errors import TestbedError
 
 
+def _as_written(text: str | None) -> str | None:
+    """A help text shown as written. Rich markup is escaped (a TOML ``[dut]`` or a JSON
+    ``[lo, hi]`` is text, not a style tag, which Rich would drop), and the hard line breaks of
+    each paragraph after the first are joined (Typer's rich mode keeps them, which breaks lines
+    mid-sentence wherever the terminal is narrower than the source). A line starting with
+    ``- `` keeps its break."""
+    if not text:
+        return text
+    from rich.markup import escape
+
+    paragraphs = []
+    for para in text.split("\n\n"):
+        if not para.startswith("\b"):
+            para = "".join(("\n" if line.startswith("- ") else " ") + line.strip()
+                           for line in para.split("\n")).strip()
+        paragraphs.append(para)
+    return escape("\n\n".join(paragraphs))
+
+
+def _show_help_as_written(command: click.Command) -> None:
+    command.help = _as_written(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = _as_written(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _show_help_as_written(sub)
+
+
 class _ErrorFunnel(TyperGroup):
-    """Root group that turns domain errors into ``error: ...`` and exit 2."""
+    """Root group that turns domain errors into ``error: ...`` and exit 2, and shows every
+    command's help as written (see :func:`_as_written`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _show_help_as_written(self)
 
     def invoke(self, ctx: click.Context):  # noqa: D401
         try:

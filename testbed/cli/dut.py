@@ -13,7 +13,7 @@ app = typer.Typer(help="The serial device under test (DUT): check one, or emulat
 
 @app.command("check")
 def check(
-    rig_path: Path = typer.Argument(..., help="rig TOML file with \\[dut] transport = 'serial'", show_default=False),
+    rig_path: Path = typer.Argument(..., help="rig TOML file with [dut] transport = 'serial'", show_default=False),
     probe: bool = typer.Option(True, "--probe/--no-probe",
                                help="also run one trial (silence injected, or the DUT's own mic)"),
     window_ms: float = typer.Option(1000.0, "--window-ms", callback=finite_float, help="listening window of the probe trial, ms"),

@@ -13,7 +13,7 @@ app = typer.Typer(help="The GRBL positioner that moves a speaker between placeme
 
 @app.command("check")
 def check(
-    rig_path: Path = typer.Argument(..., help="rig TOML file with a \\[positioner] section", show_default=False),
+    rig_path: Path = typer.Argument(..., help="rig TOML file with a [positioner] section", show_default=False),
     home: bool = typer.Option(False, "--home", help="run the homing cycle ($H) first"),
     tour: bool = typer.Option(False, "--tour", help="visit every placement of the carried speaker, then its rig position"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
