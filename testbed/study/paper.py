@@ -12,6 +12,7 @@ from pathlib import Path
 from testbed.attacks.registry import ATTACKS, attack_params
 from testbed.errors import TestbedError
 from testbed.models import Zoo, build_zoo
+from testbed.models.robust import RobustConfig
 from testbed.study.grid import ARCH_ORDER, COMPRESSED, DEFENCES, FIGURES, StudySettings, paper_cells
 from testbed.study.report import write_report
 from testbed.study.run import StudyRun, run_cells
@@ -26,6 +27,8 @@ SCENE_ZOO = {False: ((("lm", "ete", "lms"), COMPRESSED), (("lm",), DEFENCES)),
 #: of epochs and hours per model on a core, so a scene zoo trains for a few hundred epochs
 SCENE_TRAINING = {False: {"steps": 600, "finetune_steps": 200, "batch_size": 32},
                   True: {"steps": 60, "finetune_steps": 10, "batch_size": 16}}
+#: SLR's warm-up on scenes, scaled the same way (speech: 1000 steps; here as many as fine-tuning)
+SCENE_SLR_WARMUP = {False: 200, True: 10}
 
 
 @dataclass
@@ -47,9 +50,11 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
     root = Path(models_root) / f"scenes-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
     zoo = Zoo(root)
     for i, (archs, variants) in enumerate(SCENE_ZOO[quick]):
-        if not all(zoo.exists(f"{a}-{v}") for a in archs for v in variants):
-            build_zoo(archs, variants, data=spec, quick=quick, root=root, seed=seed, progress=progress,
-                      reuse_fp32=i > 0, **SCENE_TRAINING[quick])
+        missing = [v for v in variants if not all(zoo.exists(f"{a}-{v}") for a in archs)]
+        if missing:             # an interrupted build resumes with the variants it did not write
+            build_zoo(archs, missing, data=spec, quick=quick, root=root, seed=seed, progress=progress,
+                      reuse_fp32=all(zoo.exists(f"{a}-fp32") for a in archs), robust_config=RobustConfig(warmup_steps=SCENE_SLR_WARMUP[quick]),
+                      **SCENE_TRAINING[quick])
     return root
 
 

@@ -175,3 +175,15 @@ def test_the_scene_task_builds_its_zoo_and_runs_the_grid(cli, tmp_path):
     rows = (out / "rows.csv").read_text().splitlines()
     assert all(",fig6," in f",{line}," for line in rows[1:])
     assert "fig6" in json.loads((out / "summary.json").read_text())["figures"]
+    # an interrupted zoo build resumes: only the missing variant is built, from the stored fp32
+    import shutil
+
+    from testbed.study.paper import scene_zoo
+
+    root = Path(got["zoo"])
+    fp32 = (root / "lm-fp32" / "weights.safetensors").stat()
+    shutil.rmtree(root / "lm-int8")
+    assert scene_zoo(f"ambient:{scenes}", tmp_path / "zoo", quick=True) == root
+    assert (root / "lm-int8" / "weights.safetensors").is_file()
+    again = (root / "lm-fp32" / "weights.safetensors").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (fp32.st_ino, fp32.st_mtime_ns)      # not trained again
