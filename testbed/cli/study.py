@@ -50,7 +50,7 @@ def paper(
     ambient = bool(data and data.startswith("ambient:"))
     out = out or Path("analysis") / ("study-paper-ambient" if ambient else "study-paper")
     spec = parse_cluster(cluster)
-    stop = {"now": report_only}
+    stop = {"now": False}
     with open_client(spec) as client, make_progress(disable=json_out) as progress:
         task = progress.add_task("study cells", total=None)
         build = progress.add_task("scene zoo", total=None, visible=False)
@@ -66,7 +66,7 @@ def paper(
                               only=split_csv(only) or None,
                               progress=on_cell, should_stop=lambda: stop["now"],
                               executor=CellExecutor(client) if client is not None else None,
-                              build_progress=on_build)
+                              build_progress=on_build, report_only=report_only)
         except KeyboardInterrupt:
             stop["now"] = True
             err_console.print("interrupted: finished cells are stored; run the same command to resume")

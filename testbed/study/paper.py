@@ -44,10 +44,13 @@ class PaperStudy:
         return {**self.run.as_dict(), "report": str(self.report), "out_dir": str(self.out_dir), "zoo": str(self.zoo)}
 
 
-def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | None = None, seed: int = 0) -> Path:
-    """The zoo of models trained on the scene data set ``spec`` (built the first time, under
-    ``models_root/scenes-<hash of the spec>``)."""
+def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | None = None, seed: int = 0,
+              build: bool = True) -> Path:
+    """The zoo of models trained on the scene data set ``spec``, under ``models_root/scenes-<hash
+    of the spec>``; the models it lacks are built unless ``build`` is False."""
     root = Path(models_root) / f"scenes-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    if not build:
+        return root
     zoo = Zoo(root)
     for i, (archs, variants) in enumerate(SCENE_ZOO[quick]):
         missing = [v for v in variants if not all(zoo.exists(f"{a}-{v}") for a in archs)]
@@ -60,7 +63,7 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
 
 def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = False, data: str | None = None,
                 only: Sequence[str] | None = None, progress: Callable[[int, int, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
-                executor=None, build_progress: Callable | None = None) -> PaperStudy:
+                executor=None, build_progress: Callable | None = None, report_only: bool = False) -> PaperStudy:
     """Run (or resume) the paper's grid and write its report.
 
     Parameters
@@ -70,11 +73,12 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
     quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
     data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
     only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``).
+    report_only : compute nothing (no cell, no scene model): report what is stored.
     """
     settings = StudySettings.quick() if quick else StudySettings()
     root = Path(models_root)
     if data and data.startswith("ambient:"):
-        root = scene_zoo(data, root, quick, build_progress)
+        root = scene_zoo(data, root, quick, build_progress, build=not report_only)
         settings = replace(settings, target_label=None)        # scenes have no command to inject
     zoo = Zoo(root)
     attacks = {k: attack_params(k) for k in ATTACKS}
@@ -85,7 +89,8 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
             raise TestbedError(f"--only: unknown figure {', '.join(unknown)} (have: {', '.join(sorted(FIGURES))})")
         cells = [c for c in cells if c.figure in set(only)]
     out = Path(out_dir)
-    run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=should_stop, executor=executor)
+    stop = (lambda: True) if report_only else should_stop
+    run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=stop, executor=executor)
     names = set(zoo.names())
     missing = [f"{a}-{v}" for a in ARCH_ORDER for v in (*COMPRESSED, *DEFENCES) if f"{a}-{v}" not in names]
     report = write_report(run, out, title=f"The paper's study{' (quick)' if quick else ''}: {data or 'speech commands'}",

@@ -183,6 +183,10 @@ def test_the_scene_task_builds_its_zoo_and_runs_the_grid(cli, tmp_path):
     root = Path(got["zoo"])
     fp32 = (root / "lm-fp32" / "weights.safetensors").stat()
     shutil.rmtree(root / "lm-int8")
+    res = cli(["study", "paper", "--quick", "--data", f"ambient:{scenes}", "--root", tmp_path / "zoo",
+               "--out", out, "--only", "fig6", "--report-only", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["computed"] == 0 and not (root / "lm-int8").exists()   # builds nothing
     assert scene_zoo(f"ambient:{scenes}", tmp_path / "zoo", quick=True) == root
     assert (root / "lm-int8" / "weights.safetensors").is_file()
     again = (root / "lm-fp32" / "weights.safetensors").stat()
