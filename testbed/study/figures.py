@@ -27,6 +27,11 @@ TITLES = {
 
 #: Fig 5's colour of each black-box attack (its targeted curve is the same colour, dashed)
 BLACK_BOX_COLOURS = {"nes": "C0", "square": "C1"}
+#: each model variant's colour in Figs 4 and 9's lines and the defence figure, the same in every panel
+VARIANT_COLOURS = {v: f"C{i}" for i, v in enumerate(("fp32", "lowrank", "int16", "int8", "int4"))} | {
+    v: f"C{i}" for i, v in enumerate(("fp32", "slr8", "advtrain", "distill", "rse", "smooth"))}
+#: each white-box attack's line style in Fig 4 (the colour is the model's)
+ATTACK_STYLES = {"fgsm": ":", "pgd": "-", "apgd": "--", "auto": "-"}
 
 
 def _errbar(ax, x, rows: pd.DataFrame, label: str, **kw) -> None:
@@ -36,17 +41,22 @@ def _errbar(ax, x, rows: pd.DataFrame, label: str, **kw) -> None:
 
 
 def _lines(ax, rows: pd.DataFrame, by: list[str], x: str, logx: bool = False,
-           colours: dict[str, str] | None = None) -> None:
+           styles: dict[str, dict] | None = None) -> None:
+    """One error-bar line per group of ``by``; ``styles`` maps a line's label to its plot keywords."""
     for keys, g in rows.groupby(by, sort=True):
         g = g.sort_values(x)
         label = " ".join(str(k) for k in np.atleast_1d(keys))
-        _errbar(ax, g[x].to_numpy(), g, label, **({"color": colours[label]} if colours and label in colours else {}))
-    if logx:
+        _errbar(ax, g[x].to_numpy(), g, label, **(styles or {}).get(label, {}))
+    if logx:                # label the measured bounds only (log-scale minor labels overlap)
         ax.set_xscale("log")
+        ticks = np.unique(rows[x].to_numpy(dtype=float))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+        ax.minorticks_off()
     ax.set_ylim(-2, 102)
     ax.set_ylabel("error %")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    many = rows.groupby(by).ngroups > 6         # Fig 4's 15 lines: a short, wide legend at the bottom
+    ax.legend(fontsize=6 if many else 7, ncol=3 if many else 1, loc="lower right" if logx else "best")
 
 
 def _per_arch(table: pd.DataFrame, figure: str, draw) -> plt.Figure | None:
@@ -69,14 +79,18 @@ def draw_figures(table: pd.DataFrame, out_dir: Path | str) -> dict[str, Path]:
     untargeted = table[table.target_label == "untargeted"]
 
     def eps_lines(ax, rows):
-        _lines(ax, rows, ["variant", "attack"], "eps", logx=True)
+        # colour = model variant, line style = attack, the same in every panel
+        styles = {f"{v} {a}": {"color": VARIANT_COLOURS.get(v), "linestyle": ATTACK_STYLES.get(a, "-")}
+                  for v, a in zip(rows.variant, rows.attack)}
+        _lines(ax, rows, ["variant", "attack"], "eps", logx=True, styles=styles)
         ax.set_xlabel("eps (L-inf, PCM)")
 
     figs["fig4"] = _per_arch(untargeted, "fig4", eps_lines)
 
     def black(ax, rows):
         # one colour per attack in every panel, whichever attacks a panel has
-        _lines(ax, rows[rows.target_label == "untargeted"], ["attack"], "eps", logx=True, colours=BLACK_BOX_COLOURS)
+        _lines(ax, rows[rows.target_label == "untargeted"], ["attack"], "eps", logx=True,
+               styles={a: {"color": c} for a, c in BLACK_BOX_COLOURS.items()})
         for keys, g in rows[rows.target_label != "untargeted"].groupby(["attack", "target_label"]):
             g = g.sort_values("eps")
             ax.plot(g.eps, 100 * g.success_rate.astype(float), "--", marker="x", label=f"{keys[0]} -> {keys[1]}",
