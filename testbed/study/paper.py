@@ -56,8 +56,8 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
         missing = [v for v in variants if not all(zoo.exists(f"{a}-{v}") for a in archs)]
         if missing:             # an interrupted build resumes with the variants it did not write
             build_zoo(archs, missing, data=spec, quick=quick, root=root, seed=seed, progress=progress,
-                      reuse_fp32=all(zoo.exists(f"{a}-fp32") for a in archs), robust_config=RobustConfig(warmup_steps=SCENE_SLR_WARMUP[quick]),
-                      **SCENE_TRAINING[quick])
+                      reuse_fp32=all(zoo.exists(f"{a}-fp32") for a in archs),
+                      robust_config=RobustConfig(warmup_steps=SCENE_SLR_WARMUP[quick]), **SCENE_TRAINING[quick])
     return root
 
 

@@ -53,16 +53,17 @@ def write_report(run: StudyRun, out_dir: Path | str, *, title: str, zoo: str, da
     done = {json.dumps(r["cell"], sort_keys=True) for r in run.results if "cell" in r}
     unfinished = Counter(c["figure"] for c in planned if json.dumps(c, sort_keys=True) not in done)
     figures = [(name, base64.b64encode(p.read_bytes()).decode()) for name, p in pngs.items()]
+    certified, computed_by = _certified(run.results), code_revisions(run.results)
     rows = table.drop(columns=["outcome"]).sort_values(["figure", "source", "target", "attack", "eps", "delay_ms"])
     env = Environment(loader=FileSystemLoader(str(assets_dir() / "templates")), autoescape=select_autoescape())
     html = env.get_template("study.html.j2").render(
         title=title, run=run, claims=claims, figures=figures, figure_names=[f for f, _ in figures],
-        unfinished=dict(unfinished), certified=_certified(run.results), rows=rows.to_dict("records"),
-        zoo=zoo, data=data, n_clips=n_clips, missing=missing, computed_by=code_revisions(run.results))
+        unfinished=dict(unfinished), certified=certified, rows=rows.to_dict("records"),
+        zoo=zoo, data=data, n_clips=n_clips, missing=missing, computed_by=computed_by)
     atomic_write(out / "rows.csv", rows.to_csv(index=False))
     summary = {"run": run.as_dict(), "claims": claims, "unfinished": dict(unfinished),
-               "computed_by": code_revisions(run.results),
-               "figures": {k: str(v) for k, v in pngs.items()}, "certified": _certified(run.results)}
+               "computed_by": computed_by,
+               "figures": {k: str(v) for k, v in pngs.items()}, "certified": certified}
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, default=_jsonable))
     return atomic_write(out / "report.html", html)
 

@@ -158,7 +158,7 @@ def run_cells(cells: list[Cell], zoo: Zoo, out_dir: Path | str, *, data: str | N
                 except (AttackError, TestbedError) as exc:
                     yield cell, key, {"cell": cell.as_dict(), "error": str(exc)}
         results = local()
-    versions = {**package_versions(), "git": git_revision()}
+    versions = {**package_versions(), "git": git_revision()} if pending else {}     # nothing to stamp
     for cell, key, result in results:
         result["key"] = key
         result.setdefault("versions", versions)

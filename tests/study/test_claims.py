@@ -3,8 +3,10 @@ smallest bound where both sides are finished, decided by an exact McNemar test."
 
 from __future__ import annotations
 
+import pytest
+
 from testbed.study.claims import verdicts
-from testbed.study.table import results_table
+from testbed.study.table import clip_bootstrap, results_table
 
 N = 100
 
@@ -75,10 +77,6 @@ def test_pooled_transfer_resamples_clips_because_the_pairs_share_them():
 
 
 def test_clip_bootstrap_refuses_rows_of_different_clips():
-    import pytest
-
-    from testbed.study.table import clip_bootstrap
-
     cells = [_transfer_cell("lm-fp32", ["ete-fp32"], {"ete-fp32": [1, 0, 1]}),
              _transfer_cell("ete-fp32", ["lm-fp32"], {"lm-fp32": [1, 0]})]
     with pytest.raises(ValueError, match="same clips"):
