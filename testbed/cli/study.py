@@ -19,14 +19,19 @@ def paper(
                                                   "built under the zoo folder the first time)"),
     root: Path = typer.Option(None, "--root", envvar="TESTBED_MODELS_DIR",
                               help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)"),
-    out: Path = typer.Option(None, "--out", "-o", help="study folder (default analysis/study-paper, "
-                                                       "analysis/study-paper-ambient with --data ambient:...)"),
+    out: Path = typer.Option(None, "--out", "-o", help="study folder (default analysis/study-paper; "
+                                                       "-ambient with --data ambient:..., -quick with --quick)"),
     only: str = typer.Option(None, "--only", help="only these figures' cells, e.g. fig6,fig7 (fig9 reads fig4's)"),
     cluster: str = typer.Option("none", "--cluster", help="none | local[:N] | tcp://host:8786: compute cells as "
                                                           "Dask tasks (this process stores every result)"),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="write the report from the cells already stored and compute none "
                                           "(while other processes or machines compute the rest)"),
+    new_weights: bool = typer.Option(False, "--new-weights",
+                                     help="measure zoo models whose weights differ from those the stored cells "
+                                          "were computed on (the study folder's zoo.json); without it that is "
+                                          "an error, so a retrained or --quick model never silently replaces "
+                                          "the real one's results"),
     json_out: bool = typer.Option(False, "--json", help="print the run's counts and the report path as JSON"),
 ) -> None:
     """Run the grid behind the paper's Figures 4-9 and its defence claim (ETE / LM / LMS x fp32 /
@@ -36,7 +41,8 @@ def paper(
 
     Every finished cell is stored at once, so an interrupted study (Ctrl-C, a crash, the end of
     a working day) resumes where it stopped; LM cells come first; the report marks unfinished
-    cells.
+    cells. The cells and zoo.json (the weights they were computed on) are committed with the
+    docs that cite them, so a clean clone without the zoo reports them with --report-only.
 
     Example: testbed study paper --quick
 
@@ -48,7 +54,7 @@ def paper(
     from testbed.study.tasks import CellExecutor
 
     ambient = bool(data and data.startswith("ambient:"))
-    out = out or Path("analysis") / ("study-paper-ambient" if ambient else "study-paper")
+    out = out or Path("analysis") / ("study-paper" + ("-ambient" if ambient else "") + ("-quick" if quick else ""))
     spec = parse_cluster(cluster)
     stop = {"now": False}
     with open_client(spec) as client, make_progress(disable=json_out) as progress:
@@ -66,7 +72,7 @@ def paper(
                               only=split_csv(only) or None,
                               progress=on_cell, should_stop=lambda: stop["now"],
                               executor=CellExecutor(client) if client is not None else None,
-                              build_progress=on_build, report_only=report_only)
+                              build_progress=on_build, report_only=report_only, new_weights=new_weights)
         except KeyboardInterrupt:
             stop["now"] = True
             err_console.print("interrupted: finished cells are stored; run the same command to resume")
@@ -74,6 +80,10 @@ def paper(
     if json_out:
         print_json(res.as_dict())
         return
+    if res.weights_changed:
+        err_console.print(f"reported from the recorded weights, not the zoo's: {', '.join(res.weights_changed)}")
+    if res.not_in_zoo:
+        err_console.print(f"not in the zoo (stored cells reported, none computed): {', '.join(res.not_in_zoo)}")
     r = res.run
     console.print(f"{r.cached + r.computed} of {r.total} cells finished ({r.cached} stored before, {r.computed} now"
                   f"{', ' + str(len(r.failed)) + ' failed' if r.failed else ''}; {r.undone} unfinished) in "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from testbed.attacks.registry import ATTACKS, attack_params
@@ -14,6 +14,7 @@ from testbed.errors import TestbedError
 from testbed.models import Zoo, build_zoo
 from testbed.models.robust import RobustConfig
 from testbed.study.grid import ARCH_ORDER, COMPRESSED, DEFENCES, FIGURES, StudySettings, paper_cells
+from testbed.study.record import WeightsRecord
 from testbed.study.report import write_report
 from testbed.study.run import StudyRun, run_cells
 
@@ -33,15 +34,21 @@ SCENE_SLR_WARMUP = {False: 200, True: 10}
 
 @dataclass
 class PaperStudy:
-    """The outcome of one `study paper` run: the run's counts and where the report is."""
+    """The outcome of one `study paper` run: the run's counts, where the report is, and which
+    models were not measured on the zoo's own weights."""
 
     run: StudyRun
     report: Path
     out_dir: Path
     zoo: Path
+    #: zoo models whose weights are not those the record names (reported from the record's)
+    weights_changed: list[str] = field(default_factory=list)
+    #: models the record names that the zoo lacks (their stored cells are reported, none computed)
+    not_in_zoo: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {**self.run.as_dict(), "report": str(self.report), "out_dir": str(self.out_dir), "zoo": str(self.zoo)}
+        return {**self.run.as_dict(), "report": str(self.report), "out_dir": str(self.out_dir), "zoo": str(self.zoo),
+                "weights_changed": self.weights_changed, "not_in_zoo": self.not_in_zoo}
 
 
 def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | None = None, seed: int = 0,
@@ -62,18 +69,23 @@ def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | No
 
 
 def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = False, data: str | None = None,
-                only: Sequence[str] | None = None, progress: Callable[[int, int, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
-                executor=None, build_progress: Callable | None = None, report_only: bool = False) -> PaperStudy:
+                only: Sequence[str] | None = None, progress: Callable[[int, int, str], None] | None = None,
+                should_stop: Callable[[], bool] = lambda: False, executor=None, build_progress: Callable | None = None,
+                report_only: bool = False, new_weights: bool = False) -> PaperStudy:
     """Run (or resume) the paper's grid and write its report.
 
     Parameters
     ----------
     models_root : the zoo (``ambient:PATH`` data: where the scene zoo is built).
-    out_dir : the study folder (``analysis/study-paper``; ``-ambient`` for scenes).
+    out_dir : the study folder (``analysis/study-paper``; ``-ambient`` for scenes); its
+        ``zoo.json`` records the weights its cells were computed on (:class:`WeightsRecord`).
     quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
     data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
     only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``).
-    report_only : compute nothing (no cell, no scene model): report what is stored.
+    report_only : compute nothing (no cell, no scene model): report what is stored, for the
+        weights the record names (models absent from the zoo too).
+    new_weights : measure a zoo model whose weights differ from the recorded ones (its stored
+        cells stay on disk but leave the report); without it such a model is an error.
     """
     settings = StudySettings.quick() if quick else StudySettings()
     root = Path(models_root)
@@ -81,19 +93,33 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
         root = scene_zoo(data, root, quick, build_progress, build=not report_only)
         settings = replace(settings, target_label=None)        # scenes have no command to inject
     zoo = Zoo(root)
+    out = Path(out_dir)
+    record = WeightsRecord(out)
     attacks = {k: attack_params(k) for k in ATTACKS}
-    cells = paper_cells(zoo.exists, attacks, settings)
+    cells = paper_cells(lambda m: zoo.exists(m) or m in record, attacks, settings)
     if only:
         unknown = sorted(set(only) - FIGURES)
         if unknown:
             raise TestbedError(f"--only: unknown figure {', '.join(unknown)} (have: {', '.join(sorted(FIGURES))})")
         cells = [c for c in cells if c.figure in set(only)]
-    out = Path(out_dir)
+    touched = sorted({m for c in cells for m in (c.source, *c.targets)})
+    in_zoo = {m: zoo.model_hash(m) for m in touched if zoo.exists(m)}
+    changed = sorted(m for m, h in in_zoo.items() if record.get(m) not in (None, h))
+    if report_only:
+        hashes = {**in_zoo, **record.hashes(touched)}           # what the stored cells were computed on
+    elif changed and not new_weights:
+        raise TestbedError(f"{root}: {', '.join(changed)} hold other weights than the stored cells were computed "
+                           f"on ({record.path}); restore those models, or pass --new-weights to measure these "
+                           f"(the old cells stay stored)")
+    else:
+        hashes = {**record.hashes(touched), **in_zoo}
+        record.update(in_zoo)
     stop = (lambda: True) if report_only else should_stop
-    run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=stop, executor=executor)
-    names = set(zoo.names())
-    missing = [f"{a}-{v}" for a in ARCH_ORDER for v in (*COMPRESSED, *DEFENCES) if f"{a}-{v}" not in names]
+    run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=stop, executor=executor, hashes=hashes)
+    known = set(zoo.names()) | set(touched)
+    missing = [f"{a}-{v}" for a in ARCH_ORDER for v in (*COMPRESSED, *DEFENCES) if f"{a}-{v}" not in known]
     report = write_report(run, out, title=f"The paper's study{' (quick)' if quick else ''}: {data or 'speech commands'}",
                           zoo=str(root), data=data or "each model's own test split", n_clips=settings.n_clips,
                           missing=missing, planned=[c.as_dict() for c in cells])
-    return PaperStudy(run=run, report=report, out_dir=out, zoo=root)
+    return PaperStudy(run=run, report=report, out_dir=out, zoo=root, weights_changed=changed,
+                      not_in_zoo=sorted(set(touched) - set(in_zoo)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +109,7 @@ class _Clips:
 
 def run_cells(cells: list[Cell], zoo: Zoo, out_dir: Path | str, *, data: str | None = None,
               progress: Progress | None = None, should_stop: Callable[[], bool] = lambda: False,
-              executor=None) -> StudyRun:
+              executor=None, hashes: Mapping[str, str] | None = None) -> StudyRun:
     """Compute every cell not stored yet, in order; store each as it finishes.
 
     Parameters
@@ -121,23 +121,25 @@ def run_cells(cells: list[Cell], zoo: Zoo, out_dir: Path | str, *, data: str | N
     progress : ``progress(done, total, what)`` after each cell.
     should_stop : polled between cells; a stop leaves the rest undone (a later run resumes).
     executor : optional :class:`testbed.study.tasks.CellExecutor` to compute cells elsewhere.
+    hashes : model -> weights sha256 the cells are keyed by (default: the zoo's); a cell whose
+        models are not all in the zoo is reported if stored and otherwise left undone.
     """
     t0 = time.perf_counter()
     store = CellStore(out_dir)
     run = StudyRun(total=len(cells))
-    hashes = {}
+    weights = dict(hashes or {})
     for c in cells:
         for m in (c.source, *c.targets):
-            if m not in hashes:
-                hashes[m] = zoo.model_hash(m)
+            if m not in weights:
+                weights[m] = zoo.model_hash(m)
     pending: list[tuple[Cell, str]] = []
     for c in cells:
-        key = c.key(hashes)
+        key = c.key(weights)
         got = store.get(key)
         if got is not None:
             run.cached += 1
             run.results.append(got)
-        else:
+        elif all(zoo.exists(m) for m in (c.source, *c.targets)):
             pending.append((c, key))
     done = run.cached
     if progress:

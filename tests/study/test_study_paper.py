@@ -10,24 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from testbed.study import StudySettings, paper_cells
 from testbed.study.run import CellStore
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def quick_study(quick_zoo, tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from testbed.cli.app import app
-
-    out = tmp_path_factory.mktemp("study") / "study-paper"
-    res = CliRunner().invoke(app, ["study", "paper", "--quick", "--root", str(quick_zoo), "--out", str(out), "--json"])
-    assert res.exit_code == 0, res.output
-    return out, json.loads(res.stdout)
 
 
 def test_quick_study_writes_a_report_with_every_figure_and_claim(quick_study):

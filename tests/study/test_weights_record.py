@@ -1,0 +1,134 @@
+"""The study's committed evidence: its cells and ``zoo.json`` (the weights they were computed on)
+report from a clean clone without the zoo, and a zoo holding other weights is caught before a
+study measures anything against them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from testbed.errors import TestbedError
+from testbed.models.zoo import sha256_file
+from testbed.study.record import RECORD_FILE, WeightsRecord
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "cells").glob("*.json"))}
+
+
+def _clone(study: Path, dest: Path) -> Path:
+    """What a clean clone has of a study: its cells and its weights record, nothing else."""
+    shutil.copytree(study / "cells", dest / "cells")
+    shutil.copy2(study / RECORD_FILE, dest / RECORD_FILE)
+    return dest
+
+
+def test_the_study_records_the_weights_of_every_model_its_cells_touch(quick_study, quick_zoo):
+    out, _ = quick_study
+    recorded = json.loads((out / RECORD_FILE).read_text())["models"]
+    touched = {m for p in (out / "cells").glob("*.json")
+               for m in (json.loads(p.read_text())["cell"]["source"], *json.loads(p.read_text())["cell"]["targets"])}
+    assert set(recorded) == touched
+    for name, sha in recorded.items():
+        stored = name.split("@", 1)[0]
+        assert sha == sha256_file(quick_zoo / stored / "weights.safetensors")
+
+
+def test_a_clean_clone_reports_the_committed_cells_without_the_zoo(quick_study, cli, tmp_path):
+    out, first = quick_study
+    clone = _clone(out, tmp_path / "clone")
+    res = cli(["study", "paper", "--quick", "--root", tmp_path / "no-zoo", "--out", clone, "--report-only", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["cached"] == got["total"] == first["total"] and got["computed"] == 0 and got["undone"] == 0
+    assert set(got["not_in_zoo"]) == set(json.loads((out / RECORD_FILE).read_text())["models"])
+    original, rebuilt = (json.loads((d / "summary.json").read_text()) for d in (out, clone))
+    assert rebuilt["claims"] == original["claims"] and rebuilt["unfinished"] == {}
+    assert (clone / "rows.csv").read_text() == (out / "rows.csv").read_text()
+    # without --report-only nothing can be computed either: the cells are reported, none is lost
+    res = cli(["study", "paper", "--quick", "--root", tmp_path / "no-zoo", "--out", clone, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["computed"] == 0 and _files(clone) == _files(out)
+
+
+def _retrain(zoo: Path, name: str) -> str:
+    """Give ``name`` other weights (one tensor nudged), as a rebuilt model would have; its new sha."""
+    folder = zoo / name
+    tensors = load_file(folder / "weights.safetensors")
+    first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[first] = tensors[first] + 1e-3
+    save_file(tensors, folder / "weights.safetensors")
+    card = json.loads((folder / "card.json").read_text())
+    card["weights_sha256"] = sha256_file(folder / "weights.safetensors")
+    (folder / "card.json").write_text(json.dumps(card))
+    return card["weights_sha256"]
+
+
+def test_other_weights_in_the_zoo_are_an_error_until_new_weights(quick_study, quick_zoo, cli, tmp_path):
+    out, _ = quick_study
+    study = _clone(out, tmp_path / "study")
+    zoo = tmp_path / "zoo"
+    shutil.copytree(quick_zoo, zoo)
+    new_sha = _retrain(zoo, "lm-int8")
+    before = _files(study)
+    args = ["study", "paper", "--quick", "--root", zoo, "--out", study, "--only", "fig4", "--json"]
+    res = cli(args)
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and "lm-int8" in line and RECORD_FILE in line and "Traceback" not in line
+    assert _files(study) == before and WeightsRecord(study).get("lm-int8") != new_sha
+    # --report-only still reports what is stored, for the recorded weights, and says so
+    res = cli(["study", "paper", "--quick", "--root", zoo, "--out", study, "--only", "fig4", "--report-only", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["weights_changed"] == ["lm-int8"] and got["cached"] == got["total"] and got["computed"] == 0
+    # --new-weights measures the new model; the old cells stay on disk
+    res = cli([*args, "--new-weights"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["computed"] > 0 and got["cached"] + got["computed"] == got["total"]
+    after = _files(study)
+    assert all(after[name] == data for name, data in before.items()) and len(after) == len(before) + got["computed"]
+    assert WeightsRecord(study).get("lm-int8") == new_sha
+
+
+@pytest.mark.parametrize("text, field", [
+    ("{not json", "unreadable"),
+    ('{"models": []}', "field models"),
+    ('{"models": {"lm-fp32": "abc"}}', "models.lm-fp32"),
+    ('{"models": {"../lm-fp32": "' + "0" * 64 + '"}}', "models.'../lm-fp32'"),
+])
+def test_a_broken_weights_record_is_one_line_naming_the_file_and_field(quick_study, quick_zoo, cli, tmp_path,
+                                                                        text, field):
+    out, _ = quick_study
+    study = _clone(out, tmp_path / "study")
+    (study / RECORD_FILE).write_text(text)
+    before = _files(study)
+    res = cli(["study", "paper", "--quick", "--root", quick_zoo, "--out", study, "--only", "fig4", "--json"])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and str(study / RECORD_FILE) in line and field in line and "Traceback" not in line
+    assert _files(study) == before and (study / RECORD_FILE).read_text() == text
+    with pytest.raises(TestbedError):
+        WeightsRecord(study)
+
+
+def test_git_keeps_the_study_cells_and_record_and_ignores_what_is_generated_from_them():
+    import subprocess
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
+
+    for kept in ("analysis/study-paper/cells/0123.json", "analysis/study-paper/zoo.json",
+                 "analysis/study-paper-ambient/cells/0123.json", "analysis/study-paper-ambient/zoo.json"):
+        assert not ignored(kept), kept
+    for generated in ("analysis/study-paper/report.html", "analysis/study-paper/summary.json",
+                      "analysis/study-paper/figures/fig4.png", "analysis/study-paper-quick/cells/0123.json",
+                      "analysis/some-session/report.html"):
+        assert ignored(generated), generated
