@@ -45,10 +45,12 @@ class PaperStudy:
     weights_changed: list[str] = field(default_factory=list)
     #: models the record names that the zoo lacks (their stored cells are reported, none computed)
     not_in_zoo: list[str] = field(default_factory=list)
+    #: models written into the zoo from the study's archived weights before computing
+    restored: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {**self.run.as_dict(), "report": str(self.report), "out_dir": str(self.out_dir), "zoo": str(self.zoo),
-                "weights_changed": self.weights_changed, "not_in_zoo": self.not_in_zoo}
+                "weights_changed": self.weights_changed, "not_in_zoo": self.not_in_zoo, "restored": self.restored}
 
 
 def scene_zoo(spec: str, models_root: Path, quick: bool, progress: Callable | None = None, seed: int = 0,
@@ -78,23 +80,30 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
     ----------
     models_root : the zoo (``ambient:PATH`` data: where the scene zoo is built).
     out_dir : the study folder (``analysis/study-paper``; ``-ambient`` for scenes); its
-        ``zoo.json`` records the weights its cells were computed on (:class:`WeightsRecord`).
+        ``zoo.json`` records the weights its cells were computed on and ``weights/`` keeps a
+        copy of them (:class:`WeightsRecord`); models the zoo lacks are restored from there.
     quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
     data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
     only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``).
-    report_only : compute nothing (no cell, no scene model): report what is stored, for the
-        weights the record names (models absent from the zoo too).
+    report_only : compute nothing (no cell, no scene model, no restore): report what is stored,
+        for the weights the record names (models absent from the zoo too), and archive those of
+        them the zoo holds.
     new_weights : measure a zoo model whose weights differ from the recorded ones (its stored
-        cells stay on disk but leave the report); without it such a model is an error.
+        cells stay on disk but leave the report); without it such a model is an error (delete
+        the zoo's model to have the recorded one restored).
     """
     settings = StudySettings.quick() if quick else StudySettings()
     root = Path(models_root)
-    if data and data.startswith("ambient:"):
-        root = scene_zoo(data, root, quick, build_progress, build=not report_only)
-        settings = replace(settings, target_label=None)        # scenes have no command to inject
-    zoo = Zoo(root)
     out = Path(out_dir)
     record = WeightsRecord(out)
+    ambient = bool(data and data.startswith("ambient:"))
+    if ambient:
+        root = scene_zoo(data, root, quick, build=False)
+        settings = replace(settings, target_label=None)        # scenes have no command to inject
+    zoo = Zoo(root)
+    restored = [] if report_only else record.restore(zoo)      # the exact models the cells were computed on
+    if ambient and not report_only:
+        scene_zoo(data, Path(models_root), quick, build_progress)   # then whatever the scene zoo still lacks
     attacks = {k: attack_params(k) for k in ATTACKS}
     cells = paper_cells(lambda m: zoo.exists(m) or m in record, attacks, settings)
     if only:
@@ -107,13 +116,15 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
     changed = sorted(m for m, h in in_zoo.items() if record.get(m) not in (None, h))
     if report_only:
         hashes = {**in_zoo, **record.hashes(touched)}           # what the stored cells were computed on
+        record.archive(zoo, [m for m, h in in_zoo.items() if record.get(m) == h])
     elif changed and not new_weights:
         raise TestbedError(f"{root}: {', '.join(changed)} hold other weights than the stored cells were computed "
-                           f"on ({record.path}); restore those models, or pass --new-weights to measure these "
-                           f"(the old cells stay stored)")
+                           f"on ({record.path}); delete them from the zoo to have the recorded ones restored, or "
+                           f"pass --new-weights to measure these (the old cells stay stored)")
     else:
         hashes = {**record.hashes(touched), **in_zoo}
         record.update(in_zoo)
+        record.archive(zoo, in_zoo)
     stop = (lambda: True) if report_only else should_stop
     run = run_cells(cells, zoo, out, data=None, progress=progress, should_stop=stop, executor=executor, hashes=hashes)
     known = set(zoo.names()) | set(touched)
@@ -122,4 +133,4 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
                           zoo=str(root), data=data or "each model's own test split", n_clips=settings.n_clips,
                           missing=missing, planned=[c.as_dict() for c in cells])
     return PaperStudy(run=run, report=report, out_dir=out, zoo=root, weights_changed=changed,
-                      not_in_zoo=sorted(set(touched) - set(in_zoo)))
+                      not_in_zoo=sorted(set(touched) - set(in_zoo)), restored=restored)

@@ -1,6 +1,6 @@
-"""The study's committed evidence: its cells and ``zoo.json`` (the weights they were computed on)
-report from a clean clone without the zoo, and a zoo holding other weights is caught before a
-study measures anything against them."""
+"""The study's committed evidence: its cells, ``zoo.json`` (the weights they were computed on) and
+a copy of those weights report from a clean clone without the zoo and restore the exact models
+to compute more; a zoo holding other weights is caught before a study measures anything."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from testbed.errors import TestbedError
 from testbed.models.zoo import sha256_file
-from testbed.study.record import RECORD_FILE, WeightsRecord
+from testbed.study.record import RECORD_FILE, WEIGHTS_DIR, WeightsRecord
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,8 +23,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _clone(study: Path, dest: Path) -> Path:
-    """What a clean clone has of a study: its cells and its weights record, nothing else."""
-    shutil.copytree(study / "cells", dest / "cells")
+    """What a clean clone has of a study: its cells, its weights record and archive, nothing else."""
+    for folder in ("cells", WEIGHTS_DIR):
+        shutil.copytree(study / folder, dest / folder)
     shutil.copy2(study / RECORD_FILE, dest / RECORD_FILE)
     return dest
 
@@ -38,6 +39,9 @@ def test_the_study_records_the_weights_of_every_model_its_cells_touch(quick_stud
     for name, sha in recorded.items():
         stored = name.split("@", 1)[0]
         assert sha == sha256_file(quick_zoo / stored / "weights.safetensors")
+        # the archive holds those very bytes and the card that goes with them
+        assert sha256_file(out / WEIGHTS_DIR / f"{sha}.safetensors") == sha
+        assert json.loads((out / WEIGHTS_DIR / f"{sha}.json").read_text())["weights_sha256"] == sha
 
 
 def test_a_clean_clone_reports_the_committed_cells_without_the_zoo(quick_study, cli, tmp_path):
@@ -51,10 +55,46 @@ def test_a_clean_clone_reports_the_committed_cells_without_the_zoo(quick_study, 
     original, rebuilt = (json.loads((d / "summary.json").read_text()) for d in (out, clone))
     assert rebuilt["claims"] == original["claims"] and rebuilt["unfinished"] == {}
     assert (clone / "rows.csv").read_text() == (out / "rows.csv").read_text()
-    # without --report-only nothing can be computed either: the cells are reported, none is lost
-    res = cli(["study", "paper", "--quick", "--root", tmp_path / "no-zoo", "--out", clone, "--json"])
+    assert not (tmp_path / "no-zoo").exists()                      # --report-only restores nothing
+
+
+def test_a_clean_clone_restores_the_exact_models_and_recomputes_a_lost_cell_alike(quick_study, cli, tmp_path):
+    out, first = quick_study
+    clone = _clone(out, tmp_path / "clone")
+    def source(path: Path) -> str:
+        return json.loads(path.read_text())["cell"]["source"]
+
+    cells = sorted((clone / "cells").glob("*.json"))
+    # one deterministic model's cell and one of the stochastic ensemble (its draws are seeded too)
+    lost = [next(p for p in cells if source(p) == "lm-fp32"), next(p for p in cells if source(p).startswith("lm-slr8"))]
+    originals = {p.name: json.loads(p.read_text()) for p in lost}
+    for p in lost:
+        p.unlink()
+    zoo = tmp_path / "fresh-zoo"
+    res = cli(["study", "paper", "--quick", "--root", zoo, "--out", clone, "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["computed"] == 0 and _files(clone) == _files(out)
+    got = json.loads(res.stdout)
+    recorded = json.loads((out / RECORD_FILE).read_text())["models"]
+    assert set(got["restored"]) == {n.split("@", 1)[0] for n in recorded} and got["not_in_zoo"] == []
+    for name, sha in recorded.items():
+        assert sha256_file(zoo / name.split("@", 1)[0] / "weights.safetensors") == sha
+    assert got["computed"] == len(lost) and got["cached"] == first["total"] - len(lost)
+    for name, was in originals.items():
+        now = json.loads((clone / "cells" / name).read_text())
+        assert now["cell"] == was["cell"] and now["clean_wrong"] == was["clean_wrong"]
+        assert now["wrong"] == was["wrong"] and now["hit"] == was["hit"]
+
+
+def test_a_tampered_archived_model_is_one_line_and_never_loaded(quick_study, cli, tmp_path):
+    out, _ = quick_study
+    clone = _clone(out, tmp_path / "clone")
+    blob = sorted((clone / WEIGHTS_DIR).glob("*.safetensors"))[0]
+    blob.write_bytes(blob.read_bytes()[:-8] + b"\x00" * 8)
+    res = cli(["study", "paper", "--quick", "--root", tmp_path / "zoo", "--out", clone, "--only", "fig4", "--json"])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and str(blob) in line and "weights_sha256" in line and "Traceback" not in line
+    assert _files(clone) == _files(out)
 
 
 def _retrain(zoo: Path, name: str) -> str:
@@ -126,7 +166,9 @@ def test_git_keeps_the_study_cells_and_record_and_ignores_what_is_generated_from
         return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
 
     for kept in ("analysis/study-paper/cells/0123.json", "analysis/study-paper/zoo.json",
-                 "analysis/study-paper-ambient/cells/0123.json", "analysis/study-paper-ambient/zoo.json"):
+                 "analysis/study-paper/weights/0123.safetensors", "analysis/study-paper/weights/0123.json",
+                 "analysis/study-paper-ambient/cells/0123.json", "analysis/study-paper-ambient/zoo.json",
+                 "analysis/study-paper-ambient/weights/0123.safetensors"):
         assert not ignored(kept), kept
     for generated in ("analysis/study-paper/report.html", "analysis/study-paper/summary.json",
                       "analysis/study-paper/figures/fig4.png", "analysis/study-paper-quick/cells/0123.json",
