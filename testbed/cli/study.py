@@ -41,8 +41,9 @@ def paper(
 
     Every finished cell is stored at once, so an interrupted study (Ctrl-C, a crash, the end of
     a working day) resumes where it stopped; LM cells come first; the report marks unfinished
-    cells. The cells and zoo.json (the weights they were computed on) are committed with the
-    docs that cite them, so a clean clone without the zoo reports them with --report-only.
+    cells. The cells, zoo.json (the weights they were computed on) and a copy of those weights
+    (weights/) are committed with the docs that cite them: a clean clone without the zoo reports
+    them with --report-only, and a run restores the exact models before computing more.
 
     Example: testbed study paper --quick
 
@@ -80,6 +81,8 @@ def paper(
     if json_out:
         print_json(res.as_dict())
         return
+    if res.restored:
+        err_console.print(f"restored from the study's copy of the weights: {', '.join(res.restored)}")
     if res.weights_changed:
         err_console.print(f"reported from the recorded weights, not the zoo's: {', '.join(res.weights_changed)}")
     if res.not_in_zoo:
