@@ -35,7 +35,7 @@ def consistency_loss(member_log_probs: torch.Tensor) -> torch.Tensor:
 
     Returns
     -------
-    scalar Tensor, >= 0; exactly 0 when all members agree, 0 for a single member.
+    scalar Tensor, >= 0; 0 when all members agree (up to float32 rounding), exactly 0 for a single member.
     """
     n = member_log_probs.shape[0]
     if n < 2:

@@ -25,7 +25,9 @@ def test_consistency_is_zero_for_identical_members_and_positive_otherwise():
     g = torch.Generator().manual_seed(0)
     one = torch.randn(1, 5, 12, generator=g).log_softmax(-1)
     same = one.expand(4, -1, -1)
-    assert float(consistency_loss(same)) == pytest.approx(0.0, abs=1e-7)
+    # zero up to float32 rounding: the self and cross terms are sums of ~2.5 computed by
+    # different kernels (elementwise and einsum), whose rounding differs by CPU (1.9e-7 on one)
+    assert float(consistency_loss(same)) == pytest.approx(0.0, abs=1e-6)
     different = torch.randn(4, 5, 12, generator=g).log_softmax(-1)
     value = consistency_loss(different)
     assert value > 0.01
