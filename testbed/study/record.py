@@ -24,12 +24,11 @@ from testbed.errors import ModelError, TestbedError
 from testbed.fileio import atomic_write
 from testbed.models import Zoo
 from testbed.models.zoo import split_view
-from testbed.names import name_problem
+from testbed.names import check_model_name
 
 RECORD_FILE = "zoo.json"
 WEIGHTS_DIR = "weights"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_VIEW = re.compile(r"@k\d+$")
 
 
 class WeightsRecord:
@@ -52,9 +51,10 @@ class WeightsRecord:
         if not isinstance(models, dict):
             raise TestbedError(f"{self.path}: field models: expected an object of model name -> weights sha256")
         for name, sha in models.items():
-            problem = name_problem(_VIEW.sub("", name))
-            if problem is not None:
-                raise TestbedError(f"{self.path}: field models.{name!r}: {problem}")
+            try:
+                check_model_name(name)
+            except ValueError as exc:
+                raise TestbedError(f"{self.path}: field models.{name!r}: {exc}") from None
             if not isinstance(sha, str) or not _SHA256.match(sha):
                 raise TestbedError(f"{self.path}: field models.{name}: expected a sha256 (64 hex digits), "
                                    f"got {sha!r}")
@@ -104,7 +104,7 @@ class WeightsRecord:
         for name, sha in sorted(self._models.items()):
             stored = split_view(name)[0]
             blob_path = self.weights_dir / f"{sha}.safetensors"
-            if stored in restored or zoo.exists(stored) or not blob_path.is_file():
+            if zoo.exists(stored) or not blob_path.is_file():      # a restored model exists now
                 continue
             try:
                 blob = blob_path.read_bytes()
