@@ -87,6 +87,16 @@ def _stored_fp32(zoo: Zoo, arch: str, dataset: Any) -> tuple[nn.Module, dict, di
     return zoo.load(name), dict(card["training"]), dict(card["metrics"])
 
 
+def _refuse_quick_over_full(zoo: Zoo, names: Sequence[str]) -> None:
+    """A ``--quick`` build writes the same names as a full one: refuse before training if any of
+    ``names`` already holds a full build, whose hours of training (and the study cells measured on
+    its exact weights) it would silently replace."""
+    full = [n for n in names if zoo.exists(n) and not zoo.card(n).get("data", {}).get("quick", False)]
+    if full:
+        raise ModelError(f"models build --quick: {zoo.root} already holds a full build of {', '.join(full)}; "
+                         "a quick build would overwrite it (give --root another folder, or delete it first)")
+
+
 def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32", "lowrank", "int8"),
               data: str = "synthetic", quick: bool = False, root: Path | str | None = None,
               seed: int = 0, progress: BuildProgress | None = None, *, steps: int | None = None,
@@ -138,6 +148,8 @@ def build_zoo(archs: Sequence[str] = ("lm",), variants: Sequence[str] = ("fp32",
     if not archs or not variants:
         raise ModelError("models build: give at least one architecture and one variant")
     zoo = Zoo(root)
+    if quick:
+        _refuse_quick_over_full(zoo, [f"{a}-{v}" for a in archs for v in variants])
     data_seed = 0
     if dataset is None:
         def data_progress(done: int, total: int) -> None:

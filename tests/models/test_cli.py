@@ -98,3 +98,30 @@ def test_eval_default_is_the_models_own_test_split(cli, quick_zoo):
     assert result["split"] == "test" and result["split_hash_matches_card"] is True
     assert result["accuracy"] == pytest.approx(card["metrics"]["test_accuracy"], abs=1e-4)
     assert result["accuracy"] > 2 / len(card["labels"])      # beats chance (1/12) widely
+
+
+def test_quick_build_never_overwrites_a_full_build(cli, tone_zoo, tones, tmp_path):
+    """`models build --quick` writes the zoo's real names: over a full build it stops (one line,
+    exit 2, weights untouched); over an earlier quick build it goes on."""
+    import shutil
+
+    from testbed.models import build_zoo
+
+    root, _ = tone_zoo
+    for name in ("lms-fp32", "lms-int8"):
+        shutil.copytree(root / name, tmp_path / name)
+    before = (tmp_path / "lms-int8" / "weights.safetensors").read_bytes()
+    res = cli(["models", "build", "--arch", "lms", "--variants", "int8", "--reuse-fp32", "--quick",
+               "--root", tmp_path])
+    assert res.exit_code == 2, res.output
+    assert "full build of lms-int8" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert (tmp_path / "lms-int8" / "weights.safetensors").read_bytes() == before
+
+    for name in ("lms-fp32", "lms-int8"):           # now both are quick builds: overwriting is fine
+        card_path = tmp_path / name / "card.json"
+        card = json.loads(card_path.read_text())
+        card["data"]["quick"] = True
+        card_path.write_text(json.dumps(card))
+    assert build_zoo(["lms"], ["int8"], quick=True, root=tmp_path, dataset=tones, reuse_fp32=True) == ["lms-int8"]
+    assert json.loads((tmp_path / "lms-int8" / "card.json").read_text())["data"]["quick"] is True
