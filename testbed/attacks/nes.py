@@ -34,6 +34,13 @@ class NES(Attack):
         Evaluate ``+u`` and ``-u`` pairs (lower-variance estimates).
     max_queries : int or None
         Query budget per example; iterations stop before it would be exceeded.
+    early_stop : bool
+        Stop querying a clip once it is fooled (Ilyas et al.'s query-limited setting): before
+        the first iteration and after each step, one query per clip (``eot_samples`` against a
+        stochastic model) reads whether ``x + delta`` is already wrong (untargeted) or the target
+        (targeted); fooled clips keep that perturbation, and the checks count as queries. A clip
+        the model already gets wrong costs one query. Without it every clip runs every iteration
+        and returns its last iterate, which may no longer fool the model.
     batch_size : int
         Model inputs per forward call (memory bound).
 
@@ -41,6 +48,8 @@ class NES(Attack):
     ----------
     queries : int
         Single-example model evaluations spent (all examples, all calls).
+    clip_queries : list[int]
+        Queries per clip, in order, of every run (as :attr:`Square.clip_queries`).
 
     Example
     -------
@@ -57,7 +66,7 @@ class NES(Attack):
                  sigma: Annotated[float, Range(0.0, 1.0, lo_open=True)] = 1e-3, alpha: Alpha = None,
                  antithetic: bool = True,
                  max_queries: Annotated[int | None, Range(1, 10**10, integer=True)] = None,
-                 batch_size: Count = 512, **common) -> None:
+                 early_stop: bool = False, batch_size: Count = 512, **common) -> None:
         common.setdefault("eot_samples", 1)
         super().__init__(model, eps, **common)
         self.iterations = _positive_int(self.name, "iterations", iterations)
@@ -71,20 +80,29 @@ class NES(Attack):
         self.alpha = float(alpha) if alpha is not None else 2.5 * self.eps / self.iterations
         if not self.alpha > 0:
             raise AttackError(f"{self.name}: alpha must be > 0, got {alpha}")
+        self.early_stop = bool(early_stop)
         if max_queries is not None:
             max_queries = _positive_int(self.name, "max_queries", max_queries)
-            if max_queries < self.population:
+            if max_queries < self.population + 2 * self._check_cost:
                 raise AttackError(f"{self.name}: max_queries {max_queries} is below one population "
-                                  f"({self.population}); raise it or lower population")
+                                  f"({self.population}{' plus two success checks' if self.early_stop else ''}); "
+                                  "raise it or lower population")
         self.max_queries = max_queries
         self.batch_size = _positive_int(self.name, "batch_size", batch_size)
+        self.clip_queries: list[int] = []
 
     @property
     def rounds(self) -> int:
         """Iterations that fit the query budget."""
         if self.max_queries is None:
             return self.iterations
-        return min(self.iterations, self.max_queries // self.population)
+        c = self._check_cost
+        return min(self.iterations, (self.max_queries - c) // (self.population + c))
+
+    @property
+    def _check_cost(self) -> int:
+        """Queries per clip of one success check (0 without ``early_stop``)."""
+        return self.eot_samples if self.early_stop else 0
 
     @torch.no_grad()
     def scores(self, x_in: torch.Tensor) -> torch.Tensor:
@@ -127,9 +145,32 @@ class NES(Attack):
             grads[i:i + n] = torch.einsum("np,nps->ns", f, u) / (self.population * self.sigma)
         return grads
 
+    @torch.no_grad()
+    def success(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor,
+                target: torch.Tensor | None) -> torch.Tensor:
+        """Whether ``x + delta`` fools the model (B,), from the mean probabilities of
+        ``eot_samples`` queries per clip (counted in :attr:`queries`)."""
+        probs = sum(self.scores(x + delta) for _ in range(self.eot_samples)) / self.eot_samples
+        return self.fooled(probs, y, target)
+
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         delta = torch.zeros_like(x)
+        if not self.early_stop:
+            for _ in range(self.rounds):
+                g = self.estimate_gradient(x, delta, y, target)
+                delta = self.project(x, delta + self.alpha * g.sign())
+            self.clip_queries.extend([self.rounds * self.population] * x.shape[0])
+            return delta
+        active = ~self.success(x, delta, y, target)
+        used = torch.full((x.shape[0],), self._check_cost, dtype=torch.int64)
         for _ in range(self.rounds):
-            g = self.estimate_gradient(x, delta, y, target)
-            delta = self.project(x, delta + self.alpha * g.sign())
+            rows = active.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                break
+            xa, ya, ta = x[rows], y[rows], None if target is None else target[rows]
+            g = self.estimate_gradient(xa, delta[rows], ya, ta)
+            delta[rows] = self.project(xa, delta[rows] + self.alpha * g.sign())
+            active[rows] = ~self.success(xa, delta[rows], ya, ta)
+            used[rows.cpu()] += self.population + self._check_cost
+        self.clip_queries.extend(used.tolist())
         return delta

@@ -93,6 +93,9 @@ class OTANES(NES):
                  input_gain_db: Db = 0.0, **params) -> None:
         super().__init__(model, eps, iterations=iterations, population=population,
                          eot_samples=eot_samples, **params)
+        if self.early_stop:     # the session's budget bookkeeping needs a fixed cost per example
+            raise AttackError(f"{self.name}: early_stop is not supported: every example spends exactly "
+                              "queries_per_example queries")
         cost = self.population * self.eot_samples
         if max_queries is not None:
             max_queries = _positive_int(self.name, "max_queries", max_queries)

@@ -46,7 +46,7 @@ class StudySettings:
     certify: Mapping[str, Any] = field(default_factory=lambda: {"n0": 100, "n": 1000, "alpha": 0.001})
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {
         "pgd": {"steps": 20}, "apgd": {"steps": 20},
-        "nes": {"iterations": 20, "population": 64, "sigma": 0.001},
+        "nes": {"iterations": 20, "population": 64, "sigma": 0.001, "early_stop": True},
         "square": {"n_queries": 1000},
     })
 
@@ -56,7 +56,7 @@ class StudySettings:
                    transfer_eps=0.01, members=(1, 4), defence_eps=(0.001,), eot_samples=2,
                    certify={"n0": 10, "n": 50, "alpha": 0.01},
                    params={"pgd": {"steps": 5}, "apgd": {"steps": 5},
-                           "nes": {"iterations": 3, "population": 8, "sigma": 0.001},
+                           "nes": {"iterations": 3, "population": 8, "sigma": 0.001, "early_stop": True},
                            "square": {"n_queries": 40}})
 
 
