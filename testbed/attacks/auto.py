@@ -25,6 +25,10 @@ from testbed.errors import AttackError
 
 #: the ensemble, in the order it runs
 SEQUENCE: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "square")
+#: AutoAttack's versions: "standard", and "rand" for randomised defences (Croce & Hein's code runs
+#: only the EOT versions of APGD-CE and APGD-DLR there: a score-based search reads one noisy draw
+#: per query, and averaging it costs ``eot_samples`` times Square's budget)
+VERSIONS: dict[str, tuple[str, ...]] = {"standard": SEQUENCE, "rand": ("apgd-ce", "apgd-dlr")}
 #: ``broken_by`` entries for clips no attack was needed for, or none could break
 CLEAN, ROBUST = "clean", "robust"
 #: how the cascade decides: "eot" (the mean of ``eot_samples`` draws; unbroken clips keep their best
@@ -50,6 +54,9 @@ class AutoAttack(Attack):
     eot_samples : int or None
         Passes per gradient / score against a stochastic model (default
         :data:`~testbed.attacks.base.DEFAULT_EOT_SAMPLES`; 1 for deterministic models).
+    version : str
+        ``"standard"`` (APGD-CE, APGD-DLR, Square) or ``"rand"`` (APGD-CE and APGD-DLR only,
+        AutoAttack's version for randomised defences; see :data:`VERSIONS`).
     check : str
         ``"eot"`` (default): whether a clip is wrong is read from the mean logits of
         ``eot_samples`` draws, and against a stochastic model a clip no attack breaks keeps the
@@ -74,7 +81,7 @@ class AutoAttack(Attack):
     name = "auto"
 
     def __init__(self, model, eps: float, *, steps: Annotated[int, Range(2, 100_000, integer=True)] = 100,
-                 n_queries: Count = 1000, check: str = "eot", **common) -> None:
+                 n_queries: Count = 1000, check: str = "eot", version: str = "standard", **common) -> None:
         restarts = common.pop("restarts", 1)
         common.pop("loss", None)            # each attack of the ensemble has its own objective
         super().__init__(model, eps, **common)
@@ -84,12 +91,16 @@ class AutoAttack(Attack):
         if check not in CHECKS:
             raise AttackError(f"{self.name}: check must be one of {', '.join(CHECKS)}, got {check!r}")
         self.check = check
+        if version not in VERSIONS:
+            raise AttackError(f"{self.name}: version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        self.version = version
         shared = dict(seed=self.seed, eot_samples=self.eot_samples, bpda=self.bpda,
                       gradient=self.gradient_mode if self.gradient_mode != "exact" else "ste")
-        self.attacks: tuple[Attack, ...] = (
+        every: tuple[Attack, ...] = (
             APGDCE(model, eps, steps=self.steps, restarts=self.apgd_restarts, **shared),
             APGDDLR(model, eps, steps=self.steps, restarts=self.apgd_restarts, **shared),
             Square(model, eps, n_queries=self.n_queries, **shared))
+        self.attacks = tuple(a for a in every if a.name in VERSIONS[version])
         self.broken_by: list[str] = []
         self.clip_queries: list[int] = []
 

@@ -87,3 +87,21 @@ def test_the_check_is_the_same_on_a_deterministic_model_and_a_bad_one_is_refused
     assert torch.equal(deltas[0], deltas[1])
     with pytest.raises(AttackError, match="check must be one of eot, single"):
         AutoAttack(tiny_model, 0.06, check="majority")
+
+
+def test_the_rand_version_runs_the_two_apgds_and_spends_no_square_query(tiny_model, tiny_data):
+    """AutoAttack's version for randomised defences: APGD-CE and APGD-DLR (EOT), no Square; on the
+    same seed its first two attacks break the same clips as the standard version's."""
+    x, y = tiny_data
+    std = AutoAttack(tiny_model, 0.06, steps=8, n_queries=30, seed=0)
+    rand = AutoAttack(tiny_model, 0.06, steps=8, n_queries=30, seed=0, version="rand")
+    assert [a.name for a in rand.attacks] == ["apgd-ce", "apgd-dlr"]
+    std.perturb(x, y)
+    rand.perturb(x, y)
+    s, r = std.counts(), rand.counts()
+    assert len(std.clip_queries) == s["square"] + s["robust"] > 0    # Square queried the clips left ...
+    assert r["square"] == 0 and rand.clip_queries == []             # ... the rand version never does
+    assert [r[k] for k in ("clean", "apgd-ce", "apgd-dlr")] == [s[k] for k in ("clean", "apgd-ce", "apgd-dlr")]
+    assert r["robust"] == s["robust"] + s["square"]     # what Square broke stays robust without it
+    with pytest.raises(AttackError, match="version must be one of standard, rand"):
+        AutoAttack(tiny_model, 0.06, version="plus")
