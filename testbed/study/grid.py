@@ -67,11 +67,13 @@ def _stochastic(name: str) -> bool:
 
 def _params(settings: StudySettings, attack: str, model: str, accepts: Callable[[str], list[str]]) -> tuple:
     """The attack's budget from ``settings``, kept to the names the attack accepts, with EOT
-    draws against a stochastic model (an adaptive attack)."""
+    draws against a stochastic model (an adaptive attack), and there ``auto`` as AutoAttack runs
+    against randomised defences (``version="rand"``: APGD-CE and APGD-DLR, each with EOT)."""
     p = dict(settings.params.get(attack, {}))
     if _stochastic(model):
         p["eot_samples"] = settings.eot_samples
         p["check"] = "eot"          # auto's decisions from the draws' mean (see AutoAttack)
+        p["version"] = "rand"       # AutoAttack's ensemble for randomised defences: no Square
     known = set(accepts(attack))
     return tuple(sorted((k, v) for k, v in p.items() if k in known))
 

@@ -88,12 +88,15 @@ def test_lm_cells_come_first():
 
 
 def test_auto_against_a_stochastic_defence_decides_from_the_draws_mean():
+    """...and runs AutoAttack's version for randomised defences; deterministic models get neither."""
     have = {"lm-fp32", "lm-slr8", "lm-advtrain"}
-    attacks = {"auto": ["steps", "n_queries", "check", "eot_samples"], "pgd": ["steps", "eot_samples"]}
+    attacks = {"auto": ["steps", "n_queries", "check", "eot_samples", "version"], "pgd": ["steps", "eot_samples"]}
     cells = [c for c in paper_cells(lambda n: n in have, attacks, StudySettings.quick()) if c.figure == "defence"]
     params = {c.source: dict(c.params) for c in cells}
     assert params["lm-slr8"]["check"] == "eot" and params["lm-slr8"]["eot_samples"] == 2
     assert "check" not in params["lm-fp32"] and "check" not in params["lm-advtrain"]
+    assert params["lm-slr8"]["version"] == "rand"
+    assert "version" not in params["lm-fp32"] and "version" not in params["lm-advtrain"]
 
 
 def test_study_resumes_after_a_kill_without_recomputing_finished_cells(quick_zoo, tmp_path):
