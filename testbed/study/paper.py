@@ -84,7 +84,8 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
         copy of them (:class:`WeightsRecord`); models the zoo lacks are restored from there.
     quick : the smoke grid (:meth:`StudySettings.quick`): 16 clips, two bounds, short attacks.
     data : ``ambient:PATH`` for the paper's second task; default the KWS zoo's own test clips.
-    only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``).
+    only : run only these figures' cells (``fig4`` ... ``fig9``, ``defence``, ``certified``);
+        the weights of every model of the grid are still checked, recorded and archived.
     report_only : compute nothing (no cell, no scene model, no restore): report what is stored,
         for the weights the record names (models absent from the zoo too), and archive those of
         them the zoo holds.
@@ -106,12 +107,13 @@ def study_paper(*, models_root: Path | str, out_dir: Path | str, quick: bool = F
         scene_zoo(data, Path(models_root), quick, build_progress)   # then whatever the scene zoo still lacks
     attacks = {k: attack_params(k) for k in ATTACKS}
     cells = paper_cells(lambda m: zoo.exists(m) or m in record, attacks, settings)
+    # every model of the grid, not only --only's: a run records (and archives) the whole zoo it measures
+    touched = sorted({m for c in cells for m in (c.source, *c.targets)})
     if only:
         unknown = sorted(set(only) - FIGURES)
         if unknown:
             raise TestbedError(f"--only: unknown figure {', '.join(unknown)} (have: {', '.join(sorted(FIGURES))})")
         cells = [c for c in cells if c.figure in set(only)]
-    touched = sorted({m for c in cells for m in (c.source, *c.targets)})
     in_zoo = {m: zoo.model_hash(m) for m in touched if zoo.exists(m)}
     changed = sorted(m for m, h in in_zoo.items() if record.get(m) not in (None, h))
     if report_only:

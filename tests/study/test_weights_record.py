@@ -174,3 +174,20 @@ def test_git_keeps_the_study_cells_and_record_and_ignores_what_is_generated_from
                       "analysis/study-paper/figures/fig4.png", "analysis/study-paper-quick/cells/0123.json",
                       "analysis/some-session/report.html"):
         assert ignored(generated), generated
+
+
+def test_a_run_of_one_figure_records_every_model_of_the_grid(quick_study, quick_zoo, cli, tmp_path):
+    """A model built after the last run (here: dropped from the record) is pinned by the next run,
+    whichever figures it computes: otherwise a zoo built but measured only in part is lost with the machine."""
+    out, first = quick_study
+    study = _clone(out, tmp_path / "study")
+    record = json.loads((study / RECORD_FILE).read_text())
+    sha = record["models"].pop("lm-lowrank")
+    (study / RECORD_FILE).write_text(json.dumps(record))
+    (study / WEIGHTS_DIR / f"{sha}.safetensors").unlink()
+    res = cli(["study", "paper", "--quick", "--root", quick_zoo, "--out", study, "--only", "fig8", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["computed"] == 0 and got["cached"] == got["total"] > 0      # fig8 touches lm-slr8 only
+    assert WeightsRecord(study).get("lm-lowrank") == sha
+    assert sha256_file(study / WEIGHTS_DIR / f"{sha}.safetensors") == sha
