@@ -21,7 +21,8 @@ def paper(
                               help="zoo folder (default: env TESTBED_MODELS_DIR or ./models)"),
     out: Path = typer.Option(None, "--out", "-o", help="study folder (default analysis/study-paper; "
                                                        "-ambient with --data ambient:..., -quick with --quick)"),
-    only: str = typer.Option(None, "--only", help="only these figures' cells, e.g. fig6,fig7 (fig9 reads fig4's); every model of the grid is still recorded and archived"),
+    only: str = typer.Option(None, "--only", help="only these figures' cells, e.g. fig6,fig7 (fig9 reads "
+                             "fig4's); every model of the grid is still recorded and archived"),
     cluster: str = typer.Option("none", "--cluster", help="none | local[:N] | tcp://host:8786: compute cells as "
                                                           "Dask tasks (this process stores every result)"),
     report_only: bool = typer.Option(False, "--report-only",
