@@ -155,13 +155,8 @@ class NES(Attack):
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         delta = torch.zeros_like(x)
-        if not self.early_stop:
-            for _ in range(self.rounds):
-                g = self.estimate_gradient(x, delta, y, target)
-                delta = self.project(x, delta + self.alpha * g.sign())
-            self.clip_queries.extend([self.rounds * self.population] * x.shape[0])
-            return delta
-        active = ~self.success(x, delta, y, target)
+        # without early_stop every clip stays active and no check is spent
+        active = ~self.success(x, delta, y, target) if self.early_stop else torch.ones_like(y, dtype=torch.bool)
         used = torch.full((x.shape[0],), self._check_cost, dtype=torch.int64)
         for _ in range(self.rounds):
             rows = active.nonzero().squeeze(1)
@@ -170,7 +165,8 @@ class NES(Attack):
             xa, ya, ta = x[rows], y[rows], None if target is None else target[rows]
             g = self.estimate_gradient(xa, delta[rows], ya, ta)
             delta[rows] = self.project(xa, delta[rows] + self.alpha * g.sign())
-            active[rows] = ~self.success(xa, delta[rows], ya, ta)
+            if self.early_stop:
+                active[rows] = ~self.success(xa, delta[rows], ya, ta)
             used[rows.cpu()] += self.population + self._check_cost
         self.clip_queries.extend(used.tolist())
         return delta
